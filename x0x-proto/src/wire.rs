@@ -1,0 +1,664 @@
+//! The wire format: one versioned frame for every message the protocol sends.
+//!
+//! ```text
+//! frame = version(u8 = 1) | kind(u8) | body (postcard)
+//! ```
+//!
+//! * `version` changes only for an incompatible change of the framing itself.
+//! * `kind` names the body type ([`FrameKind`]). New message types get new kinds; a receiver
+//!   that does not know a kind reports [`DecodeError::UnknownKind`] and can skip the frame,
+//!   so a fleet can add messages without a flag day (x0x's positional bincode broke releases).
+//! * `body` is the [postcard] encoding of the kind's struct. Trailing bytes are an error, so
+//!   every frame has exactly one encoding.
+//!
+//! Sizes are checked **before** decoding: a frame longer than [`MAX_FRAME_LEN`] or than its
+//! kind's own limit ([`FrameKind::max_len`]) is refused without looking at the body, and every
+//! variable-length list has an element cap enforced while decoding ([`MAX_PEERS_PER_FRAME`]…),
+//! so hostile bytes cannot make the decoder allocate beyond the frame they arrived in.
+//!
+//! Signed content travels as [`Signed`]: the exact body bytes that were signed, and the
+//! signature. Nothing is re-encoded before verification (docs/protocol.md, "Signed bytes").
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::identity::{AgentId, Domain, MachineId, PublicKey, Signature, VerifyError};
+
+/// The framing version this build speaks.
+pub const WIRE_VERSION: u8 = 1;
+/// Hard upper bound of any frame, in bytes (version and kind included).
+pub const MAX_FRAME_LEN: usize = 256 * 1024;
+/// Most peer entries one membership frame may carry.
+pub const MAX_PEERS_PER_FRAME: usize = 64;
+/// Most addresses one peer entry may carry.
+pub const MAX_ADDRS_PER_PEER: usize = 16;
+/// Most message ids one IHAVE or GRAFT may carry.
+pub const MAX_IDS_PER_FRAME: usize = 1024;
+/// Most topics one interest frame may carry.
+pub const MAX_TOPICS_PER_FRAME: usize = 256;
+/// Limit for small control frames (membership, probes, PRUNE…).
+pub const MAX_CONTROL_FRAME_LEN: usize = 16 * 1024;
+
+/// Errors from [`Frame::decode`]. Each says what was wrong; none is a panic.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// Fewer than the two header bytes.
+    #[error("frame too short ({0} bytes)")]
+    TooShort(usize),
+    /// Longer than [`MAX_FRAME_LEN`] or the kind's limit.
+    #[error("frame of {len} bytes exceeds the limit of {limit} for {kind}")]
+    TooLarge {
+        /// Frame length.
+        len: usize,
+        /// The limit that applied.
+        limit: usize,
+        /// The kind byte, as far as it is known.
+        kind: KindByte,
+    },
+    /// A framing version this build does not speak.
+    #[error("unsupported wire version {0}")]
+    UnsupportedVersion(u8),
+    /// A kind this build does not know (may be newer than us: skippable).
+    #[error("unknown frame kind {0:#04x}")]
+    UnknownKind(u8),
+    /// The body is not a valid encoding of the kind's struct.
+    #[error("malformed {kind} body: {reason}")]
+    Malformed {
+        /// The frame kind.
+        kind: FrameKind,
+        /// The decoder's complaint.
+        reason: String,
+    },
+    /// Bytes left over after the body.
+    #[error("{kind} body followed by {extra} trailing bytes")]
+    TrailingBytes {
+        /// The frame kind.
+        kind: FrameKind,
+        /// How many bytes were left.
+        extra: usize,
+    },
+}
+
+/// Errors from [`Frame::encode`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EncodeError {
+    /// The encoded frame would exceed its kind's limit.
+    #[error("{kind} frame of {len} bytes exceeds the limit of {limit}")]
+    TooLarge {
+        /// The frame kind.
+        kind: FrameKind,
+        /// Encoded length.
+        len: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A list holds more elements than the wire allows.
+    #[error("{kind} frame has a list of {len} entries, more than {limit}")]
+    TooManyEntries {
+        /// The frame kind.
+        kind: FrameKind,
+        /// The list length.
+        len: usize,
+        /// The limit.
+        limit: usize,
+    },
+}
+
+/// A raw kind byte, printed by name when known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KindByte(pub u8);
+
+impl fmt::Display for KindByte {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match FrameKind::from_byte(self.0) {
+            Some(k) => k.fmt(f),
+            None => write!(f, "kind {:#04x}", self.0),
+        }
+    }
+}
+
+macro_rules! frame_kinds {
+    ($( $(#[$doc:meta])* $variant:ident = $byte:expr, $limit:expr; )*) => {
+        /// The kind tag of a frame: which body struct follows.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum FrameKind {
+            $( $(#[$doc])* $variant, )*
+        }
+
+        impl FrameKind {
+            /// Every kind, in tag order.
+            pub const ALL: &'static [FrameKind] = &[ $( Self::$variant, )* ];
+
+            /// The tag byte.
+            pub const fn byte(self) -> u8 {
+                match self { $( Self::$variant => $byte, )* }
+            }
+
+            /// The kind for a tag byte, if known.
+            pub const fn from_byte(b: u8) -> Option<Self> {
+                match b { $( $byte => Some(Self::$variant), )* _ => None }
+            }
+
+            /// Largest frame of this kind, in bytes, header included.
+            pub const fn max_len(self) -> usize {
+                match self { $( Self::$variant => $limit, )* }
+            }
+        }
+
+        impl fmt::Display for FrameKind {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(match self { $( Self::$variant => stringify!($variant), )* })
+            }
+        }
+
+        /// Every message of the protocol.
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        #[allow(missing_docs)] // each variant carries the struct of the same name
+        pub enum Frame {
+            $( $variant($variant), )*
+        }
+
+        impl Frame {
+            /// This frame's kind.
+            pub fn kind(&self) -> FrameKind {
+                match self { $( Self::$variant(_) => FrameKind::$variant, )* }
+            }
+
+            fn encode_body(&self, out: Vec<u8>) -> Vec<u8> {
+                match self {
+                    $( Self::$variant(b) => postcard::to_extend(b, out), )*
+                }
+                .unwrap_or_else(|_| unreachable!("postcard to Vec cannot fail for plain data"))
+            }
+
+            fn decode_body(kind: FrameKind, body: &[u8]) -> Result<Self, DecodeError> {
+                match kind {
+                    $( FrameKind::$variant => decode_exact::<$variant>(kind, body).map(Self::$variant), )*
+                }
+            }
+        }
+
+        $(
+            impl From<$variant> for Frame {
+                fn from(b: $variant) -> Self { Self::$variant(b) }
+            }
+        )*
+    };
+}
+
+frame_kinds! {
+    /// First frame on every connection: who I am beyond the TLS-proven machine.
+    Hello = 0x01, MAX_CONTROL_FRAME_LEN;
+    /// HyParView: a new node asks to join the overlay.
+    Join = 0x10, MAX_CONTROL_FRAME_LEN;
+    /// HyParView: a join travelling a random walk.
+    ForwardJoin = 0x11, MAX_CONTROL_FRAME_LEN;
+    /// HyParView: ask to become an active neighbour.
+    Neighbor = 0x12, MAX_CONTROL_FRAME_LEN;
+    /// HyParView: answer to a neighbour request.
+    NeighborReply = 0x13, MAX_CONTROL_FRAME_LEN;
+    /// HyParView: leave the sender's active view.
+    Disconnect = 0x14, MAX_CONTROL_FRAME_LEN;
+    /// HyParView: a passive-view exchange on a random walk.
+    Shuffle = 0x15, MAX_CONTROL_FRAME_LEN;
+    /// HyParView: the answer to a shuffle.
+    ShuffleReply = 0x16, MAX_CONTROL_FRAME_LEN;
+    /// SWIM: direct probe.
+    Ping = 0x18, MAX_CONTROL_FRAME_LEN;
+    /// SWIM: answer to a probe.
+    Ack = 0x19, MAX_CONTROL_FRAME_LEN;
+    /// SWIM: ask a neighbour to probe a target for us.
+    PingReq = 0x1a, MAX_CONTROL_FRAME_LEN;
+    /// SWIM: the outcome of an indirect probe.
+    PingReqAck = 0x1b, MAX_CONTROL_FRAME_LEN;
+    /// PlumTree: a message pushed eagerly.
+    Gossip = 0x20, MAX_FRAME_LEN;
+    /// PlumTree: ids of messages the sender has (lazy push).
+    IHave = 0x21, 64 * 1024;
+    /// PlumTree: please send these messages and make me an eager peer.
+    Graft = 0x22, 64 * 1024;
+    /// PlumTree: stop pushing this topic to me eagerly.
+    Prune = 0x23, MAX_CONTROL_FRAME_LEN;
+    /// Which topics the sender carries.
+    Interest = 0x24, 16 * 1024;
+}
+
+fn decode_exact<T: DeserializeOwned>(kind: FrameKind, body: &[u8]) -> Result<T, DecodeError> {
+    match postcard::take_from_bytes::<T>(body) {
+        Ok((v, rest)) if rest.is_empty() => Ok(v),
+        Ok((_, rest)) => Err(DecodeError::TrailingBytes {
+            kind,
+            extra: rest.len(),
+        }),
+        Err(e) => Err(DecodeError::Malformed {
+            kind,
+            reason: e.to_string(),
+        }),
+    }
+}
+
+impl Frame {
+    /// Encodes the frame, refusing one over its kind's limit or with an over-long list.
+    pub fn encode(&self) -> Result<Bytes, EncodeError> {
+        let kind = self.kind();
+        self.check_lists()?;
+        let out = self.encode_body(vec![WIRE_VERSION, kind.byte()]);
+        if out.len() > kind.max_len() {
+            return Err(EncodeError::TooLarge {
+                kind,
+                len: out.len(),
+                limit: kind.max_len(),
+            });
+        }
+        Ok(Bytes::from(out))
+    }
+
+    /// Decodes one frame. Length limits are checked before the body is read.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        if bytes.len() > MAX_FRAME_LEN {
+            return Err(DecodeError::TooLarge {
+                len: bytes.len(),
+                limit: MAX_FRAME_LEN,
+                kind: KindByte(bytes.get(1).copied().unwrap_or(0)),
+            });
+        }
+        let [version, kind, body @ ..] = bytes else {
+            return Err(DecodeError::TooShort(bytes.len()));
+        };
+        if *version != WIRE_VERSION {
+            return Err(DecodeError::UnsupportedVersion(*version));
+        }
+        let kind = FrameKind::from_byte(*kind).ok_or(DecodeError::UnknownKind(*kind))?;
+        if bytes.len() > kind.max_len() {
+            return Err(DecodeError::TooLarge {
+                len: bytes.len(),
+                limit: kind.max_len(),
+                kind: KindByte(kind.byte()),
+            });
+        }
+        Self::decode_body(kind, body)
+    }
+
+    /// The decoder caps lists while reading; the encoder refuses to write what would be refused.
+    fn check_lists(&self) -> Result<(), EncodeError> {
+        let kind = self.kind();
+        let check = |len: usize, limit: usize| {
+            if len > limit {
+                Err(EncodeError::TooManyEntries { kind, len, limit })
+            } else {
+                Ok(())
+            }
+        };
+        let peers = |p: &[PeerAddr]| -> Result<(), EncodeError> {
+            check(p.len(), MAX_PEERS_PER_FRAME)?;
+            p.iter()
+                .try_for_each(|p| check(p.addrs.len(), MAX_ADDRS_PER_PEER))
+        };
+        match self {
+            Self::Hello(h) => check(h.addrs.len(), MAX_ADDRS_PER_PEER),
+            Self::Join(j) => check(j.addrs.len(), MAX_ADDRS_PER_PEER),
+            Self::ForwardJoin(f) => peers(std::slice::from_ref(&f.joiner)),
+            Self::Shuffle(s) => {
+                peers(std::slice::from_ref(&s.origin))?;
+                peers(&s.peers)
+            }
+            Self::ShuffleReply(s) => peers(&s.peers),
+            Self::IHave(i) => check(i.entries.len(), MAX_IDS_PER_FRAME),
+            Self::Graft(g) => check(g.ids.len(), MAX_IDS_PER_FRAME),
+            Self::Interest(i) => check(i.topics.len(), MAX_TOPICS_PER_FRAME),
+            _ => Ok(()),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bounded list decoding
+// ---------------------------------------------------------------------------------------------
+
+/// Deserialises a `Vec<T>` of at most `N` elements, allocating at most `N` slots whatever
+/// length prefix the input claims.
+fn bounded_vec<'de, D, T, const N: usize>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct V<T, const N: usize>(PhantomData<T>);
+    impl<'de, T: Deserialize<'de>, const N: usize> serde::de::Visitor<'de> for V<T, N> {
+        type Value = Vec<T>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "a list of at most {N} entries")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let claimed = seq.size_hint().unwrap_or(0);
+            if claimed > N {
+                return Err(serde::de::Error::invalid_length(claimed, &self));
+            }
+            let mut out = Vec::with_capacity(claimed);
+            while let Some(v) = seq.next_element()? {
+                if out.len() == N {
+                    return Err(serde::de::Error::invalid_length(N + 1, &self));
+                }
+                out.push(v);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_seq(V::<T, N>(PhantomData))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ids carried on the wire
+// ---------------------------------------------------------------------------------------------
+
+macro_rules! hash_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        pub struct $name(pub [u8; 32]);
+
+        impl $name {
+            /// The raw bytes.
+            pub const fn as_bytes(&self) -> &[u8; 32] {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                let n = if f.alternate() { 32 } else { 5 };
+                for b in &self.0[..n] {
+                    write!(f, "{b:02x}")?;
+                }
+                Ok(())
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!(stringify!($name), "({})"), self)
+            }
+        }
+    };
+}
+
+hash_id!(
+    /// A pub/sub topic: `BLAKE3::derive_key("x0x-rs topic v1", name)`.
+    TopicId
+);
+hash_id!(
+    /// A broadcast message: the BLAKE3 hash of its signed body bytes.
+    MessageId
+);
+
+impl TopicId {
+    /// The topic id of a topic name.
+    pub fn from_name(name: &str) -> Self {
+        Self(blake3::derive_key("x0x-rs topic v1", name.as_bytes()))
+    }
+}
+
+impl MessageId {
+    /// The id of a message whose signed body is `body`.
+    pub fn of_body(body: &[u8]) -> Self {
+        Self(*blake3::hash(body).as_bytes())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Frame bodies
+// ---------------------------------------------------------------------------------------------
+
+/// A machine and the addresses it can be dialled at.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PeerAddr {
+    /// The machine.
+    pub id: MachineId,
+    /// Where to dial it (at most [`MAX_ADDRS_PER_PEER`]).
+    #[serde(deserialize_with = "bounded_vec::<_, _, { MAX_ADDRS_PER_PEER }>")]
+    pub addrs: Vec<SocketAddr>,
+}
+
+/// First frame on a connection, sent by both sides.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// The agent running on the sending machine.
+    pub agent: AgentId,
+    /// Addresses the sender listens on (at most [`MAX_ADDRS_PER_PEER`]).
+    #[serde(deserialize_with = "bounded_vec::<_, _, { MAX_ADDRS_PER_PEER }>")]
+    pub addrs: Vec<SocketAddr>,
+}
+
+/// HyParView JOIN: the sender wants to enter the overlay through the receiver.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Join {
+    /// Where the joiner can be dialled.
+    #[serde(deserialize_with = "bounded_vec::<_, _, { MAX_ADDRS_PER_PEER }>")]
+    pub addrs: Vec<SocketAddr>,
+}
+
+/// HyParView FORWARDJOIN: a join on its random walk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForwardJoin {
+    /// The node that joined.
+    pub joiner: PeerAddr,
+    /// Remaining walk length.
+    pub ttl: u8,
+}
+
+/// HyParView NEIGHBOR: ask the receiver to add the sender to its active view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Neighbor {
+    /// High priority: the sender has no active neighbour left and must be accepted.
+    pub high_priority: bool,
+}
+
+/// HyParView NEIGHBOR reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NeighborReply {
+    /// Whether the receiver added the sender to its active view.
+    pub accepted: bool,
+}
+
+/// HyParView DISCONNECT: the sender dropped the receiver from its active view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Disconnect {
+    /// The sender stays online (keep it in the passive view) or is leaving.
+    pub alive: bool,
+}
+
+/// HyParView SHUFFLE: a sample of the origin's views on a random walk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shuffle {
+    /// The node that started the shuffle (the reply goes to it).
+    pub origin: PeerAddr,
+    /// The sample.
+    #[serde(deserialize_with = "bounded_vec::<_, _, { MAX_PEERS_PER_FRAME }>")]
+    pub peers: Vec<PeerAddr>,
+    /// Remaining walk length.
+    pub ttl: u8,
+}
+
+/// HyParView SHUFFLEREPLY: a sample of the replier's passive view.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShuffleReply {
+    /// The sample.
+    #[serde(deserialize_with = "bounded_vec::<_, _, { MAX_PEERS_PER_FRAME }>")]
+    pub peers: Vec<PeerAddr>,
+}
+
+/// SWIM PING / ACK: a probe and its answer carry the same sequence number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ping {
+    /// Probe sequence number, echoed by the ack.
+    pub seq: u64,
+}
+
+/// SWIM ACK.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    /// The sequence number of the answered probe.
+    pub seq: u64,
+}
+
+/// SWIM PING-REQ: probe `target` on the sender's behalf.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PingReq {
+    /// The suspect.
+    pub target: MachineId,
+    /// The requester's sequence number, echoed in the answer.
+    pub seq: u64,
+}
+
+/// SWIM indirect-probe answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PingReqAck {
+    /// The suspect that was probed.
+    pub target: MachineId,
+    /// The requester's sequence number.
+    pub seq: u64,
+    /// Whether the target answered.
+    pub alive: bool,
+}
+
+/// PlumTree GOSSIP: a message pushed eagerly along the tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gossip {
+    /// The topic.
+    pub topic: TopicId,
+    /// Hops travelled so far (0 at the publisher's neighbours).
+    pub hops: u8,
+    /// The signed message.
+    pub message: Signed,
+}
+
+/// One entry of an IHAVE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IHaveEntry {
+    /// The message.
+    pub id: MessageId,
+    /// Hops the message had travelled when the sender received it.
+    pub hops: u8,
+}
+
+/// PlumTree IHAVE: the sender has these messages of `topic`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IHave {
+    /// The topic.
+    pub topic: TopicId,
+    /// The ids (at most [`MAX_IDS_PER_FRAME`]).
+    #[serde(deserialize_with = "bounded_vec::<_, _, { MAX_IDS_PER_FRAME }>")]
+    pub entries: Vec<IHaveEntry>,
+}
+
+/// PlumTree GRAFT: send me these messages and push `topic` to me eagerly from now on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Graft {
+    /// The topic.
+    pub topic: TopicId,
+    /// Messages wanted (may be empty: only re-enter the eager set).
+    #[serde(deserialize_with = "bounded_vec::<_, _, { MAX_IDS_PER_FRAME }>")]
+    pub ids: Vec<MessageId>,
+}
+
+/// PlumTree PRUNE: stop pushing `topic` eagerly to the sender; IHAVE is enough.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Prune {
+    /// The topic.
+    pub topic: TopicId,
+}
+
+/// The topics the sender carries (subscribes to or relays), replacing any earlier list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Interest {
+    /// The topics (at most [`MAX_TOPICS_PER_FRAME`]).
+    #[serde(deserialize_with = "bounded_vec::<_, _, { MAX_TOPICS_PER_FRAME }>")]
+    pub topics: Vec<TopicId>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Signed content
+// ---------------------------------------------------------------------------------------------
+
+/// Signed content: the exact body bytes that were signed, the signer's agent id, its public
+/// key when the sender chose to attach it, and the signature.
+///
+/// The signature is ML-DSA-65 with the [`Domain`] as context over `body` — nothing else.
+/// `body` is the postcard encoding of a typed struct; it is decoded only after the signature
+/// verified ([`Signed::open`]). The id of the content is `BLAKE3(body)` ([`MessageId::of_body`]).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Signed {
+    /// The signing agent.
+    pub signer: AgentId,
+    /// The signer's public key, attached so a receiver that does not know it yet can verify.
+    pub signer_key: Option<PublicKey>,
+    /// The signed bytes.
+    pub body: Bytes,
+    /// The signature over `body`.
+    pub signature: Signature,
+}
+
+impl fmt::Debug for Signed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Signed")
+            .field("signer", &self.signer)
+            .field("has_key", &self.signer_key.is_some())
+            .field("body", &format_args!("<{} bytes>", self.body.len()))
+            .finish()
+    }
+}
+
+/// Why [`Signed::open`] refused content.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OpenError {
+    /// The signature (or the key/id binding) did not verify.
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
+    /// The signed bytes are not a valid body.
+    #[error("signed body is malformed: {0}")]
+    Malformed(String),
+}
+
+impl Signed {
+    /// Encodes `body` once and signs those bytes with `key` for `domain`.
+    pub fn sign<T: Serialize>(
+        key: &crate::identity::AgentKeypair,
+        domain: Domain,
+        body: &T,
+        attach_key: bool,
+    ) -> Self {
+        let body = postcard::to_allocvec(body)
+            .unwrap_or_else(|_| unreachable!("postcard to Vec cannot fail for plain data"));
+        let signature = key.sign(domain, &body);
+        Self {
+            signer: key.agent_id(),
+            signer_key: attach_key.then(|| key.public_key().clone()),
+            body: Bytes::from(body),
+            signature,
+        }
+    }
+
+    /// The content id: `BLAKE3(body)`.
+    pub fn id(&self) -> MessageId {
+        MessageId::of_body(&self.body)
+    }
+
+    /// Checks that `key` is the signer's, verifies the signature for `domain`, then decodes the
+    /// body. Trailing bytes in the body are refused.
+    pub fn open<T: DeserializeOwned>(&self, key: &PublicKey, domain: Domain) -> Result<T, OpenError> {
+        self.signer.verify_key(key)?;
+        key.verify(domain, &self.body, &self.signature)?;
+        match postcard::take_from_bytes::<T>(&self.body) {
+            Ok((v, [])) => Ok(v),
+            Ok((_, rest)) => Err(OpenError::Malformed(format!("{} trailing bytes", rest.len()))),
+            Err(e) => Err(OpenError::Malformed(e.to_string())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

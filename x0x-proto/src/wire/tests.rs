@@ -1,0 +1,212 @@
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::identity::{AgentKeypair, PUBLIC_KEY_LEN, SIGNATURE_LEN};
+
+fn arb_id32() -> impl Strategy<Value = [u8; 32]> {
+    any::<[u8; 32]>()
+}
+
+fn arb_machine() -> impl Strategy<Value = MachineId> {
+    arb_id32().prop_map(MachineId::from_bytes)
+}
+
+fn arb_addr() -> impl Strategy<Value = SocketAddr> {
+    prop_oneof![
+        (any::<u32>(), any::<u16>()).prop_map(|(ip, p)| SocketAddr::new(IpAddr::V4(Ipv4Addr::from(ip)), p)),
+        (any::<u128>(), any::<u16>()).prop_map(|(ip, p)| SocketAddr::new(IpAddr::V6(Ipv6Addr::from(ip)), p)),
+    ]
+}
+
+fn arb_addrs() -> impl Strategy<Value = Vec<SocketAddr>> {
+    proptest::collection::vec(arb_addr(), 0..=MAX_ADDRS_PER_PEER)
+}
+
+fn arb_peer() -> impl Strategy<Value = PeerAddr> {
+    (arb_machine(), proptest::collection::vec(arb_addr(), 0..4)).prop_map(|(id, addrs)| PeerAddr { id, addrs })
+}
+
+fn arb_peers() -> impl Strategy<Value = Vec<PeerAddr>> {
+    proptest::collection::vec(arb_peer(), 0..12)
+}
+
+fn arb_signed() -> impl Strategy<Value = Signed> {
+    (
+        arb_id32(),
+        any::<bool>(),
+        proptest::collection::vec(any::<u8>(), 0..512),
+        any::<u8>(),
+    )
+        .prop_map(|(signer, with_key, body, fill)| Signed {
+            signer: AgentId::from_bytes(signer),
+            signer_key: with_key.then(|| PublicKey::from_bytes(&[fill; PUBLIC_KEY_LEN]).unwrap()),
+            body: Bytes::from(body),
+            signature: Signature::from_bytes(&[fill; SIGNATURE_LEN]).unwrap(),
+        })
+}
+
+fn arb_frame() -> impl Strategy<Value = Frame> {
+    let topic = || arb_id32().prop_map(TopicId);
+    let msg = || arb_id32().prop_map(MessageId);
+    prop_oneof![
+        (arb_id32(), arb_addrs()).prop_map(|(a, addrs)| Frame::Hello(Hello { agent: AgentId::from_bytes(a), addrs })),
+        arb_addrs().prop_map(|addrs| Frame::Join(Join { addrs })),
+        (arb_peer(), any::<u8>()).prop_map(|(joiner, ttl)| Frame::ForwardJoin(ForwardJoin { joiner, ttl })),
+        any::<bool>().prop_map(|high_priority| Frame::Neighbor(Neighbor { high_priority })),
+        any::<bool>().prop_map(|accepted| Frame::NeighborReply(NeighborReply { accepted })),
+        any::<bool>().prop_map(|alive| Frame::Disconnect(Disconnect { alive })),
+        (arb_peer(), arb_peers(), any::<u8>()).prop_map(|(origin, peers, ttl)| Frame::Shuffle(Shuffle { origin, peers, ttl })),
+        arb_peers().prop_map(|peers| Frame::ShuffleReply(ShuffleReply { peers })),
+        any::<u64>().prop_map(|seq| Frame::Ping(Ping { seq })),
+        any::<u64>().prop_map(|seq| Frame::Ack(Ack { seq })),
+        (arb_machine(), any::<u64>()).prop_map(|(target, seq)| Frame::PingReq(PingReq { target, seq })),
+        (arb_machine(), any::<u64>(), any::<bool>()).prop_map(|(target, seq, alive)| Frame::PingReqAck(PingReqAck { target, seq, alive })),
+        (topic(), any::<u8>(), arb_signed()).prop_map(|(topic, hops, message)| Frame::Gossip(Gossip { topic, hops, message })),
+        (topic(), proptest::collection::vec((msg(), any::<u8>()), 0..40))
+            .prop_map(|(topic, e)| Frame::IHave(IHave { topic, entries: e.into_iter().map(|(id, hops)| IHaveEntry { id, hops }).collect() })),
+        (topic(), proptest::collection::vec(msg(), 0..40)).prop_map(|(topic, ids)| Frame::Graft(Graft { topic, ids })),
+        topic().prop_map(|topic| Frame::Prune(Prune { topic })),
+        proptest::collection::vec(topic(), 0..40).prop_map(|topics| Frame::Interest(Interest { topics })),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn every_frame_round_trips(frame in arb_frame()) {
+        let bytes = frame.encode().unwrap();
+        prop_assert_eq!(bytes[0], WIRE_VERSION);
+        prop_assert_eq!(bytes[1], frame.kind().byte());
+        prop_assert_eq!(Frame::decode(&bytes).unwrap(), frame);
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+        let _ = Frame::decode(&bytes);
+    }
+
+    #[test]
+    fn arbitrary_bodies_behind_valid_headers_never_panic(
+        kind in proptest::sample::select(FrameKind::ALL),
+        body in proptest::collection::vec(any::<u8>(), 0..2048),
+    ) {
+        let mut bytes = vec![WIRE_VERSION, kind.byte()];
+        bytes.extend_from_slice(&body);
+        if let Ok(f) = Frame::decode(&bytes) {
+            // Whatever decodes re-encodes to the same bytes: one encoding per frame.
+            let again = f.encode().unwrap();
+            prop_assert_eq!(again.as_ref(), &bytes[..]);
+        }
+    }
+
+    #[test]
+    fn truncated_frames_are_rejected(frame in arb_frame(), cut in 1usize..64) {
+        let bytes = frame.encode().unwrap();
+        let keep = bytes.len().saturating_sub(cut);
+        prop_assert!(Frame::decode(&bytes[..keep]).is_err());
+    }
+
+    #[test]
+    fn trailing_bytes_are_rejected(frame in arb_frame(), extra in proptest::collection::vec(any::<u8>(), 1..8)) {
+        let mut bytes = frame.encode().unwrap().to_vec();
+        bytes.extend_from_slice(&extra);
+        prop_assert!(Frame::decode(&bytes).is_err());
+    }
+}
+
+#[test]
+fn header_errors_are_typed() {
+    assert_eq!(Frame::decode(&[]), Err(DecodeError::TooShort(0)));
+    assert_eq!(Frame::decode(&[1]), Err(DecodeError::TooShort(1)));
+    assert_eq!(Frame::decode(&[9, 1]), Err(DecodeError::UnsupportedVersion(9)));
+    assert_eq!(Frame::decode(&[1, 0xee]), Err(DecodeError::UnknownKind(0xee)));
+    let big = vec![1u8; MAX_FRAME_LEN + 1];
+    assert!(matches!(Frame::decode(&big), Err(DecodeError::TooLarge { limit: MAX_FRAME_LEN, .. })));
+    // A control kind has its own, smaller limit, checked before the body is read.
+    let mut ping = vec![WIRE_VERSION, FrameKind::Ping.byte()];
+    ping.resize(MAX_CONTROL_FRAME_LEN + 1, 0);
+    assert!(matches!(Frame::decode(&ping), Err(DecodeError::TooLarge { limit: MAX_CONTROL_FRAME_LEN, .. })));
+}
+
+#[test]
+fn kinds_are_unique() {
+    let mut seen = std::collections::BTreeSet::new();
+    for k in FrameKind::ALL {
+        assert!(seen.insert(k.byte()), "duplicate tag {k}");
+        assert_eq!(FrameKind::from_byte(k.byte()), Some(*k));
+        assert!(k.max_len() <= MAX_FRAME_LEN);
+    }
+}
+
+#[test]
+fn lists_claiming_huge_lengths_are_refused_without_allocating() {
+    // Interest with a varint length of 2^32: the bounded decoder refuses it from the prefix.
+    let bytes = [WIRE_VERSION, FrameKind::Interest.byte(), 0x80, 0x80, 0x80, 0x80, 0x10];
+    assert!(matches!(Frame::decode(&bytes), Err(DecodeError::Malformed { .. })));
+    // One element over the cap is refused too.
+    let too_many = Frame::Interest(Interest { topics: vec![TopicId([0; 32]); MAX_TOPICS_PER_FRAME + 1] });
+    assert!(matches!(too_many.encode(), Err(EncodeError::TooManyEntries { .. })));
+    let mut body = Vec::new();
+    body.extend_from_slice(&[WIRE_VERSION, FrameKind::Interest.byte()]);
+    let n = MAX_TOPICS_PER_FRAME + 1;
+    body.extend_from_slice(&[(n as u8 & 0x7f) | 0x80, (n >> 7) as u8]);
+    body.extend(std::iter::repeat_n(0u8, 32 * n));
+    assert!(matches!(Frame::decode(&body), Err(DecodeError::Malformed { .. })));
+}
+
+#[test]
+fn oversized_gossip_is_refused_at_encode() {
+    let k = AgentKeypair::from_seed([1; 32]);
+    let mut signed = Signed::sign(&k, Domain::PubSubMessage, &"x", false);
+    signed.body = Bytes::from(vec![0u8; MAX_FRAME_LEN]);
+    let f = Frame::Gossip(Gossip { topic: TopicId([0; 32]), hops: 0, message: signed });
+    assert!(matches!(f.encode(), Err(EncodeError::TooLarge { kind: FrameKind::Gossip, .. })));
+}
+
+#[test]
+fn signed_content_opens_only_with_the_right_key_and_domain() {
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Body {
+        n: u32,
+        s: String,
+    }
+    let k = AgentKeypair::from_seed([2; 32]);
+    let body = Body { n: 7, s: "hi".into() };
+    let signed = Signed::sign(&k, Domain::PubSubMessage, &body, true);
+    assert_eq!(signed.id(), MessageId::of_body(&signed.body));
+    let key = signed.signer_key.clone().unwrap();
+    assert_eq!(signed.open::<Body>(&key, Domain::PubSubMessage).unwrap(), body);
+    assert_eq!(
+        signed.open::<Body>(&key, Domain::DirectMessage),
+        Err(OpenError::Verify(VerifyError::BadSignature))
+    );
+    let other = AgentKeypair::from_seed([3; 32]);
+    assert_eq!(
+        signed.open::<Body>(other.public_key(), Domain::PubSubMessage),
+        Err(OpenError::Verify(VerifyError::IdMismatch))
+    );
+    let mut tampered = signed.clone();
+    let mut b = tampered.body.to_vec();
+    b[0] ^= 1;
+    tampered.body = Bytes::from(b);
+    assert_eq!(
+        tampered.open::<Body>(&key, Domain::PubSubMessage),
+        Err(OpenError::Verify(VerifyError::BadSignature))
+    );
+    // A frame carrying it survives the wire unchanged and still verifies.
+    let f = Frame::Gossip(Gossip { topic: TopicId::from_name("t"), hops: 3, message: signed });
+    let Frame::Gossip(g) = Frame::decode(&f.encode().unwrap()).unwrap() else { panic!("kind") };
+    assert_eq!(g.message.open::<Body>(&key, Domain::PubSubMessage).unwrap(), body);
+}
+
+#[test]
+fn topic_ids_are_stable_and_display_short() {
+    let t = TopicId::from_name("chat");
+    assert_eq!(t, TopicId::from_name("chat"));
+    assert_ne!(t, TopicId::from_name("chat2"));
+    assert_eq!(format!("{t}").len(), 10);
+    assert_eq!(format!("{t:#}").len(), 64);
+}
