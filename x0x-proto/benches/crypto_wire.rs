@@ -31,7 +31,11 @@ fn crypto(c: &mut Criterion) {
     let cached = PublicKey::from_bytes(&pk_bytes).unwrap();
     cached.verify(Domain::PubSubMessage, &msg, &sig).unwrap();
     c.bench_function("verify_1KiB_cached_key", |b| {
-        b.iter(|| cached.verify(Domain::PubSubMessage, black_box(&msg), &sig).unwrap())
+        b.iter(|| {
+            cached
+                .verify(Domain::PubSubMessage, black_box(&msg), &sig)
+                .unwrap()
+        })
     });
 }
 
@@ -51,7 +55,9 @@ fn wire(c: &mut Criterion) {
     c.bench_function("frame_decode_gossip_1KiB", |b| {
         b.iter(|| Frame::decode(black_box(&bytes)).unwrap())
     });
-    let ping = Frame::Ping(x0x_proto::wire::Ping { seq: 42 }).encode().unwrap();
+    let ping = Frame::Ping(x0x_proto::wire::Ping { seq: 42 })
+        .encode()
+        .unwrap();
     c.bench_function("frame_decode_ping", |b| {
         b.iter(|| Frame::decode(black_box(&ping)).unwrap())
     });

@@ -21,31 +21,84 @@ fn main() {
     let machine = MachineKeypair::from_seed([2; 32]);
     let user = UserKeypair::from_seed([3; 32]);
     let addr: SocketAddr = "127.0.0.1:5483".parse().unwrap();
-    let peer = PeerAddr { id: machine.machine_id(), addrs: vec![addr] };
+    let peer = PeerAddr {
+        id: machine.machine_id(),
+        addrs: vec![addr],
+    };
     let topic = TopicId::from_name("corpus");
-    let signed = Signed::sign(&agent, Domain::PubSubMessage, &Bytes::from_static(b"hello"), true);
+    let signed = Signed::sign(
+        &agent,
+        Domain::PubSubMessage,
+        &Bytes::from_static(b"hello"),
+        true,
+    );
     let id = signed.id();
     let frames: Vec<Frame> = vec![
-        Hello { agent: agent.agent_id(), addrs: vec![addr] }.into(),
+        Hello {
+            agent: agent.agent_id(),
+            addrs: vec![addr],
+        }
+        .into(),
         Join { addrs: vec![addr] }.into(),
-        ForwardJoin { joiner: peer.clone(), ttl: 6 }.into(),
-        Neighbor { high_priority: true }.into(),
+        ForwardJoin {
+            joiner: peer.clone(),
+            ttl: 6,
+        }
+        .into(),
+        Neighbor {
+            high_priority: true,
+        }
+        .into(),
         NeighborReply { accepted: true }.into(),
         Disconnect { alive: true }.into(),
-        Shuffle { origin: peer.clone(), peers: vec![peer.clone(); 3], ttl: 6 }.into(),
+        Shuffle {
+            origin: peer.clone(),
+            peers: vec![peer.clone(); 3],
+            ttl: 6,
+        }
+        .into(),
         ShuffleReply { peers: vec![peer] }.into(),
         Ping { seq: 1 }.into(),
         Ack { seq: 1 }.into(),
-        PingReq { target: machine.machine_id(), seq: 2 }.into(),
-        PingReqAck { target: machine.machine_id(), seq: 2, alive: true }.into(),
-        Gossip { topic, hops: 1, message: signed }.into(),
-        IHave { topic, entries: vec![IHaveEntry { id, hops: 2 }] }.into(),
-        Graft { topic, ids: vec![id] }.into(),
+        PingReq {
+            target: machine.machine_id(),
+            seq: 2,
+        }
+        .into(),
+        PingReqAck {
+            target: machine.machine_id(),
+            seq: 2,
+            alive: true,
+        }
+        .into(),
+        Gossip {
+            topic,
+            hops: 1,
+            message: signed,
+        }
+        .into(),
+        IHave {
+            topic,
+            entries: vec![IHaveEntry { id, hops: 2 }],
+        }
+        .into(),
+        Graft {
+            topic,
+            ids: vec![id],
+        }
+        .into(),
         Prune { topic }.into(),
-        Interest { topics: vec![topic] }.into(),
+        Interest {
+            topics: vec![topic],
+        }
+        .into(),
     ];
     for f in &frames {
-        write(&root.join("frame_decode"), &format!("{}", f.kind()), &f.encode().unwrap());
+        write(
+            &root.join("frame_decode"),
+            &format!("{}", f.kind()),
+            &f.encode().unwrap(),
+        );
     }
     write(&root.join("frame_decode"), "empty", b"");
     write(&root.join("frame_decode"), "bad_version", &[9, 1, 0]);
@@ -56,5 +109,9 @@ fn main() {
     write(&kd, "public_key", agent.public_key().as_bytes());
     let cert = AgentCertificate::issue(&user, agent.agent_id(), 1, Some(2));
     write(&kd, "certificate", &postcard::to_allocvec(&cert).unwrap());
-    println!("wrote {} frames and 5 key inputs under {}", frames.len(), root.display());
+    println!(
+        "wrote {} frames and 5 key inputs under {}",
+        frames.len(),
+        root.display()
+    );
 }

@@ -4,7 +4,9 @@
 //! decoder it drives. Keeping the bodies here lets the corpus replay run on stable in
 //! `cargo test` (see `tests/fuzz_corpus.rs`) while `cargo fuzz` explores.
 
-use crate::identity::{AgentCertificate, AgentKeypair, MachineKeypair, PublicKey, Signature, UserKeypair};
+use crate::identity::{
+    AgentCertificate, AgentKeypair, MachineKeypair, PublicKey, Signature, UserKeypair,
+};
 use crate::wire::{Frame, MAX_FRAME_LEN};
 
 /// Decodes a frame; whatever decodes must re-encode to the same bytes.
@@ -28,5 +30,9 @@ pub fn key_decode(data: &[u8]) {
     let _ = postcard::from_bytes::<AgentCertificate>(data);
 }
 
+/// A fuzz target body.
+pub type Target = fn(&[u8]);
+
 /// Every target, by name, for corpus replay.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[("frame_decode", frame_decode), ("key_decode", key_decode)];
+pub const TARGETS: &[(&str, Target)] =
+    &[("frame_decode", frame_decode), ("key_decode", key_decode)];

@@ -351,11 +351,10 @@ impl PublicKey {
     /// Wraps an encoded public key. Only the length is checked here; every 1952-byte string is
     /// a valid ML-DSA-65 encoding, and a wrong key simply fails to verify.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, KeyDecodeError> {
-        let arr: [u8; PUBLIC_KEY_LEN] =
-            bytes.try_into().map_err(|_| KeyDecodeError::Length {
-                expected: PUBLIC_KEY_LEN,
-                got: bytes.len(),
-            })?;
+        let arr: [u8; PUBLIC_KEY_LEN] = bytes.try_into().map_err(|_| KeyDecodeError::Length {
+            expected: PUBLIC_KEY_LEN,
+            got: bytes.len(),
+        })?;
         Ok(Self(Arc::new(PublicKeyInner {
             bytes: Box::new(arr),
             decoded: OnceLock::new(),
@@ -403,7 +402,10 @@ impl PublicKey {
         let Ok(sig) = ml_dsa::Signature::<MlDsa65>::try_from(&sig.0[..]) else {
             return Err(VerifyError::BadSignature);
         };
-        if self.decoded().verify_with_context(msg, domain.context(), &sig) {
+        if self
+            .decoded()
+            .verify_with_context(msg, domain.context(), &sig)
+        {
             Ok(())
         } else {
             Err(VerifyError::BadSignature)
@@ -435,7 +437,7 @@ impl Serialize for PublicKey {
 impl<'de> Deserialize<'de> for PublicKey {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         d.deserialize_bytes(FixedBytesVisitor::<PUBLIC_KEY_LEN>)
-            .and_then(|v| PublicKey::from_bytes(&v).map_err(serde::de::Error::custom))
+            .and_then(|v| Self::from_bytes(&v).map_err(serde::de::Error::custom))
     }
 }
 
@@ -478,7 +480,7 @@ impl Serialize for Signature {
 impl<'de> Deserialize<'de> for Signature {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         d.deserialize_bytes(FixedBytesVisitor::<SIGNATURE_LEN>)
-            .and_then(|v| Signature::from_bytes(&v).map_err(serde::de::Error::custom))
+            .and_then(|v| Self::from_bytes(&v).map_err(serde::de::Error::custom))
     }
 }
 
@@ -776,13 +778,13 @@ impl AgentCertificate {
                 now: now_secs,
             });
         }
-        if let Some(not_after) = self.not_after {
-            if now_secs > not_after.saturating_add(CERT_EXPIRY_SKEW_SECS) {
-                return Err(VerifyError::Expired {
-                    not_after,
-                    now: now_secs,
-                });
-            }
+        if let Some(not_after) = self.not_after
+            && now_secs > not_after.saturating_add(CERT_EXPIRY_SKEW_SECS)
+        {
+            return Err(VerifyError::Expired {
+                not_after,
+                now: now_secs,
+            });
         }
         self.user_public_key.verify(
             Domain::AgentCertificate,
@@ -826,7 +828,13 @@ mod tests {
         assert_eq!(id.to_hex(), format!("{id:#}"));
         assert_eq!(AgentId::from_hex(&id.to_hex()).unwrap(), id);
         assert!(format!("{id:?}").starts_with("AgentId("));
-        assert_eq!(AgentId::from_hex("zz"), Err(KeyDecodeError::Length { expected: 64, got: 2 }));
+        assert_eq!(
+            AgentId::from_hex("zz"),
+            Err(KeyDecodeError::Length {
+                expected: 64,
+                got: 2
+            })
+        );
         assert_eq!(AgentId::from_hex(&"g".repeat(64)), Err(KeyDecodeError::Hex));
     }
 
@@ -848,7 +856,9 @@ mod tests {
         );
         let other = AgentKeypair::from_seed(seed(6));
         assert_eq!(
-            other.public_key().verify(Domain::PubSubMessage, b"hello", &sig),
+            other
+                .public_key()
+                .verify(Domain::PubSubMessage, b"hello", &sig),
             Err(VerifyError::BadSignature)
         );
     }

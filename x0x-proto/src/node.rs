@@ -10,7 +10,9 @@ use bytes::Bytes;
 use rand_chacha::ChaCha8Rng;
 use rand_core::SeedableRng;
 
-use crate::identity::{AgentCertificate, AgentId, AgentKeypair, MachineId, MachineKeypair, UserKeypair};
+use crate::identity::{
+    AgentCertificate, AgentId, AgentKeypair, MachineId, MachineKeypair, UserKeypair,
+};
 use crate::time::Time;
 use crate::wire::{self, DecodeError, Frame, FrameKind, Hello};
 
@@ -301,7 +303,11 @@ impl Node {
     /// Creates a node. `rng_seed` seeds every random choice the node makes, so the same seed,
     /// identity, config and inputs give the same outputs. Nothing happens until
     /// [`Node::start`] (or any `handle_*`).
-    pub fn new(identity: Identity, config: Config, rng_seed: [u8; 32]) -> Result<Self, ConfigError> {
+    pub fn new(
+        identity: Identity,
+        config: Config,
+        rng_seed: [u8; 32],
+    ) -> Result<Self, ConfigError> {
         config.validate()?;
         Ok(Self {
             identity,
@@ -375,7 +381,13 @@ impl Node {
     }
 
     /// A connection to `peer` (proven by the transport handshake) is up.
-    pub fn handle_connected(&mut self, now: Time, peer: MachineId, addr: SocketAddr, direction: Direction) {
+    pub fn handle_connected(
+        &mut self,
+        now: Time,
+        peer: MachineId,
+        addr: SocketAddr,
+        direction: Direction,
+    ) {
         self.start(now);
         if peer == self.machine_id() {
             self.close(peer, CloseReason::ProtocolViolation("connection to self"));
@@ -421,7 +433,8 @@ impl Node {
     pub fn handle_disconnected(&mut self, now: Time, peer: MachineId) {
         self.start(now);
         if let Some(p) = self.peers.remove(&peer) {
-            self.timers.retain(|(_, t)| *t != Timer::HelloDeadline(peer));
+            self.timers
+                .retain(|(_, t)| *t != Timer::HelloDeadline(peer));
             if p.hello.is_some() {
                 self.emit(Event::PeerDown { peer });
             }
@@ -436,7 +449,12 @@ impl Node {
 
     /// A frame arrived from `peer`. Errors are informational: the node has counted them and
     /// queued any close it wants.
-    pub fn handle_frame(&mut self, now: Time, peer: MachineId, bytes: &[u8]) -> Result<(), FrameError> {
+    pub fn handle_frame(
+        &mut self,
+        now: Time,
+        peer: MachineId,
+        bytes: &[u8],
+    ) -> Result<(), FrameError> {
         self.start(now);
         let Some(p) = self.peers.get_mut(&peer) else {
             self.stats.frames_from_unknown_peer += 1;
@@ -550,7 +568,13 @@ impl Node {
                     .map(|(id, _)| *id)
                     .collect();
                 for peer in idle {
-                    self.send(peer, wire::Ping { seq: now.as_micros() }.into());
+                    self.send(
+                        peer,
+                        wire::Ping {
+                            seq: now.as_micros(),
+                        }
+                        .into(),
+                    );
                 }
                 self.timers
                     .insert((now + self.config.keepalive_interval, Timer::Keepalive));
@@ -581,12 +605,9 @@ impl Node {
 
     fn send(&mut self, to: MachineId, frame: Frame) {
         let kind = frame.kind();
-        let bytes = match frame.encode() {
-            Ok(b) => b,
-            Err(_) => {
-                self.stats.transmits_unencodable += 1;
-                return;
-            }
+        let Ok(bytes) = frame.encode() else {
+            self.stats.transmits_unencodable += 1;
+            return;
         };
         if self.transmits.len() >= self.config.max_queued_transmits {
             self.stats.transmits_dropped += 1;

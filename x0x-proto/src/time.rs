@@ -71,7 +71,7 @@ impl Add<Duration> for Time {
     }
 }
 
-impl Sub<Time> for Time {
+impl Sub for Time {
     type Output = Duration;
     /// Saturating difference (zero if `rhs` is later).
     fn sub(self, rhs: Self) -> Duration {
@@ -92,7 +92,10 @@ mod tests {
     #[test]
     fn arithmetic_saturates() {
         let t = Time::from_secs(10);
-        assert_eq!(t + Duration::from_millis(1500), Time::from_micros(11_500_000));
+        assert_eq!(
+            t + Duration::from_millis(1500),
+            Time::from_micros(11_500_000)
+        );
         assert_eq!(Time::MAX + Duration::from_secs(1), Time::MAX);
         assert_eq!(Time::ZERO - t, Duration::ZERO);
         assert_eq!(t - Time::ZERO, Duration::from_secs(10));

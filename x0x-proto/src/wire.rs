@@ -230,7 +230,7 @@ frame_kinds! {
 
 fn decode_exact<T: DeserializeOwned>(kind: FrameKind, body: &[u8]) -> Result<T, DecodeError> {
     match postcard::take_from_bytes::<T>(body) {
-        Ok((v, rest)) if rest.is_empty() => Ok(v),
+        Ok((v, [])) => Ok(v),
         Ok((_, rest)) => Err(DecodeError::TrailingBytes {
             kind,
             extra: rest.len(),
@@ -649,12 +649,19 @@ impl Signed {
 
     /// Checks that `key` is the signer's, verifies the signature for `domain`, then decodes the
     /// body. Trailing bytes in the body are refused.
-    pub fn open<T: DeserializeOwned>(&self, key: &PublicKey, domain: Domain) -> Result<T, OpenError> {
+    pub fn open<T: DeserializeOwned>(
+        &self,
+        key: &PublicKey,
+        domain: Domain,
+    ) -> Result<T, OpenError> {
         self.signer.verify_key(key)?;
         key.verify(domain, &self.body, &self.signature)?;
         match postcard::take_from_bytes::<T>(&self.body) {
             Ok((v, [])) => Ok(v),
-            Ok((_, rest)) => Err(OpenError::Malformed(format!("{} trailing bytes", rest.len()))),
+            Ok((_, rest)) => Err(OpenError::Malformed(format!(
+                "{} trailing bytes",
+                rest.len()
+            ))),
             Err(e) => Err(OpenError::Malformed(e.to_string())),
         }
     }

@@ -81,11 +81,20 @@ fn start_dials_bootstrap_once_and_arms_a_timer() {
     assert_eq!(
         drain_actions(&mut n),
         vec![
-            Action::Dial { addr: addr(9), expect: None },
-            Action::Dial { addr: addr(10), expect: None }
+            Action::Dial {
+                addr: addr(9),
+                expect: None
+            },
+            Action::Dial {
+                addr: addr(10),
+                expect: None
+            }
         ]
     );
-    assert_eq!(n.poll_timeout(), Some(t(0) + Config::default().keepalive_interval));
+    assert_eq!(
+        n.poll_timeout(),
+        Some(t(0) + Config::default().keepalive_interval)
+    );
 }
 
 #[test]
@@ -95,12 +104,20 @@ fn hello_exchange_brings_peers_up_and_disconnect_down() {
     connect(&mut a, &mut b, t(0));
     assert_eq!(
         drain_events(&mut a),
-        vec![Event::PeerUp { peer: b.machine_id(), agent: b.agent_id() }]
+        vec![Event::PeerUp {
+            peer: b.machine_id(),
+            agent: b.agent_id()
+        }]
     );
     assert_eq!(a.connected_peers(), vec![b.machine_id()]);
     assert_eq!(b.connected_peers(), vec![a.machine_id()]);
     a.handle_disconnected(t(1), b.machine_id());
-    assert_eq!(drain_events(&mut a), vec![Event::PeerDown { peer: b.machine_id() }]);
+    assert_eq!(
+        drain_events(&mut a),
+        vec![Event::PeerDown {
+            peer: b.machine_id()
+        }]
+    );
     assert!(a.connected_peers().is_empty());
 }
 
@@ -110,11 +127,19 @@ fn garbage_closes_the_connection_with_a_counted_reason() {
     let mut b = node(2, Config::default());
     connect(&mut a, &mut b, t(0));
     drain_actions(&mut a);
-    let err = a.handle_frame(t(1), b.machine_id(), &[1, 0x10, 0xff, 0xff]).unwrap_err();
-    assert!(matches!(err, FrameError::Decode(DecodeError::Malformed { .. })));
+    let err = a
+        .handle_frame(t(1), b.machine_id(), &[1, 0x10, 0xff, 0xff])
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        FrameError::Decode(DecodeError::Malformed { .. })
+    ));
     assert!(matches!(
         drain_actions(&mut a).as_slice(),
-        [Action::Close { reason: CloseReason::BadFrames(_), .. }]
+        [Action::Close {
+            reason: CloseReason::BadFrames(_),
+            ..
+        }]
     ));
     assert_eq!(a.stats().frames_rejected.get("malformed"), Some(&1));
     assert_eq!(a.stats().closes.get("bad_frames"), Some(&1));
@@ -150,7 +175,12 @@ fn frames_before_hello_and_double_hello_are_violations() {
     let mut c = node(3, Config::default());
     let d = node(4, Config::default());
     c.handle_connected(t(0), d.machine_id(), addr(4), Direction::Inbound);
-    let hello = Frame::Hello(Hello { agent: d.agent_id(), addrs: vec![] }).encode().unwrap();
+    let hello = Frame::Hello(Hello {
+        agent: d.agent_id(),
+        addrs: vec![],
+    })
+    .encode()
+    .unwrap();
     c.handle_frame(t(0), d.machine_id(), &hello).unwrap();
     assert_eq!(
         c.handle_frame(t(0), d.machine_id(), &hello),
@@ -169,7 +199,10 @@ fn silent_connection_is_closed_at_the_hello_deadline() {
     a.handle_timeout(deadline);
     assert_eq!(
         drain_actions(&mut a),
-        vec![Action::Close { peer: b.machine_id(), reason: CloseReason::HelloTimeout }]
+        vec![Action::Close {
+            peer: b.machine_id(),
+            reason: CloseReason::HelloTimeout
+        }]
     );
 }
 
@@ -190,8 +223,14 @@ fn connection_cap_and_duplicates_are_refused() {
     assert_eq!(
         drain_actions(&mut a),
         vec![
-            Action::Close { peer: b.machine_id(), reason: CloseReason::Duplicate },
-            Action::Close { peer: c.machine_id(), reason: CloseReason::TooManyConnections },
+            Action::Close {
+                peer: b.machine_id(),
+                reason: CloseReason::Duplicate
+            },
+            Action::Close {
+                peer: c.machine_id(),
+                reason: CloseReason::TooManyConnections
+            },
         ]
     );
     // The first connection is still tracked.
@@ -208,7 +247,8 @@ fn idle_peers_are_pinged_and_answer() {
     let tx = drain_transmits(&mut a);
     assert_eq!(tx.len(), 1);
     assert_eq!(tx[0].kind, FrameKind::Ping);
-    b.handle_frame(t(0) + ka, a.machine_id(), &tx[0].frame).unwrap();
+    b.handle_frame(t(0) + ka, a.machine_id(), &tx[0].frame)
+        .unwrap();
     let back = drain_transmits(&mut b);
     assert_eq!(back[0].kind, FrameKind::Ack);
     assert_eq!(a.poll_timeout(), Some(t(0) + ka + ka));
@@ -263,7 +303,10 @@ fn shutdown_closes_everything_and_stops_timers() {
     a.shutdown(t(1));
     assert_eq!(
         drain_actions(&mut a),
-        vec![Action::Close { peer: b.machine_id(), reason: CloseReason::Shutdown }]
+        vec![Action::Close {
+            peer: b.machine_id(),
+            reason: CloseReason::Shutdown
+        }]
     );
     assert_eq!(a.poll_timeout(), None);
 }

@@ -15,8 +15,10 @@ fn arb_machine() -> impl Strategy<Value = MachineId> {
 
 fn arb_addr() -> impl Strategy<Value = SocketAddr> {
     prop_oneof![
-        (any::<u32>(), any::<u16>()).prop_map(|(ip, p)| SocketAddr::new(IpAddr::V4(Ipv4Addr::from(ip)), p)),
-        (any::<u128>(), any::<u16>()).prop_map(|(ip, p)| SocketAddr::new(IpAddr::V6(Ipv6Addr::from(ip)), p)),
+        (any::<u32>(), any::<u16>())
+            .prop_map(|(ip, p)| SocketAddr::new(IpAddr::V4(Ipv4Addr::from(ip)), p)),
+        (any::<u128>(), any::<u16>())
+            .prop_map(|(ip, p)| SocketAddr::new(IpAddr::V6(Ipv6Addr::from(ip)), p)),
     ]
 }
 
@@ -25,7 +27,8 @@ fn arb_addrs() -> impl Strategy<Value = Vec<SocketAddr>> {
 }
 
 fn arb_peer() -> impl Strategy<Value = PeerAddr> {
-    (arb_machine(), proptest::collection::vec(arb_addr(), 0..4)).prop_map(|(id, addrs)| PeerAddr { id, addrs })
+    (arb_machine(), proptest::collection::vec(arb_addr(), 0..4))
+        .prop_map(|(id, addrs)| PeerAddr { id, addrs })
 }
 
 fn arb_peers() -> impl Strategy<Value = Vec<PeerAddr>> {
@@ -51,24 +54,48 @@ fn arb_frame() -> impl Strategy<Value = Frame> {
     let topic = || arb_id32().prop_map(TopicId);
     let msg = || arb_id32().prop_map(MessageId);
     prop_oneof![
-        (arb_id32(), arb_addrs()).prop_map(|(a, addrs)| Frame::Hello(Hello { agent: AgentId::from_bytes(a), addrs })),
+        (arb_id32(), arb_addrs()).prop_map(|(a, addrs)| Frame::Hello(Hello {
+            agent: AgentId::from_bytes(a),
+            addrs
+        })),
         arb_addrs().prop_map(|addrs| Frame::Join(Join { addrs })),
-        (arb_peer(), any::<u8>()).prop_map(|(joiner, ttl)| Frame::ForwardJoin(ForwardJoin { joiner, ttl })),
+        (arb_peer(), any::<u8>())
+            .prop_map(|(joiner, ttl)| Frame::ForwardJoin(ForwardJoin { joiner, ttl })),
         any::<bool>().prop_map(|high_priority| Frame::Neighbor(Neighbor { high_priority })),
         any::<bool>().prop_map(|accepted| Frame::NeighborReply(NeighborReply { accepted })),
         any::<bool>().prop_map(|alive| Frame::Disconnect(Disconnect { alive })),
-        (arb_peer(), arb_peers(), any::<u8>()).prop_map(|(origin, peers, ttl)| Frame::Shuffle(Shuffle { origin, peers, ttl })),
+        (arb_peer(), arb_peers(), any::<u8>())
+            .prop_map(|(origin, peers, ttl)| Frame::Shuffle(Shuffle { origin, peers, ttl })),
         arb_peers().prop_map(|peers| Frame::ShuffleReply(ShuffleReply { peers })),
         any::<u64>().prop_map(|seq| Frame::Ping(Ping { seq })),
         any::<u64>().prop_map(|seq| Frame::Ack(Ack { seq })),
-        (arb_machine(), any::<u64>()).prop_map(|(target, seq)| Frame::PingReq(PingReq { target, seq })),
-        (arb_machine(), any::<u64>(), any::<bool>()).prop_map(|(target, seq, alive)| Frame::PingReqAck(PingReqAck { target, seq, alive })),
-        (topic(), any::<u8>(), arb_signed()).prop_map(|(topic, hops, message)| Frame::Gossip(Gossip { topic, hops, message })),
-        (topic(), proptest::collection::vec((msg(), any::<u8>()), 0..40))
-            .prop_map(|(topic, e)| Frame::IHave(IHave { topic, entries: e.into_iter().map(|(id, hops)| IHaveEntry { id, hops }).collect() })),
-        (topic(), proptest::collection::vec(msg(), 0..40)).prop_map(|(topic, ids)| Frame::Graft(Graft { topic, ids })),
+        (arb_machine(), any::<u64>())
+            .prop_map(|(target, seq)| Frame::PingReq(PingReq { target, seq })),
+        (arb_machine(), any::<u64>(), any::<bool>())
+            .prop_map(|(target, seq, alive)| Frame::PingReqAck(PingReqAck { target, seq, alive })),
+        (topic(), any::<u8>(), arb_signed()).prop_map(|(topic, hops, message)| Frame::Gossip(
+            Gossip {
+                topic,
+                hops,
+                message
+            }
+        )),
+        (
+            topic(),
+            proptest::collection::vec((msg(), any::<u8>()), 0..40)
+        )
+            .prop_map(|(topic, e)| Frame::IHave(IHave {
+                topic,
+                entries: e
+                    .into_iter()
+                    .map(|(id, hops)| IHaveEntry { id, hops })
+                    .collect()
+            })),
+        (topic(), proptest::collection::vec(msg(), 0..40))
+            .prop_map(|(topic, ids)| Frame::Graft(Graft { topic, ids })),
         topic().prop_map(|topic| Frame::Prune(Prune { topic })),
-        proptest::collection::vec(topic(), 0..40).prop_map(|topics| Frame::Interest(Interest { topics })),
+        proptest::collection::vec(topic(), 0..40)
+            .prop_map(|topics| Frame::Interest(Interest { topics })),
     ]
 }
 
@@ -121,14 +148,32 @@ proptest! {
 fn header_errors_are_typed() {
     assert_eq!(Frame::decode(&[]), Err(DecodeError::TooShort(0)));
     assert_eq!(Frame::decode(&[1]), Err(DecodeError::TooShort(1)));
-    assert_eq!(Frame::decode(&[9, 1]), Err(DecodeError::UnsupportedVersion(9)));
-    assert_eq!(Frame::decode(&[1, 0xee]), Err(DecodeError::UnknownKind(0xee)));
+    assert_eq!(
+        Frame::decode(&[9, 1]),
+        Err(DecodeError::UnsupportedVersion(9))
+    );
+    assert_eq!(
+        Frame::decode(&[1, 0xee]),
+        Err(DecodeError::UnknownKind(0xee))
+    );
     let big = vec![1u8; MAX_FRAME_LEN + 1];
-    assert!(matches!(Frame::decode(&big), Err(DecodeError::TooLarge { limit: MAX_FRAME_LEN, .. })));
+    assert!(matches!(
+        Frame::decode(&big),
+        Err(DecodeError::TooLarge {
+            limit: MAX_FRAME_LEN,
+            ..
+        })
+    ));
     // A control kind has its own, smaller limit, checked before the body is read.
     let mut ping = vec![WIRE_VERSION, FrameKind::Ping.byte()];
     ping.resize(MAX_CONTROL_FRAME_LEN + 1, 0);
-    assert!(matches!(Frame::decode(&ping), Err(DecodeError::TooLarge { limit: MAX_CONTROL_FRAME_LEN, .. })));
+    assert!(matches!(
+        Frame::decode(&ping),
+        Err(DecodeError::TooLarge {
+            limit: MAX_CONTROL_FRAME_LEN,
+            ..
+        })
+    ));
 }
 
 #[test]
@@ -144,17 +189,36 @@ fn kinds_are_unique() {
 #[test]
 fn lists_claiming_huge_lengths_are_refused_without_allocating() {
     // Interest with a varint length of 2^32: the bounded decoder refuses it from the prefix.
-    let bytes = [WIRE_VERSION, FrameKind::Interest.byte(), 0x80, 0x80, 0x80, 0x80, 0x10];
-    assert!(matches!(Frame::decode(&bytes), Err(DecodeError::Malformed { .. })));
+    let bytes = [
+        WIRE_VERSION,
+        FrameKind::Interest.byte(),
+        0x80,
+        0x80,
+        0x80,
+        0x80,
+        0x10,
+    ];
+    assert!(matches!(
+        Frame::decode(&bytes),
+        Err(DecodeError::Malformed { .. })
+    ));
     // One element over the cap is refused too.
-    let too_many = Frame::Interest(Interest { topics: vec![TopicId([0; 32]); MAX_TOPICS_PER_FRAME + 1] });
-    assert!(matches!(too_many.encode(), Err(EncodeError::TooManyEntries { .. })));
+    let too_many = Frame::Interest(Interest {
+        topics: vec![TopicId([0; 32]); MAX_TOPICS_PER_FRAME + 1],
+    });
+    assert!(matches!(
+        too_many.encode(),
+        Err(EncodeError::TooManyEntries { .. })
+    ));
     let mut body = Vec::new();
     body.extend_from_slice(&[WIRE_VERSION, FrameKind::Interest.byte()]);
     let n = MAX_TOPICS_PER_FRAME + 1;
     body.extend_from_slice(&[(n as u8 & 0x7f) | 0x80, (n >> 7) as u8]);
     body.extend(std::iter::repeat_n(0u8, 32 * n));
-    assert!(matches!(Frame::decode(&body), Err(DecodeError::Malformed { .. })));
+    assert!(matches!(
+        Frame::decode(&body),
+        Err(DecodeError::Malformed { .. })
+    ));
 }
 
 #[test]
@@ -162,8 +226,18 @@ fn oversized_gossip_is_refused_at_encode() {
     let k = AgentKeypair::from_seed([1; 32]);
     let mut signed = Signed::sign(&k, Domain::PubSubMessage, &"x", false);
     signed.body = Bytes::from(vec![0u8; MAX_FRAME_LEN]);
-    let f = Frame::Gossip(Gossip { topic: TopicId([0; 32]), hops: 0, message: signed });
-    assert!(matches!(f.encode(), Err(EncodeError::TooLarge { kind: FrameKind::Gossip, .. })));
+    let f = Frame::Gossip(Gossip {
+        topic: TopicId([0; 32]),
+        hops: 0,
+        message: signed,
+    });
+    assert!(matches!(
+        f.encode(),
+        Err(EncodeError::TooLarge {
+            kind: FrameKind::Gossip,
+            ..
+        })
+    ));
 }
 
 #[test]
@@ -174,11 +248,17 @@ fn signed_content_opens_only_with_the_right_key_and_domain() {
         s: String,
     }
     let k = AgentKeypair::from_seed([2; 32]);
-    let body = Body { n: 7, s: "hi".into() };
+    let body = Body {
+        n: 7,
+        s: "hi".into(),
+    };
     let signed = Signed::sign(&k, Domain::PubSubMessage, &body, true);
     assert_eq!(signed.id(), MessageId::of_body(&signed.body));
     let key = signed.signer_key.clone().unwrap();
-    assert_eq!(signed.open::<Body>(&key, Domain::PubSubMessage).unwrap(), body);
+    assert_eq!(
+        signed.open::<Body>(&key, Domain::PubSubMessage).unwrap(),
+        body
+    );
     assert_eq!(
         signed.open::<Body>(&key, Domain::DirectMessage),
         Err(OpenError::Verify(VerifyError::BadSignature))
@@ -197,9 +277,18 @@ fn signed_content_opens_only_with_the_right_key_and_domain() {
         Err(OpenError::Verify(VerifyError::BadSignature))
     );
     // A frame carrying it survives the wire unchanged and still verifies.
-    let f = Frame::Gossip(Gossip { topic: TopicId::from_name("t"), hops: 3, message: signed });
-    let Frame::Gossip(g) = Frame::decode(&f.encode().unwrap()).unwrap() else { panic!("kind") };
-    assert_eq!(g.message.open::<Body>(&key, Domain::PubSubMessage).unwrap(), body);
+    let f = Frame::Gossip(Gossip {
+        topic: TopicId::from_name("t"),
+        hops: 3,
+        message: signed,
+    });
+    let Frame::Gossip(g) = Frame::decode(&f.encode().unwrap()).unwrap() else {
+        panic!("kind")
+    };
+    assert_eq!(
+        g.message.open::<Body>(&key, Domain::PubSubMessage).unwrap(),
+        body
+    );
 }
 
 #[test]
