@@ -516,6 +516,9 @@ struct KeypairInner {
     /// The expanded signing key (~tens of KB): built on the first signature, because most keys
     /// in a simulation never sign, and kept because expanding costs about a keygen (211 µs).
     expanded: OnceLock<Box<ExpandedSigningKey<MlDsa65>>>,
+    /// A simulation stand-in key (see [`stand_in`]).
+    #[cfg(feature = "stand-in-crypto")]
+    stand_in: bool,
 }
 
 impl Drop for KeypairInner {
@@ -534,10 +537,16 @@ impl KeypairInner {
             seed,
             public,
             expanded: OnceLock::new(),
+            #[cfg(feature = "stand-in-crypto")]
+            stand_in: false,
         }
     }
 
     fn sign(&self, domain: Domain, msg: &[u8]) -> Signature {
+        #[cfg(feature = "stand-in-crypto")]
+        if self.stand_in {
+            return stand_in::sign(&self.public, domain, msg);
+        }
         let esk = self
             .expanded
             .get_or_init(|| Box::new(ExpandedSigningKey::<MlDsa65>::from_seed(&self.seed.into())));
@@ -595,6 +604,14 @@ macro_rules! keypair_type {
             /// the same seed always gives the same key.
             pub fn from_seed(seed: [u8; SEED_LEN]) -> Self {
                 Self(Arc::new(KeypairInner::from_seed(seed)))
+            }
+
+            /// A **simulation stand-in** keypair: cheap to make and to sign with, verifiable by
+            /// anyone (so forgeable by anyone). Only a node configured to accept stand-ins
+            /// treats its signatures as valid; [`PublicKey::verify`] always refuses them.
+            #[cfg(feature = "stand-in-crypto")]
+            pub fn stand_in_from_seed(seed: [u8; SEED_LEN]) -> Self {
+                Self(Arc::new(stand_in::keypair(seed)))
             }
 
             /// Generates a keypair from a caller-supplied cryptographic RNG.
@@ -668,6 +685,67 @@ keypair_type!(
     user_id,
     Role::User
 );
+
+/// Simulation stand-in keys and signatures (feature `stand-in-crypto`).
+///
+/// An ML-DSA-65 keygen costs ~0.2 ms and a verification ~0.08 ms, which caps a many-node
+/// simulation far below its message rate. A stand-in key is 1952 bytes starting with
+/// [`stand_in::MARKER`]; its "signature" is 3309 bytes of keyed BLAKE3 output over the domain
+/// and message, so sizes on the wire stay realistic. Anyone can compute it from the public key:
+/// it proves nothing, and production verification ([`PublicKey::verify`]) refuses it. A
+/// `Node` accepts stand-ins only when its config says so explicitly.
+#[cfg(feature = "stand-in-crypto")]
+pub mod stand_in {
+    use super::*;
+
+    /// First bytes of every stand-in public key.
+    pub const MARKER: &[u8; 16] = b"x0x-rs-STAND-IN\0";
+
+    pub(super) fn keypair(seed: [u8; SEED_LEN]) -> KeypairInner {
+        let mut pk = [0u8; PUBLIC_KEY_LEN];
+        pk[..16].copy_from_slice(MARKER);
+        blake3::Hasher::new_derive_key("x0x-rs stand-in public key v1")
+            .update(&seed)
+            .finalize_xof()
+            .fill(&mut pk[16..]);
+        KeypairInner {
+            seed,
+            public: PublicKey::from_bytes(&pk).unwrap_or_else(|_| unreachable!("fixed length")),
+            expanded: OnceLock::new(),
+            stand_in: true,
+        }
+    }
+
+    fn expected(key: &PublicKey, domain: Domain, msg: &[u8]) -> [u8; SIGNATURE_LEN] {
+        let k = blake3::derive_key("x0x-rs stand-in signature v1", &key.as_bytes()[..]);
+        let mut out = [0u8; SIGNATURE_LEN];
+        blake3::Hasher::new_keyed(&k)
+            .update(&[domain.context().len() as u8])
+            .update(domain.context())
+            .update(msg)
+            .finalize_xof()
+            .fill(&mut out);
+        out
+    }
+
+    pub(super) fn sign(key: &PublicKey, domain: Domain, msg: &[u8]) -> Signature {
+        Signature(expected(key, domain, msg).to_vec().into_boxed_slice())
+    }
+
+    /// Whether `key` is a stand-in key.
+    pub fn is_stand_in(key: &PublicKey) -> bool {
+        key.as_bytes().starts_with(MARKER)
+    }
+
+    /// Verifies a stand-in signature. Refuses non-stand-in keys.
+    pub fn verify(key: &PublicKey, domain: Domain, msg: &[u8], sig: &Signature) -> Result<(), VerifyError> {
+        if is_stand_in(key) && sig.as_bytes() == expected(key, domain, msg) {
+            Ok(())
+        } else {
+            Err(VerifyError::BadSignature)
+        }
+    }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Agent certificate

@@ -14,7 +14,7 @@ use crate::identity::{
     AgentCertificate, AgentId, AgentKeypair, MachineId, MachineKeypair, UserKeypair,
 };
 use crate::time::Time;
-use crate::wire::{self, DecodeError, Frame, FrameKind, Hello};
+use crate::wire::{self, DecodeError, Frame, FrameKind, Hello, MessageId, TopicId};
 
 /// The keys a node acts with.
 #[derive(Debug, Clone)]
@@ -43,6 +43,19 @@ impl Identity {
         let a = blake3::derive_key("x0x-rs identity-from-seed agent v1", &seed);
         Self::new(MachineKeypair::from_seed(m), AgentKeypair::from_seed(a))
     }
+
+    /// Deterministic **stand-in** identity for large simulations (see
+    /// [`crate::identity::stand_in`]); only nodes with
+    /// [`Config::allow_stand_in_signatures`] accept what it signs.
+    #[cfg(feature = "stand-in-crypto")]
+    pub fn stand_in_from_seed(seed: [u8; 32]) -> Self {
+        let m = blake3::derive_key("x0x-rs identity-from-seed machine v1", &seed);
+        let a = blake3::derive_key("x0x-rs identity-from-seed agent v1", &seed);
+        Self::new(
+            MachineKeypair::stand_in_from_seed(m),
+            AgentKeypair::stand_in_from_seed(a),
+        )
+    }
 }
 
 /// Node configuration. Every field has a documented default ([`Config::default`]).
@@ -70,6 +83,13 @@ pub struct Config {
     /// Malformed or oversized frames tolerated from one connection before it is closed.
     /// Default 0: the first one closes it (an honest peer never sends one).
     pub max_frame_errors: u32,
+    /// Largest pub/sub payload [`Node::publish`] accepts. Default 64 KiB: what fits a
+    /// `Gossip` frame with its signature and key with room to spare.
+    pub max_payload_len: usize,
+    /// Accept simulation stand-in signatures ([`crate::identity::stand_in`]). Default false;
+    /// only the simulator sets it.
+    #[cfg(feature = "stand-in-crypto")]
+    pub allow_stand_in_signatures: bool,
 }
 
 impl Default for Config {
@@ -83,6 +103,9 @@ impl Default for Config {
             max_queued_transmits: 65_536,
             max_queued_events: 65_536,
             max_frame_errors: 0,
+            max_payload_len: 64 * 1024,
+            #[cfg(feature = "stand-in-crypto")]
+            allow_stand_in_signatures: false,
         }
     }
 }
@@ -188,6 +211,41 @@ pub enum Event {
     PeerDown {
         /// The peer machine.
         peer: MachineId,
+    },
+    /// A pub/sub message for a subscribed topic, verified and delivered once.
+    Message(Delivery),
+}
+
+/// A pub/sub message delivered to this node's subscriber.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The topic.
+    pub topic: TopicId,
+    /// The message id (`BLAKE3` of the signed body).
+    pub id: MessageId,
+    /// The publishing agent, proven by its signature.
+    pub author: AgentId,
+    /// Hops the message travelled to reach us (1 = straight from the publisher).
+    pub hops: u8,
+    /// The machine it arrived from.
+    pub via: MachineId,
+    /// When the publisher published it (its clock, unix milliseconds).
+    pub published_at_ms: u64,
+    /// The application payload.
+    pub payload: Bytes,
+}
+
+/// Why [`Node::publish`] refused a message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PublishError {
+    /// The payload is larger than [`Config::max_payload_len`].
+    #[error("payload of {len} bytes exceeds the maximum of {max}")]
+    PayloadTooLarge {
+        /// Payload length.
+        len: usize,
+        /// The configured maximum.
+        max: usize,
     },
 }
 
@@ -520,6 +578,39 @@ impl Node {
             self.close(peer, CloseReason::Shutdown);
         }
         self.timers.clear();
+    }
+
+    // ----- pub/sub (filled in by the broadcast layer) -----
+
+    /// Subscribes to `topic`: messages published on it are delivered as [`Event::Message`].
+    pub fn subscribe(&mut self, now: Time, topic: TopicId) {
+        self.start(now);
+        let _ = topic;
+    }
+
+    /// Unsubscribes from `topic`.
+    pub fn unsubscribe(&mut self, now: Time, topic: TopicId) {
+        self.start(now);
+        let _ = topic;
+    }
+
+    /// Publishes `payload` on `topic`, signed once by this node's agent key. Returns the
+    /// message id. Publishing the same bytes twice makes two messages.
+    pub fn publish(&mut self, now: Time, topic: TopicId, payload: Bytes) -> Result<MessageId, PublishError> {
+        self.start(now);
+        if payload.len() > self.config.max_payload_len {
+            return Err(PublishError::PayloadTooLarge {
+                len: payload.len(),
+                max: self.config.max_payload_len,
+            });
+        }
+        let _ = topic;
+        Ok(MessageId::of_body(&payload))
+    }
+
+    /// The membership active view: the neighbours messages flow through, in id order.
+    pub fn active_view(&self) -> Vec<MachineId> {
+        self.connected_peers()
     }
 
     // ----- outputs -----
