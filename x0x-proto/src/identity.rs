@@ -738,7 +738,12 @@ pub mod stand_in {
     }
 
     /// Verifies a stand-in signature. Refuses non-stand-in keys.
-    pub fn verify(key: &PublicKey, domain: Domain, msg: &[u8], sig: &Signature) -> Result<(), VerifyError> {
+    pub fn verify(
+        key: &PublicKey,
+        domain: Domain,
+        msg: &[u8],
+        sig: &Signature,
+    ) -> Result<(), VerifyError> {
         if is_stand_in(key) && sig.as_bytes() == expected(key, domain, msg) {
             Ok(())
         } else {

@@ -96,9 +96,11 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod broadcast;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod identity;
+pub mod membership;
 pub mod node;
 pub mod time;
 pub mod wire;

@@ -8,11 +8,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rand_chacha::ChaCha8Rng;
-use rand_core::SeedableRng;
+use rand_core::{Rng, SeedableRng};
 
+use crate::broadcast::{self, Broadcast, BroadcastConfig, BroadcastStats, PubSubBody};
 use crate::identity::{
-    AgentCertificate, AgentId, AgentKeypair, MachineId, MachineKeypair, UserKeypair,
+    AgentCertificate, AgentId, AgentKeypair, Domain, MachineId, MachineKeypair, PublicKey,
+    UserKeypair,
 };
+use crate::membership::{self, DownReason, Membership, MembershipConfig, MembershipStats};
 use crate::time::Time;
 use crate::wire::{self, DecodeError, Frame, FrameKind, Hello, MessageId, TopicId};
 
@@ -90,6 +93,12 @@ pub struct Config {
     /// only the simulator sets it.
     #[cfg(feature = "stand-in-crypto")]
     pub allow_stand_in_signatures: bool,
+    /// Membership (HyParView + SWIM) settings.
+    pub membership: MembershipConfig,
+    /// Broadcast (PlumTree) settings.
+    pub broadcast: BroadcastConfig,
+    /// Most agent public keys kept decoded for verification. Default 4096 (oldest evicted).
+    pub key_cache_capacity: usize,
 }
 
 impl Default for Config {
@@ -106,6 +115,9 @@ impl Default for Config {
             max_payload_len: 64 * 1024,
             #[cfg(feature = "stand-in-crypto")]
             allow_stand_in_signatures: false,
+            membership: MembershipConfig::default(),
+            broadcast: BroadcastConfig::default(),
+            key_cache_capacity: 4096,
         }
     }
 }
@@ -126,6 +138,24 @@ impl Config {
             ("keepalive_interval", self.keepalive_interval.is_zero()),
             ("max_queued_transmits", self.max_queued_transmits == 0),
             ("max_queued_events", self.max_queued_events == 0),
+            (
+                "membership.active_view_capacity",
+                self.membership.active_view_capacity == 0,
+            ),
+            (
+                "membership.probe_interval",
+                self.membership.probe_interval.is_zero(),
+            ),
+            (
+                "membership.shuffle_interval",
+                self.membership.shuffle_interval.is_zero(),
+            ),
+            (
+                "broadcast.cache_capacity",
+                self.broadcast.cache_capacity == 0,
+            ),
+            ("broadcast.seen_capacity", self.broadcast.seen_capacity == 0),
+            ("key_cache_capacity", self.key_cache_capacity == 0),
         ];
         match nonzero.iter().find(|(_, zero)| *zero) {
             Some((name, _)) => Err(ConfigError::Zero(name)),
@@ -214,6 +244,18 @@ pub enum Event {
     },
     /// A pub/sub message for a subscribed topic, verified and delivered once.
     Message(Delivery),
+    /// A machine entered the membership active view.
+    NeighborUp {
+        /// The neighbour.
+        peer: MachineId,
+    },
+    /// A machine left the membership active view.
+    NeighborDown {
+        /// The neighbour.
+        peer: MachineId,
+        /// Why.
+        reason: DownReason,
+    },
 }
 
 /// A pub/sub message delivered to this node's subscriber.
@@ -273,6 +315,10 @@ pub struct Stats {
     pub closes: BTreeMap<&'static str, u64>,
     /// Dials the driver reported as failed.
     pub dials_failed: u64,
+    /// Pub/sub messages refused before delivery, by reason (bad signature, no key, …).
+    pub messages_rejected: BTreeMap<&'static str, u64>,
+    /// Broadcast frames from a connected machine that is not a neighbour.
+    pub frames_from_non_neighbor: u64,
 }
 
 impl Stats {
@@ -319,11 +365,16 @@ pub enum FrameError {
     Violation(&'static str),
 }
 
+fn decode_body(body: &[u8]) -> Result<PubSubBody, &'static str> {
+    match postcard::take_from_bytes::<PubSubBody>(body) {
+        Ok((b, [])) => Ok(b),
+        _ => Err("malformed_body"),
+    }
+}
+
 #[derive(Debug)]
 struct Peer {
-    #[allow(dead_code)] // read by the membership layer (issue 4)
     addr: SocketAddr,
-    #[allow(dead_code)] // read by the membership layer (issue 4)
     direction: Direction,
     hello: Option<Hello>,
     #[allow(dead_code)] // read by the membership layer (issue 4)
@@ -346,8 +397,12 @@ enum Timer {
 pub struct Node {
     identity: Identity,
     config: Config,
-    #[allow(dead_code)] // consumed by membership and broadcast (issue 4)
     rng: ChaCha8Rng,
+    membership: Membership,
+    broadcast: Broadcast,
+    /// Decoded agent keys by id (bounded FIFO), so repeated authors verify warm.
+    keys: BTreeMap<AgentId, PublicKey>,
+    key_order: VecDeque<AgentId>,
     peers: BTreeMap<MachineId, Peer>,
     timers: BTreeSet<(Time, Timer)>,
     transmits: VecDeque<Transmit>,
@@ -355,6 +410,7 @@ pub struct Node {
     events: VecDeque<Event>,
     stats: Stats,
     started: bool,
+    stopped: bool,
 }
 
 impl Node {
@@ -367,7 +423,14 @@ impl Node {
         rng_seed: [u8; 32],
     ) -> Result<Self, ConfigError> {
         config.validate()?;
+        let mut membership =
+            Membership::new(config.membership.clone(), identity.machine.machine_id());
+        membership.set_addrs(config.listen_addrs.clone());
         Ok(Self {
+            membership,
+            broadcast: Broadcast::new(config.broadcast.clone()),
+            keys: BTreeMap::new(),
+            key_order: VecDeque::new(),
             identity,
             config,
             rng: ChaCha8Rng::from_seed(rng_seed),
@@ -378,6 +441,7 @@ impl Node {
             events: VecDeque::new(),
             stats: Stats::default(),
             started: false,
+            stopped: false,
         })
     }
 
@@ -426,15 +490,17 @@ impl Node {
             return;
         }
         self.started = true;
-        for addr in self.config.bootstrap.clone() {
-            self.actions.push_back(Action::Dial { addr, expect: None });
-        }
+        let bootstrap = self.config.bootstrap.clone();
+        self.membership.start(now, &mut self.rng, &bootstrap);
+        self.broadcast.start(now);
         self.timers
             .insert((now + self.config.keepalive_interval, Timer::Keepalive));
+        self.drain_layers(now);
     }
 
     /// Sets the addresses announced to peers (e.g. once the driver knows its bound port).
     pub fn set_listen_addrs(&mut self, addrs: Vec<SocketAddr>) {
+        self.membership.set_addrs(addrs.clone());
         self.config.listen_addrs = addrs;
     }
 
@@ -494,15 +560,23 @@ impl Node {
             self.timers
                 .retain(|(_, t)| *t != Timer::HelloDeadline(peer));
             if p.hello.is_some() {
+                self.membership.on_connection_down(now, &mut self.rng, peer);
+                self.broadcast.connection_down(peer);
                 self.emit(Event::PeerDown { peer });
+            } else if p.direction == Direction::Outbound {
+                // Never completed: for membership this is a failed dial.
+                self.membership.on_dial_failed(&mut self.rng, p.addr);
             }
+            self.drain_layers(now);
         }
     }
 
     /// A dial requested by [`Action::Dial`] failed.
-    pub fn handle_dial_failed(&mut self, now: Time, _addr: SocketAddr) {
+    pub fn handle_dial_failed(&mut self, now: Time, addr: SocketAddr) {
         self.start(now);
         self.stats.dials_failed += 1;
+        self.membership.on_dial_failed(&mut self.rng, addr);
+        self.drain_layers(now);
     }
 
     /// A frame arrived from `peer`. Errors are informational: the node has counted them and
@@ -539,23 +613,159 @@ impl Node {
         };
         self.stats.frames_received += 1;
         p.last_heard = now;
-        match (frame, p.hello.is_some()) {
+        let result = match (frame, p.hello.is_some()) {
             (Frame::Hello(hello), false) => {
                 let agent = hello.agent;
+                let dialed = (p.direction == Direction::Outbound).then_some(p.addr);
+                let addrs = if hello.addrs.is_empty() {
+                    vec![p.addr]
+                } else {
+                    hello.addrs.clone()
+                };
                 p.hello = Some(hello);
                 self.emit(Event::PeerUp { peer, agent });
+                self.membership
+                    .on_connection_up(now, &mut self.rng, peer, addrs, dialed);
                 Ok(())
             }
             (Frame::Hello(_), true) => self.violation(peer, "second hello"),
             (_, false) => self.violation(peer, "frame before hello"),
-            (Frame::Ping(ping), true) => {
-                self.send(peer, wire::Ack { seq: ping.seq }.into());
+            (frame, true) => {
+                self.membership.on_heard(&peer);
+                self.on_frame(now, peer, frame);
                 Ok(())
             }
-            (Frame::Ack(_), true) => Ok(()),
-            // Membership, broadcast and the rest arrive with their layers (issue 4 onwards).
-            (_, true) => Ok(()),
+        };
+        self.drain_layers(now);
+        result
+    }
+
+    fn on_frame(&mut self, now: Time, peer: MachineId, frame: Frame) {
+        if self
+            .membership
+            .handle_frame(now, &mut self.rng, peer, &frame)
+        {
+            return;
         }
+        let neighbor = self.membership.is_active(&peer);
+        match frame {
+            Frame::Gossip(g) => {
+                if !neighbor {
+                    self.stats.frames_from_non_neighbor += 1;
+                }
+                let id = g.message.id();
+                if self.broadcast.is_known(&id) {
+                    self.broadcast.on_duplicate(peer, g.topic);
+                    return;
+                }
+                match self.open_pubsub(&g.message) {
+                    Ok(body) if body.topic == g.topic => {
+                        self.broadcast
+                            .on_gossip_verified(now, peer, g.hops, g.message, body);
+                    }
+                    Ok(_) => Stats::bump(&mut self.stats.messages_rejected, "topic_mismatch"),
+                    Err(why) => Stats::bump(&mut self.stats.messages_rejected, why),
+                }
+            }
+            Frame::IHave(i) => self.broadcast.on_ihave(now, peer, i.topic, &i.entries),
+            Frame::Graft(g) => self.broadcast.on_graft(peer, g.topic, &g.ids),
+            Frame::Prune(p) => self.broadcast.on_prune(peer, p.topic),
+            Frame::Interest(i) => self.broadcast.on_interest(peer, &i.topics),
+            _ => {}
+        }
+    }
+
+    /// Verifies a pub/sub message's signature with the attached or cached key.
+    fn open_pubsub(&mut self, signed: &wire::Signed) -> Result<PubSubBody, &'static str> {
+        let key = match (&signed.signer_key, self.keys.get(&signed.signer)) {
+            (_, Some(k)) => k.clone(),
+            (Some(k), None) => k.clone(),
+            (None, None) => return Err("unknown_key"),
+        };
+        if signed.signer.verify_key(&key).is_err() {
+            return Err("key_mismatch");
+        }
+        #[cfg(feature = "stand-in-crypto")]
+        if self.config.allow_stand_in_signatures && crate::identity::stand_in::is_stand_in(&key) {
+            crate::identity::stand_in::verify(
+                &key,
+                Domain::PubSubMessage,
+                &signed.body,
+                &signed.signature,
+            )
+            .map_err(|_| "bad_signature")?;
+            let body = decode_body(&signed.body)?;
+            self.remember_key(signed.signer, key);
+            return Ok(body);
+        }
+        key.verify(Domain::PubSubMessage, &signed.body, &signed.signature)
+            .map_err(|_| "bad_signature")?;
+        let body = decode_body(&signed.body)?;
+        self.remember_key(signed.signer, key);
+        Ok(body)
+    }
+
+    fn remember_key(&mut self, id: AgentId, key: PublicKey) {
+        if self.keys.contains_key(&id) {
+            return;
+        }
+        if self.keys.len() >= self.config.key_cache_capacity
+            && let Some(old) = self.key_order.pop_front()
+        {
+            self.keys.remove(&old);
+        }
+        self.keys.insert(id, key);
+        self.key_order.push_back(id);
+    }
+
+    /// Moves what the membership and broadcast layers produced into the node's queues.
+    fn drain_layers(&mut self, now: Time) {
+        loop {
+            let mut progressed = false;
+            while let Some(out) = self.membership.poll_out() {
+                progressed = true;
+                match out {
+                    membership::Out::Send(to, frame) => self.send(to, frame),
+                    membership::Out::Dial(addr, expect) => {
+                        self.actions.push_back(Action::Dial { addr, expect });
+                    }
+                    membership::Out::Close(peer) => self.close(peer, CloseReason::NotNeeded),
+                    membership::Out::NeighborUp(peer) => {
+                        self.broadcast.neighbor_up(peer);
+                        self.emit(Event::NeighborUp { peer });
+                    }
+                    membership::Out::NeighborDown(peer, reason) => {
+                        self.broadcast.neighbor_down(peer);
+                        self.emit(Event::NeighborDown { peer, reason });
+                    }
+                }
+            }
+            while let Some(out) = self.broadcast.poll_out() {
+                progressed = true;
+                match out {
+                    broadcast::Out::Send(to, frame) => self.send(to, frame),
+                    broadcast::Out::Deliver {
+                        topic,
+                        hops,
+                        via,
+                        message,
+                        body,
+                    } => self.emit(Event::Message(Delivery {
+                        topic,
+                        id: message.id(),
+                        author: message.signer,
+                        hops,
+                        via,
+                        published_at_ms: body.published_at_ms,
+                        payload: body.payload,
+                    })),
+                }
+            }
+            if !progressed {
+                break;
+            }
+        }
+        let _ = now;
     }
 
     /// Time has advanced to `now`. Safe to call early or spuriously.
@@ -568,16 +778,22 @@ impl Node {
             self.timers.pop_first();
             self.on_timer(now, timer);
         }
+        self.membership.handle_timeout(now, &mut self.rng);
+        self.broadcast.handle_timeout(now);
+        self.drain_layers(now);
     }
 
     /// Closes every connection (the driver then reports each with `handle_disconnected`).
     pub fn shutdown(&mut self, now: Time) {
         self.start(now);
         let peers: Vec<_> = self.peers.keys().copied().collect();
+        self.membership.shutdown();
+        self.drain_layers(now);
         for peer in peers {
             self.close(peer, CloseReason::Shutdown);
         }
         self.timers.clear();
+        self.stopped = true;
     }
 
     // ----- pub/sub (filled in by the broadcast layer) -----
@@ -585,18 +801,25 @@ impl Node {
     /// Subscribes to `topic`: messages published on it are delivered as [`Event::Message`].
     pub fn subscribe(&mut self, now: Time, topic: TopicId) {
         self.start(now);
-        let _ = topic;
+        self.broadcast.subscribe(topic);
+        self.drain_layers(now);
     }
 
     /// Unsubscribes from `topic`.
     pub fn unsubscribe(&mut self, now: Time, topic: TopicId) {
         self.start(now);
-        let _ = topic;
+        self.broadcast.unsubscribe(topic);
+        self.drain_layers(now);
     }
 
     /// Publishes `payload` on `topic`, signed once by this node's agent key. Returns the
     /// message id. Publishing the same bytes twice makes two messages.
-    pub fn publish(&mut self, now: Time, topic: TopicId, payload: Bytes) -> Result<MessageId, PublishError> {
+    pub fn publish(
+        &mut self,
+        now: Time,
+        topic: TopicId,
+        payload: Bytes,
+    ) -> Result<MessageId, PublishError> {
         self.start(now);
         if payload.len() > self.config.max_payload_len {
             return Err(PublishError::PayloadTooLarge {
@@ -604,13 +827,49 @@ impl Node {
                 max: self.config.max_payload_len,
             });
         }
-        let _ = topic;
-        Ok(MessageId::of_body(&payload))
+        let body = PubSubBody {
+            topic,
+            nonce: self.rng.next_u64(),
+            published_at_ms: now.as_millis(),
+            payload,
+        };
+        // One signature per message, by the publishing agent; the key is attached so any
+        // receiver can verify without a lookup.
+        let signed = wire::Signed::sign(&self.identity.agent, Domain::PubSubMessage, &body, true);
+        let id = signed.id();
+        self.broadcast.publish(now, topic, signed);
+        self.drain_layers(now);
+        Ok(id)
     }
 
     /// The membership active view: the neighbours messages flow through, in id order.
     pub fn active_view(&self) -> Vec<MachineId> {
-        self.connected_peers()
+        self.membership.active().copied().collect()
+    }
+
+    /// Number of entries in the membership passive view.
+    pub fn passive_view_len(&self) -> usize {
+        self.membership.passive_len()
+    }
+
+    /// Membership counters.
+    pub fn membership_stats(&self) -> &MembershipStats {
+        self.membership.stats()
+    }
+
+    /// Broadcast counters.
+    pub fn broadcast_stats(&self) -> &BroadcastStats {
+        self.broadcast.stats()
+    }
+
+    /// Eager and lazy peers of a topic, if this node carries it.
+    pub fn topic_peers(&self, topic: &TopicId) -> Option<(Vec<MachineId>, Vec<MachineId>)> {
+        self.broadcast.topic_peers(topic)
+    }
+
+    /// Sizes of the broadcast caches: (message cache, dedup window, missing ids).
+    pub fn broadcast_cache_sizes(&self) -> (usize, usize, usize) {
+        self.broadcast.sizes()
     }
 
     // ----- outputs -----
@@ -638,7 +897,17 @@ impl Node {
     /// When the node next wants [`Node::handle_timeout`]; `None` if never (shut down).
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Time> {
-        self.timers.first().map(|(t, _)| *t)
+        if self.stopped {
+            return None;
+        }
+        [
+            self.timers.first().map(|(t, _)| *t),
+            self.membership.poll_timeout(),
+            self.broadcast.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     // ----- internals -----
