@@ -26,6 +26,7 @@ pub fn key_decode(data: &[u8]) {
     let _ = AgentKeypair::from_bytes(data);
     let _ = UserKeypair::from_bytes(data);
     let _ = PublicKey::from_bytes(data);
+    let _ = PublicKey::from_spki_der(data);
     let _ = Signature::from_bytes(data);
     let _ = postcard::from_bytes::<AgentCertificate>(data);
 }

@@ -74,6 +74,9 @@ pub enum KeyDecodeError {
     /// Hex text is not valid hex.
     #[error("invalid hex")]
     Hex,
+    /// DER is not an ML-DSA-65 SubjectPublicKeyInfo.
+    #[error("not an ML-DSA-65 SubjectPublicKeyInfo")]
+    BadSpki,
 }
 
 /// Errors from signature verification.
@@ -413,6 +416,61 @@ impl PublicKey {
     }
 }
 
+/// TLS 1.3 support: the machine key is the QUIC endpoint's raw public key (RFC 7250).
+///
+/// TLS signs its handshake transcript with *pure ML-DSA and an empty context* (the
+/// `mldsa65` signature scheme, 0x0905); the certificate is the key's SubjectPublicKeyInfo.
+impl PublicKey {
+    /// The DER SubjectPublicKeyInfo (`id-ml-dsa-65`, no parameters) of this key.
+    pub fn to_spki_der(&self) -> Vec<u8> {
+        use ml_dsa::pkcs8::der::Encode;
+        use ml_dsa::pkcs8::der::asn1::BitStringRef;
+        use ml_dsa::pkcs8::spki::{AssociatedAlgorithmIdentifier, SubjectPublicKeyInfo};
+        let spki = SubjectPublicKeyInfo {
+            algorithm: MlDsa65::ALGORITHM_IDENTIFIER,
+            subject_public_key: BitStringRef::new(0, &self.0.bytes[..])
+                .unwrap_or_else(|_| unreachable!("a byte-aligned bit string is always valid")),
+        };
+        spki.to_der()
+            .unwrap_or_else(|_| unreachable!("a 1952-byte SPKI always encodes"))
+    }
+
+    /// Parses a DER SubjectPublicKeyInfo holding an ML-DSA-65 key.
+    pub fn from_spki_der(der: &[u8]) -> Result<Self, KeyDecodeError> {
+        use ml_dsa::pkcs8::der::Decode;
+        use ml_dsa::pkcs8::spki::{AssociatedAlgorithmIdentifier, SubjectPublicKeyInfoRef};
+        let spki = SubjectPublicKeyInfoRef::from_der(der).map_err(|_| KeyDecodeError::BadSpki)?;
+        if spki.algorithm.oid != MlDsa65::ALGORITHM_IDENTIFIER.oid || spki.algorithm.parameters.is_some() {
+            return Err(KeyDecodeError::BadSpki);
+        }
+        let bytes = spki
+            .subject_public_key
+            .as_bytes()
+            .ok_or(KeyDecodeError::BadSpki)?;
+        Self::from_bytes(bytes)
+    }
+
+    /// Verifies a TLS 1.3 handshake signature (pure ML-DSA-65, empty context).
+    pub fn verify_tls13(&self, msg: &[u8], sig: &[u8]) -> Result<(), VerifyError> {
+        let Ok(sig) = ml_dsa::Signature::<MlDsa65>::try_from(sig) else {
+            return Err(VerifyError::BadSignature);
+        };
+        if self.decoded().verify_with_context(msg, b"", &sig) {
+            Ok(())
+        } else {
+            Err(VerifyError::BadSignature)
+        }
+    }
+}
+
+impl MachineKeypair {
+    /// Signs a TLS 1.3 handshake transcript (pure ML-DSA-65, empty context). Only for the
+    /// transport's CertificateVerify; protocol content is signed with a [`Domain`].
+    pub fn sign_tls13(&self, msg: &[u8]) -> Vec<u8> {
+        self.0.sign_ctx(b"", msg).0.into_vec()
+    }
+}
+
 impl PartialEq for PublicKey {
     fn eq(&self, other: &Self) -> bool {
         Arc::ptr_eq(&self.0, &other.0) || self.0.bytes == other.0.bytes
@@ -547,13 +605,17 @@ impl KeypairInner {
         if self.stand_in {
             return stand_in::sign(&self.public, domain, msg);
         }
+        self.sign_ctx(domain.context(), msg)
+    }
+
+    fn sign_ctx(&self, ctx: &[u8], msg: &[u8]) -> Signature {
         let esk = self
             .expanded
             .get_or_init(|| Box::new(ExpandedSigningKey::<MlDsa65>::from_seed(&self.seed.into())));
         // Only fails for a context longer than 255 bytes; ours are constants under 40 bytes.
         let sig = esk
-            .sign_deterministic(msg, domain.context())
-            .unwrap_or_else(|_| unreachable!("domain contexts are < 255 bytes"));
+            .sign_deterministic(msg, ctx)
+            .unwrap_or_else(|_| unreachable!("our contexts are < 255 bytes"));
         Signature(sig.encode().as_slice().into())
     }
 
@@ -955,6 +1017,22 @@ mod tests {
         let shared = cold.clone();
         cold.verify(Domain::PubSubMessage, b"m", &sig).unwrap();
         assert!(shared.is_decoded(), "clones share the decoded key");
+    }
+
+    #[test]
+    fn spki_and_tls_signatures() {
+        let m = MachineKeypair::from_seed(seed(20));
+        let der = m.public_key().to_spki_der();
+        assert_eq!(der.len(), 1952 + 22);
+        let back = PublicKey::from_spki_der(&der).unwrap();
+        assert_eq!(&back, m.public_key());
+        assert_eq!(PublicKey::from_spki_der(&der[1..]), Err(KeyDecodeError::BadSpki));
+        let sig = m.sign_tls13(b"transcript");
+        back.verify_tls13(b"transcript", &sig).unwrap();
+        assert!(back.verify_tls13(b"other", &sig).is_err());
+        // A TLS signature is not a protocol signature and vice versa.
+        let sig = Signature::from_bytes(&sig).unwrap();
+        assert!(back.verify(Domain::PubSubMessage, b"transcript", &sig).is_err());
     }
 
     #[test]
