@@ -74,7 +74,7 @@ fn main() {
         Gossip {
             topic,
             hops: 1,
-            message: signed,
+            message: signed.clone(),
         }
         .into(),
         IHave {
@@ -90,6 +90,28 @@ fn main() {
         Prune { topic }.into(),
         Interest {
             topics: vec![topic],
+        }
+        .into(),
+        SyncRequest { max_records: 100 }.into(),
+        SyncRecords {
+            records: vec![Record {
+                kind: RecordKind::Announcement,
+                signed: signed.clone(),
+            }],
+        }
+        .into(),
+        Query {
+            id: 7,
+            target: QueryTarget::Agent(agent.agent_id()),
+            ttl: 3,
+        }
+        .into(),
+        QueryHit {
+            id: 7,
+            records: vec![Record {
+                kind: RecordKind::Rendezvous,
+                signed: signed.clone(),
+            }],
         }
         .into(),
     ];

@@ -135,13 +135,6 @@ impl BroadcastStats {
 #[derive(Debug, Clone)]
 pub(crate) enum Out {
     Send(MachineId, Frame),
-    Deliver {
-        topic: TopicId,
-        hops: u8,
-        via: MachineId,
-        message: Signed,
-        body: PubSubBody,
-    },
 }
 
 #[derive(Debug, Default)]
@@ -401,22 +394,22 @@ impl Broadcast {
     }
 
     /// A GOSSIP with a new id, whose signature the node verified.
+    /// Returns whether the message should be delivered to a local subscriber.
     pub(crate) fn on_gossip_verified(
         &mut self,
         now: Time,
         from: MachineId,
+        topic: TopicId,
         hops: u8,
         message: Signed,
-        body: PubSubBody,
-    ) {
+    ) -> bool {
         self.stats.gossip_received += 1;
-        let topic = body.topic;
         let id = message.id();
         let Some(t) = self.topics.get_mut(&topic) else {
             // Not a topic we carry (a peer ignored our INTEREST): mark seen, do not relay.
             self.stats.drop("topic_not_carried");
             self.mark_seen(now, id);
-            return;
+            return false;
         };
         self.stats.accepted += 1;
         if self.neighbors.contains(&from) && t.lazy.remove(&from) {
@@ -430,14 +423,8 @@ impl Broadcast {
         self.arm_flush(now);
         if subscribed {
             self.stats.delivered += 1;
-            self.out.push_back(Out::Deliver {
-                topic,
-                hops,
-                via: from,
-                message,
-                body,
-            });
         }
+        subscribed
     }
 
     fn forward(

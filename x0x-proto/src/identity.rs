@@ -440,7 +440,9 @@ impl PublicKey {
         use ml_dsa::pkcs8::der::Decode;
         use ml_dsa::pkcs8::spki::{AssociatedAlgorithmIdentifier, SubjectPublicKeyInfoRef};
         let spki = SubjectPublicKeyInfoRef::from_der(der).map_err(|_| KeyDecodeError::BadSpki)?;
-        if spki.algorithm.oid != MlDsa65::ALGORITHM_IDENTIFIER.oid || spki.algorithm.parameters.is_some() {
+        if spki.algorithm.oid != MlDsa65::ALGORITHM_IDENTIFIER.oid
+            || spki.algorithm.parameters.is_some()
+        {
             return Err(KeyDecodeError::BadSpki);
         }
         let bytes = spki
@@ -814,6 +816,84 @@ pub mod stand_in {
     }
 }
 
+/// Which key signed something: the role and the id of its public key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum SignerId {
+    /// A machine key.
+    Machine(MachineId),
+    /// An agent key.
+    Agent(AgentId),
+    /// A user key.
+    User(UserId),
+}
+
+impl SignerId {
+    /// Checks that `key` is the key this id names (same role, same hash).
+    pub fn verify_key(&self, key: &PublicKey) -> Result<(), VerifyError> {
+        match self {
+            Self::Machine(id) => id.verify_key(key),
+            Self::Agent(id) => id.verify_key(key),
+            Self::User(id) => id.verify_key(key),
+        }
+    }
+}
+
+impl fmt::Display for SignerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Machine(id) => write!(f, "machine:{id}"),
+            Self::Agent(id) => write!(f, "agent:{id}"),
+            Self::User(id) => write!(f, "user:{id}"),
+        }
+    }
+}
+
+/// A keypair that can sign protocol content: the three role keypairs.
+pub trait SigningKey {
+    /// The signer's role and id.
+    fn signer_id(&self) -> SignerId;
+    /// The public key.
+    fn public_key(&self) -> &PublicKey;
+    /// Signs `msg` for `domain`.
+    fn sign(&self, domain: Domain, msg: &[u8]) -> Signature;
+}
+
+impl SigningKey for MachineKeypair {
+    fn signer_id(&self) -> SignerId {
+        SignerId::Machine(self.machine_id())
+    }
+    fn public_key(&self) -> &PublicKey {
+        &self.0.public
+    }
+    fn sign(&self, domain: Domain, msg: &[u8]) -> Signature {
+        self.0.sign(domain, msg)
+    }
+}
+
+impl SigningKey for AgentKeypair {
+    fn signer_id(&self) -> SignerId {
+        SignerId::Agent(self.agent_id())
+    }
+    fn public_key(&self) -> &PublicKey {
+        &self.0.public
+    }
+    fn sign(&self, domain: Domain, msg: &[u8]) -> Signature {
+        self.0.sign(domain, msg)
+    }
+}
+
+impl SigningKey for UserKeypair {
+    fn signer_id(&self) -> SignerId {
+        SignerId::User(self.user_id())
+    }
+    fn public_key(&self) -> &PublicKey {
+        &self.0.public
+    }
+    fn sign(&self, domain: Domain, msg: &[u8]) -> Signature {
+        self.0.sign(domain, msg)
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Agent certificate
 // ---------------------------------------------------------------------------------------------
@@ -1026,13 +1106,19 @@ mod tests {
         assert_eq!(der.len(), 1952 + 22);
         let back = PublicKey::from_spki_der(&der).unwrap();
         assert_eq!(&back, m.public_key());
-        assert_eq!(PublicKey::from_spki_der(&der[1..]), Err(KeyDecodeError::BadSpki));
+        assert_eq!(
+            PublicKey::from_spki_der(&der[1..]),
+            Err(KeyDecodeError::BadSpki)
+        );
         let sig = m.sign_tls13(b"transcript");
         back.verify_tls13(b"transcript", &sig).unwrap();
         assert!(back.verify_tls13(b"other", &sig).is_err());
         // A TLS signature is not a protocol signature and vice versa.
         let sig = Signature::from_bytes(&sig).unwrap();
-        assert!(back.verify(Domain::PubSubMessage, b"transcript", &sig).is_err());
+        assert!(
+            back.verify(Domain::PubSubMessage, b"transcript", &sig)
+                .is_err()
+        );
     }
 
     #[test]

@@ -96,7 +96,9 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod announce;
 pub mod broadcast;
+pub mod discovery;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod identity;

@@ -10,14 +10,24 @@ use bytes::Bytes;
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
 
+use crate::announce::{
+    AnnounceConfig, AnnounceError, IdentityAnnouncement, MachineAnnouncement, RejectReason,
+    RendezvousRecord, UserAnnouncement,
+};
 use crate::broadcast::{self, Broadcast, BroadcastConfig, BroadcastStats, PubSubBody};
+use crate::discovery::{
+    DiscoveredAgent, Discovery, DiscoveryStats, Merged, QueryRoute, RendezvousInfo,
+};
 use crate::identity::{
     AgentCertificate, AgentId, AgentKeypair, Domain, MachineId, MachineKeypair, PublicKey,
     UserKeypair,
 };
+use crate::identity::{SignerId, UserId};
 use crate::membership::{self, DownReason, Membership, MembershipConfig, MembershipStats};
 use crate::time::Time;
-use crate::wire::{self, DecodeError, Frame, FrameKind, Hello, MessageId, TopicId};
+use crate::wire::{
+    self, DecodeError, Frame, FrameKind, Hello, MessageId, QueryTarget, RecordKind, TopicId,
+};
 
 /// The keys a node acts with.
 #[derive(Debug, Clone)]
@@ -99,6 +109,8 @@ pub struct Config {
     pub broadcast: BroadcastConfig,
     /// Most agent public keys kept decoded for verification. Default 4096 (oldest evicted).
     pub key_cache_capacity: usize,
+    /// Announcement, heartbeat and discovery settings.
+    pub announce: AnnounceConfig,
 }
 
 impl Default for Config {
@@ -118,6 +130,7 @@ impl Default for Config {
             membership: MembershipConfig::default(),
             broadcast: BroadcastConfig::default(),
             key_cache_capacity: 4096,
+            announce: AnnounceConfig::default(),
         }
     }
 }
@@ -156,6 +169,19 @@ impl Config {
             ),
             ("broadcast.seen_capacity", self.broadcast.seen_capacity == 0),
             ("key_cache_capacity", self.key_cache_capacity == 0),
+            (
+                "announce.heartbeat_interval",
+                self.announce.heartbeat_interval.is_zero(),
+            ),
+            ("announce.max_agents", self.announce.max_agents == 0),
+            ("announce.max_machines", self.announce.max_machines == 0),
+            ("announce.max_users", self.announce.max_users == 0),
+            ("announce.max_rendezvous", self.announce.max_rendezvous == 0),
+            (
+                "announce.max_tracked_queries",
+                self.announce.max_tracked_queries == 0,
+            ),
+            ("announce.query_rings", self.announce.query_rings.is_empty()),
         ];
         match nonzero.iter().find(|(_, zero)| *zero) {
             Some((name, _)) => Err(ConfigError::Zero(name)),
@@ -244,6 +270,20 @@ pub enum Event {
     },
     /// A pub/sub message for a subscribed topic, verified and delivered once.
     Message(Delivery),
+    /// An agent entered the discovery cache for the first time.
+    AgentDiscovered {
+        /// The agent.
+        agent_id: AgentId,
+    },
+    /// A `find_agent` / `find_agent_rendezvous` query ended.
+    QueryFinished {
+        /// The query handle returned when it started.
+        query: QueryId,
+        /// What was sought.
+        target: QueryTarget,
+        /// The answer, or `None` if nothing live was found.
+        found: Option<Found>,
+    },
     /// A machine entered the membership active view.
     NeighborUp {
         /// The neighbour.
@@ -275,6 +315,70 @@ pub struct Delivery {
     pub published_at_ms: u64,
     /// The application payload.
     pub payload: Bytes,
+}
+
+/// Handle of a discovery query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct QueryId(pub u64);
+
+/// How a query found its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FoundVia {
+    /// This node's cache.
+    Cache,
+    /// An identity announcement, from a query answer or from gossip while waiting.
+    Query,
+    /// A rendezvous record.
+    Rendezvous,
+}
+
+/// The answer to a query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    /// The agent.
+    pub agent_id: AgentId,
+    /// Its machine.
+    pub machine_id: MachineId,
+    /// Where it can be reached.
+    pub addresses: Vec<SocketAddr>,
+    /// How it was found.
+    pub via: FoundVia,
+}
+
+fn found(a: &DiscoveredAgent, via: FoundVia) -> Found {
+    Found {
+        agent_id: a.agent_id,
+        machine_id: a.machine_id,
+        addresses: a.addresses.clone(),
+        via,
+    }
+}
+
+fn found_rv(r: &RendezvousInfo) -> Found {
+    Found {
+        agent_id: r.agent_id,
+        machine_id: r.machine_id,
+        addresses: r.addresses.clone(),
+        via: FoundVia::Rendezvous,
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct InternalTopics {
+    announce: TopicId,
+    rendezvous: TopicId,
+}
+
+#[derive(Debug, Clone)]
+struct OwnQuery {
+    /// What the caller asked for (reported in the result).
+    asked: QueryTarget,
+    /// What the current stage looks for (a find_agent moves to rendezvous records).
+    target: QueryTarget,
+    ring: usize,
+    deadline: Option<Time>,
+    /// A find_agent that will fall back to rendezvous records after its rings.
+    fallback: bool,
 }
 
 /// Why [`Node::publish`] refused a message.
@@ -365,13 +469,6 @@ pub enum FrameError {
     Violation(&'static str),
 }
 
-fn decode_body(body: &[u8]) -> Result<PubSubBody, &'static str> {
-    match postcard::take_from_bytes::<PubSubBody>(body) {
-        Ok((b, [])) => Ok(b),
-        _ => Err("malformed_body"),
-    }
-}
-
 #[derive(Debug)]
 struct Peer {
     addr: SocketAddr,
@@ -390,6 +487,10 @@ struct Peer {
 enum Timer {
     HelloDeadline(MachineId),
     Keepalive,
+    Heartbeat,
+    Reap,
+    QueryRing(QueryId),
+    QueryDeadline(QueryId),
 }
 
 /// One agent's protocol state machine. See the crate documentation for how to drive it.
@@ -398,11 +499,19 @@ pub struct Node {
     identity: Identity,
     config: Config,
     rng: ChaCha8Rng,
+    topics: InternalTopics,
+    discovery: Discovery,
+    user_disclosed: bool,
+    heartbeat_armed: bool,
+    synced: bool,
+    sync_served: BTreeMap<MachineId, Time>,
+    queries: BTreeMap<QueryId, OwnQuery>,
+    next_query: u64,
     membership: Membership,
     broadcast: Broadcast,
     /// Decoded agent keys by id (bounded FIFO), so repeated authors verify warm.
-    keys: BTreeMap<AgentId, PublicKey>,
-    key_order: VecDeque<AgentId>,
+    keys: BTreeMap<SignerId, PublicKey>,
+    key_order: VecDeque<SignerId>,
     peers: BTreeMap<MachineId, Peer>,
     timers: BTreeSet<(Time, Timer)>,
     transmits: VecDeque<Transmit>,
@@ -427,6 +536,17 @@ impl Node {
             Membership::new(config.membership.clone(), identity.machine.machine_id());
         membership.set_addrs(config.listen_addrs.clone());
         Ok(Self {
+            topics: InternalTopics {
+                announce: TopicId::from_name(crate::announce::ANNOUNCE_TOPIC),
+                rendezvous: TopicId::from_name(crate::announce::RENDEZVOUS_TOPIC),
+            },
+            discovery: Discovery::new(config.announce.clone()),
+            user_disclosed: false,
+            heartbeat_armed: false,
+            synced: false,
+            sync_served: BTreeMap::new(),
+            queries: BTreeMap::new(),
+            next_query: 0,
             membership,
             broadcast: Broadcast::new(config.broadcast.clone()),
             keys: BTreeMap::new(),
@@ -493,6 +613,11 @@ impl Node {
         let bootstrap = self.config.bootstrap.clone();
         self.membership.start(now, &mut self.rng, &bootstrap);
         self.broadcast.start(now);
+        // Every node carries the discovery topics.
+        self.broadcast.subscribe(self.topics.announce);
+        self.broadcast.subscribe(self.topics.rendezvous);
+        self.timers
+            .insert((now + Duration::from_secs(60), Timer::Reap));
         self.timers
             .insert((now + self.config.keepalive_interval, Timer::Keepalive));
         self.drain_layers(now);
@@ -658,15 +783,55 @@ impl Node {
                     self.broadcast.on_duplicate(peer, g.topic);
                     return;
                 }
-                match self.open_pubsub(&g.message) {
-                    Ok(body) if body.topic == g.topic => {
+                // Verify (and, for discovery records, merge) before relaying: a forged,
+                // stale or superseded record is not forwarded.
+                let kind = if g.topic == self.topics.announce {
+                    Some(RecordKind::Announcement)
+                } else if g.topic == self.topics.rendezvous {
+                    Some(RecordKind::Rendezvous)
+                } else {
+                    None
+                };
+                if let Some(kind) = kind {
+                    if self.accept_record(now, kind, &g.message).is_ok() {
                         self.broadcast
-                            .on_gossip_verified(now, peer, g.hops, g.message, body);
+                            .on_gossip_verified(now, peer, g.topic, g.hops, g.message);
+                    }
+                    return;
+                }
+                match self.open_pubsub(&g.message) {
+                    Ok((author, body)) if body.topic == g.topic => {
+                        let deliver = self.broadcast.on_gossip_verified(
+                            now,
+                            peer,
+                            g.topic,
+                            g.hops,
+                            g.message.clone(),
+                        );
+                        if deliver {
+                            self.emit(Event::Message(Delivery {
+                                topic: g.topic,
+                                id,
+                                author,
+                                hops: g.hops,
+                                via: peer,
+                                published_at_ms: body.published_at_ms,
+                                payload: body.payload,
+                            }));
+                        }
                     }
                     Ok(_) => Stats::bump(&mut self.stats.messages_rejected, "topic_mismatch"),
-                    Err(why) => Stats::bump(&mut self.stats.messages_rejected, why),
+                    Err(why) => Stats::bump(&mut self.stats.messages_rejected, why.name()),
                 }
             }
+            Frame::SyncRequest(r) => self.on_sync_request(now, peer, r.max_records),
+            Frame::SyncRecords(r) => {
+                for rec in r.records {
+                    let _ = self.accept_record(now, rec.kind, &rec.signed);
+                }
+            }
+            Frame::Query(q) => self.on_query(now, peer, q),
+            Frame::QueryHit(h) => self.on_query_hit(now, peer, h),
             Frame::IHave(i) => self.broadcast.on_ihave(now, peer, i.topic, &i.entries),
             Frame::Graft(g) => self.broadcast.on_graft(peer, g.topic, &g.ids),
             Frame::Prune(p) => self.broadcast.on_prune(peer, p.topic),
@@ -675,37 +840,53 @@ impl Node {
         }
     }
 
-    /// Verifies a pub/sub message's signature with the attached or cached key.
-    fn open_pubsub(&mut self, signed: &wire::Signed) -> Result<PubSubBody, &'static str> {
-        let key = match (&signed.signer_key, self.keys.get(&signed.signer)) {
-            (_, Some(k)) => k.clone(),
-            (Some(k), None) => k.clone(),
-            (None, None) => return Err("unknown_key"),
+    /// Verifies `signed` for `domain` with the attached or cached key, and caches the key.
+    fn verify_signed(
+        &mut self,
+        signed: &wire::Signed,
+        domain: Domain,
+    ) -> Result<PublicKey, RejectReason> {
+        let key = match (self.keys.get(&signed.signer), &signed.signer_key) {
+            (Some(k), _) => k.clone(),
+            (None, Some(k)) => k.clone(),
+            (None, None) => return Err(RejectReason::UnknownKey),
         };
         if signed.signer.verify_key(&key).is_err() {
-            return Err("key_mismatch");
+            return Err(RejectReason::KeyMismatch);
         }
-        #[cfg(feature = "stand-in-crypto")]
-        if self.config.allow_stand_in_signatures && crate::identity::stand_in::is_stand_in(&key) {
-            crate::identity::stand_in::verify(
-                &key,
-                Domain::PubSubMessage,
-                &signed.body,
-                &signed.signature,
-            )
-            .map_err(|_| "bad_signature")?;
-            let body = decode_body(&signed.body)?;
-            self.remember_key(signed.signer, key);
-            return Ok(body);
-        }
-        key.verify(Domain::PubSubMessage, &signed.body, &signed.signature)
-            .map_err(|_| "bad_signature")?;
-        let body = decode_body(&signed.body)?;
-        self.remember_key(signed.signer, key);
-        Ok(body)
+        let ok = {
+            #[cfg(feature = "stand-in-crypto")]
+            {
+                if self.config.allow_stand_in_signatures
+                    && crate::identity::stand_in::is_stand_in(&key)
+                {
+                    crate::identity::stand_in::verify(&key, domain, &signed.body, &signed.signature)
+                } else {
+                    key.verify(domain, &signed.body, &signed.signature)
+                }
+            }
+            #[cfg(not(feature = "stand-in-crypto"))]
+            {
+                key.verify(domain, &signed.body, &signed.signature)
+            }
+        };
+        ok.map_err(|_| RejectReason::BadSignature)?;
+        self.remember_key(signed.signer, key.clone());
+        Ok(key)
     }
 
-    fn remember_key(&mut self, id: AgentId, key: PublicKey) {
+    /// Verifies a pub/sub message: agent-signed, valid signature, well-formed body.
+    fn open_pubsub(
+        &mut self,
+        signed: &wire::Signed,
+    ) -> Result<(AgentId, PubSubBody), RejectReason> {
+        let author = signed.agent().ok_or(RejectReason::WrongSigner)?;
+        self.verify_signed(signed, Domain::PubSubMessage)?;
+        let body = signed.decode_body().map_err(|_| RejectReason::Malformed)?;
+        Ok((author, body))
+    }
+
+    fn remember_key(&mut self, id: SignerId, key: PublicKey) {
         if self.keys.contains_key(&id) {
             return;
         }
@@ -716,6 +897,495 @@ impl Node {
         }
         self.keys.insert(id, key);
         self.key_order.push_back(id);
+    }
+
+    /// Verifies a discovery record and merges it into the caches. Counts refusals.
+    fn accept_record(
+        &mut self,
+        now: Time,
+        kind: RecordKind,
+        signed: &wire::Signed,
+    ) -> Result<(), RejectReason> {
+        let result = self.accept_record_inner(now, kind, signed);
+        match result {
+            Ok(Merged::NewAgent(agent)) => {
+                self.emit(Event::AgentDiscovered { agent_id: agent });
+                self.resolve_queries(now, QueryTarget::Agent(agent));
+            }
+            Ok(Merged::Updated) => {
+                if let (RecordKind::Rendezvous, SignerId::Agent(a)) = (kind, signed.signer) {
+                    self.resolve_queries(now, QueryTarget::Rendezvous(a));
+                }
+                if let (RecordKind::Announcement, SignerId::Agent(a)) = (kind, signed.signer) {
+                    self.resolve_queries(now, QueryTarget::Agent(a));
+                }
+            }
+            Err(r) => self.discovery.stats_mut().reject(r),
+        }
+        result.map(|_| ())
+    }
+
+    fn accept_record_inner(
+        &mut self,
+        now: Time,
+        kind: RecordKind,
+        signed: &wire::Signed,
+    ) -> Result<Merged, RejectReason> {
+        let malformed = |_| RejectReason::Malformed;
+        match (kind, signed.signer) {
+            (RecordKind::Announcement, SignerId::Agent(agent)) => {
+                let key = self.verify_signed(signed, Domain::IdentityAnnouncement)?;
+                let ann = signed.decode_body().map_err(malformed)?;
+                self.discovery
+                    .merge_identity(now, agent, key, signed.clone(), ann)
+            }
+            (RecordKind::Announcement, SignerId::Machine(machine)) => {
+                let key = self.verify_signed(signed, Domain::MachineAnnouncement)?;
+                let ann = signed.decode_body().map_err(malformed)?;
+                self.discovery
+                    .merge_machine(now, machine, key, signed.clone(), ann)
+            }
+            (RecordKind::Announcement, SignerId::User(user)) => {
+                self.verify_signed(signed, Domain::UserAnnouncement)?;
+                let ann = signed.decode_body().map_err(malformed)?;
+                self.discovery.merge_user(now, user, signed.clone(), ann)
+            }
+            (RecordKind::Rendezvous, SignerId::Agent(agent)) => {
+                self.verify_signed(signed, Domain::RendezvousRecord)?;
+                let rec = signed.decode_body().map_err(malformed)?;
+                self.discovery
+                    .merge_rendezvous(now, agent, signed.clone(), rec)
+            }
+            (RecordKind::Rendezvous, _) => Err(RejectReason::WrongSigner),
+        }
+    }
+
+    // ----- announcements and discovery -----
+
+    /// Announces this agent: a signed identity announcement and machine announcement (and a
+    /// user announcement when disclosing the user), published on the announcement topic and
+    /// repeated every heartbeat. `include_user` needs `human_consent`; once a disclosure was
+    /// published, heartbeats keep it (a heartbeat must not silently retract it).
+    pub fn announce_identity(
+        &mut self,
+        now: Time,
+        include_user: bool,
+        human_consent: bool,
+    ) -> Result<(), AnnounceError> {
+        self.start(now);
+        if include_user {
+            if !human_consent {
+                return Err(AnnounceError::ConsentRequired);
+            }
+            if self.identity.user.is_none() {
+                return Err(AnnounceError::NoUserIdentity);
+            }
+            self.user_disclosed = true;
+        }
+        self.publish_announcements(now);
+        if !self.heartbeat_armed {
+            self.heartbeat_armed = true;
+            self.timers.insert((
+                now + self.discovery.config().heartbeat_interval,
+                Timer::Heartbeat,
+            ));
+        }
+        self.drain_layers(now);
+        Ok(())
+    }
+
+    fn publish_announcements(&mut self, now: Time) {
+        let addresses =
+            crate::announce::announceable_addrs(&self.config.listen_addrs, &self.config.bootstrap);
+        let announced_at = now.as_secs();
+        let user = self
+            .identity
+            .user
+            .as_ref()
+            .filter(|_| self.user_disclosed)
+            .map(|(u, c)| (u.clone(), c.clone()));
+        let identity = IdentityAnnouncement {
+            machine_id: self.machine_id(),
+            addresses: addresses.clone(),
+            announced_at,
+            nat: None,
+            user: user.as_ref().map(|(_, c)| c.clone()),
+        };
+        let machine = MachineAnnouncement {
+            agent_id: self.agent_id(),
+            addresses,
+            announced_at,
+        };
+        let mut records = vec![
+            wire::Signed::sign(
+                &self.identity.agent,
+                Domain::IdentityAnnouncement,
+                &identity,
+                true,
+            ),
+            wire::Signed::sign(
+                &self.identity.machine,
+                Domain::MachineAnnouncement,
+                &machine,
+                true,
+            ),
+        ];
+        if let Some((u, _)) = user {
+            let ann = UserAnnouncement {
+                agents: vec![self.agent_id()],
+                announced_at,
+            };
+            records.push(wire::Signed::sign(&u, Domain::UserAnnouncement, &ann, true));
+        }
+        let topic = self.topics.announce;
+        for signed in records {
+            // Our own records go into our caches too, so lookups and catch-up syncs serve them.
+            let _ = self.accept_record(now, RecordKind::Announcement, &signed);
+            self.broadcast.publish(now, topic, signed);
+        }
+    }
+
+    /// Publishes a rendezvous record valid for `validity` (never returned after it expires).
+    pub fn advertise_identity(&mut self, now: Time, validity: Duration) {
+        self.start(now);
+        let rec = RendezvousRecord {
+            machine_id: self.machine_id(),
+            addresses: crate::announce::announceable_addrs(
+                &self.config.listen_addrs,
+                &self.config.bootstrap,
+            ),
+            issued_at_ms: now.as_millis(),
+            expires_at_ms: (now + validity).as_millis(),
+        };
+        let signed = wire::Signed::sign(&self.identity.agent, Domain::RendezvousRecord, &rec, true);
+        let _ = self.accept_record(now, RecordKind::Rendezvous, &signed);
+        let topic = self.topics.rendezvous;
+        self.broadcast.publish(now, topic, signed);
+        self.drain_layers(now);
+    }
+
+    /// Live discovered agents (newest announcement within the TTL), sorted by agent id.
+    pub fn discovered_agents(&self, now: Time) -> Vec<DiscoveredAgent> {
+        self.discovery.agents(now)
+    }
+
+    /// One live discovered agent from the cache.
+    pub fn discovered_agent(&self, now: Time, agent: &AgentId) -> Option<DiscoveredAgent> {
+        self.discovery.agent(now, agent)
+    }
+
+    /// Live agents that disclosed `user` (with a valid certificate), from the cache.
+    pub fn find_agents_by_user(&self, now: Time, user: &UserId) -> Vec<DiscoveredAgent> {
+        self.discovery.agents_by_user(now, user)
+    }
+
+    /// A live rendezvous record from the cache.
+    pub fn cached_rendezvous(&self, now: Time, agent: &AgentId) -> Option<RendezvousInfo> {
+        self.discovery.rendezvous(now, agent)
+    }
+
+    /// Discovery counters.
+    pub fn discovery_stats(&self) -> &DiscoveryStats {
+        self.discovery.stats()
+    }
+
+    /// Sizes of the discovery caches: (agents, machines, users, rendezvous records).
+    pub fn discovery_cache_sizes(&self) -> (usize, usize, usize, usize) {
+        self.discovery.sizes()
+    }
+
+    /// Finds an agent: from the cache at once, else by asking the overlay in expanding rings,
+    /// else through rendezvous records. The answer comes as [`Event::QueryFinished`] (already
+    /// queued when the cache answers).
+    pub fn find_agent(&mut self, now: Time, agent: AgentId) -> QueryId {
+        self.start(now);
+        let id = self.next_query_id();
+        if let Some(a) = self.discovery.agent(now, &agent) {
+            self.finish_query(
+                id,
+                QueryTarget::Agent(agent),
+                Some(found(&a, FoundVia::Cache)),
+            );
+            return id;
+        }
+        self.start_query(now, id, QueryTarget::Agent(agent), None, true);
+        self.drain_layers(now);
+        id
+    }
+
+    /// Finds an agent's rendezvous record, waiting at most `timeout`. Never returns an expired
+    /// record.
+    pub fn find_agent_rendezvous(
+        &mut self,
+        now: Time,
+        agent: AgentId,
+        timeout: Duration,
+    ) -> QueryId {
+        self.start(now);
+        let id = self.next_query_id();
+        if let Some(r) = self.discovery.rendezvous(now, &agent) {
+            self.finish_query(id, QueryTarget::Rendezvous(agent), Some(found_rv(&r)));
+            return id;
+        }
+        self.start_query(
+            now,
+            id,
+            QueryTarget::Rendezvous(agent),
+            Some(now + timeout),
+            false,
+        );
+        self.drain_layers(now);
+        id
+    }
+
+    fn next_query_id(&mut self) -> QueryId {
+        self.next_query += 1;
+        QueryId(self.next_query)
+    }
+
+    fn start_query(
+        &mut self,
+        now: Time,
+        id: QueryId,
+        target: QueryTarget,
+        deadline: Option<Time>,
+        fallback: bool,
+    ) {
+        self.discovery.stats_mut().queries_started += 1;
+        self.queries.insert(
+            id,
+            OwnQuery {
+                asked: target,
+                target,
+                ring: 0,
+                deadline,
+                fallback,
+            },
+        );
+        if let Some(d) = deadline {
+            self.timers.insert((d, Timer::QueryDeadline(id)));
+        }
+        self.send_ring(now, id);
+    }
+
+    /// Sends the current ring of query `id` and arms its timer.
+    fn send_ring(&mut self, now: Time, id: QueryId) {
+        let Some(q) = self.queries.get(&id) else {
+            return;
+        };
+        let rings = &self.discovery.config().query_rings;
+        let Some(&(ttl, wait)) = rings.get(q.ring.min(rings.len().saturating_sub(1))) else {
+            return;
+        };
+        let target = q.target;
+        let wire_id = self.rng.next_u64();
+        self.discovery.track_query(
+            wire_id,
+            QueryRoute {
+                from: None,
+                answered: false,
+            },
+        );
+        for peer in self.membership.active().copied().collect::<Vec<_>>() {
+            self.send(
+                peer,
+                wire::Query {
+                    id: wire_id,
+                    target,
+                    ttl,
+                }
+                .into(),
+            );
+        }
+        self.timers.insert((now + wait, Timer::QueryRing(id)));
+    }
+
+    fn query_ring_timer(&mut self, now: Time, id: QueryId) {
+        let Some(q) = self.queries.get_mut(&id) else {
+            return;
+        };
+        q.ring += 1;
+        let rings = self.discovery.config().query_rings.len();
+        if q.ring < rings {
+            self.send_ring(now, id);
+            return;
+        }
+        match (q.target, q.fallback, q.deadline) {
+            // Stage 3 of find_agent: rendezvous records.
+            (QueryTarget::Agent(a), true, _) => {
+                q.target = QueryTarget::Rendezvous(a);
+                q.ring = 0;
+                q.fallback = false;
+                self.send_ring(now, id);
+            }
+            // A rendezvous lookup with a deadline keeps its last ring alive until then.
+            (_, _, Some(d)) if d > now => {
+                q.ring = rings - 1;
+                self.send_ring(now, id);
+            }
+            _ => {
+                let asked = q.asked;
+                self.queries.remove(&id);
+                self.discovery.stats_mut().queries_failed += 1;
+                self.finish_query(id, asked, None);
+            }
+        }
+    }
+
+    /// Finishes every open query that the caches now answer.
+    fn resolve_queries(&mut self, now: Time, target: QueryTarget) {
+        let open: Vec<QueryId> = self
+            .queries
+            .iter()
+            .filter(|(_, q)| match (q.target, target) {
+                (QueryTarget::Agent(a), QueryTarget::Agent(b)) => a == b,
+                (QueryTarget::Rendezvous(a), QueryTarget::Rendezvous(b)) => a == b,
+                _ => false,
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in open {
+            let Some(q) = self.queries.remove(&id) else {
+                continue;
+            };
+            let result = match q.target {
+                QueryTarget::Agent(a) => self
+                    .discovery
+                    .agent(now, &a)
+                    .map(|d| found(&d, FoundVia::Query)),
+                QueryTarget::Rendezvous(a) => {
+                    self.discovery.rendezvous(now, &a).map(|r| found_rv(&r))
+                }
+            };
+            match result {
+                Some(f) => {
+                    self.discovery.stats_mut().queries_succeeded += 1;
+                    self.finish_query(id, q.asked, Some(f));
+                }
+                None => {
+                    self.queries.insert(id, q);
+                }
+            }
+        }
+    }
+
+    fn finish_query(&mut self, query: QueryId, target: QueryTarget, found: Option<Found>) {
+        self.emit(Event::QueryFinished {
+            query,
+            target,
+            found,
+        });
+    }
+
+    fn on_query(&mut self, now: Time, from: MachineId, q: wire::Query) {
+        if !self.discovery.track_query(
+            q.id,
+            QueryRoute {
+                from: Some(from),
+                answered: false,
+            },
+        ) {
+            return;
+        }
+        let records = self.discovery.records_for(now, &q.target);
+        if !records.is_empty() {
+            self.discovery.stats_mut().queries_answered += 1;
+            if let Some(r) = self.discovery.route(q.id) {
+                r.answered = true;
+            }
+            let records = records
+                .into_iter()
+                .take(wire::MAX_RECORDS_PER_HIT)
+                .collect();
+            self.send(from, wire::QueryHit { id: q.id, records }.into());
+            return;
+        }
+        if q.ttl > 1 {
+            self.discovery.stats_mut().queries_forwarded += 1;
+            let next: Vec<MachineId> = self
+                .membership
+                .active()
+                .filter(|p| **p != from)
+                .copied()
+                .collect();
+            for peer in next {
+                self.send(
+                    peer,
+                    wire::Query {
+                        id: q.id,
+                        target: q.target,
+                        ttl: q.ttl - 1,
+                    }
+                    .into(),
+                );
+            }
+        }
+    }
+
+    fn on_query_hit(&mut self, now: Time, _from: MachineId, hit: wire::QueryHit) {
+        let Some(route) = self.discovery.route(hit.id) else {
+            return;
+        };
+        match route.from {
+            None => {
+                // Ours: verify and merge; merging resolves the query.
+                for rec in hit.records {
+                    let _ = self.accept_record(now, rec.kind, &rec.signed);
+                }
+            }
+            Some(back) => {
+                if !route.answered {
+                    route.answered = true;
+                    self.send(back, hit.into());
+                }
+            }
+        }
+    }
+
+    fn on_sync_request(&mut self, now: Time, peer: MachineId, max: u32) {
+        // One catch-up per neighbour per minute bounds what a peer can make us send.
+        if self
+            .sync_served
+            .get(&peer)
+            .is_some_and(|t| now - *t < Duration::from_secs(60))
+        {
+            self.discovery.stats_mut().reject(RejectReason::NotNewer);
+            return;
+        }
+        if self.sync_served.len() >= self.config.max_connections * 4 {
+            self.sync_served.pop_first();
+        }
+        self.sync_served.insert(peer, now);
+        self.discovery.stats_mut().syncs_served += 1;
+        let max = (max as usize).min(self.discovery.config().sync_max_records);
+        let records = self.discovery.sync_records(now, max);
+        // Chunk by count and by size so every frame stays under its limit.
+        let mut batch = Vec::new();
+        let mut size = 0;
+        for r in records {
+            let len = r.signed.body.len()
+                + crate::identity::PUBLIC_KEY_LEN
+                + crate::identity::SIGNATURE_LEN
+                + 64;
+            if !batch.is_empty()
+                && (batch.len() == wire::MAX_RECORDS_PER_FRAME
+                    || size + len > wire::MAX_FRAME_LEN / 2)
+            {
+                self.send(
+                    peer,
+                    wire::SyncRecords {
+                        records: std::mem::take(&mut batch),
+                    }
+                    .into(),
+                );
+                size = 0;
+            }
+            size += len;
+            batch.push(r);
+        }
+        if !batch.is_empty() {
+            self.send(peer, wire::SyncRecords { records: batch }.into());
+        }
     }
 
     /// Moves what the membership and broadcast layers produced into the node's queues.
@@ -732,6 +1402,13 @@ impl Node {
                     membership::Out::Close(peer) => self.close(peer, CloseReason::NotNeeded),
                     membership::Out::NeighborUp(peer) => {
                         self.broadcast.neighbor_up(peer);
+                        if !self.synced {
+                            // A new node catches up on the announcement cache from its first
+                            // neighbour instead of waiting for heartbeats.
+                            self.synced = true;
+                            let max = self.discovery.config().sync_max_records as u32;
+                            self.send(peer, wire::SyncRequest { max_records: max }.into());
+                        }
                         self.emit(Event::NeighborUp { peer });
                     }
                     membership::Out::NeighborDown(peer, reason) => {
@@ -744,21 +1421,6 @@ impl Node {
                 progressed = true;
                 match out {
                     broadcast::Out::Send(to, frame) => self.send(to, frame),
-                    broadcast::Out::Deliver {
-                        topic,
-                        hops,
-                        via,
-                        message,
-                        body,
-                    } => self.emit(Event::Message(Delivery {
-                        topic,
-                        id: message.id(),
-                        author: message.signer,
-                        hops,
-                        via,
-                        published_at_ms: body.published_at_ms,
-                        payload: body.payload,
-                    })),
                 }
             }
             if !progressed {
@@ -938,6 +1600,25 @@ impl Node {
                 }
                 self.timers
                     .insert((now + self.config.keepalive_interval, Timer::Keepalive));
+            }
+            Timer::Heartbeat => {
+                self.publish_announcements(now);
+                self.timers.insert((
+                    now + self.discovery.config().heartbeat_interval,
+                    Timer::Heartbeat,
+                ));
+            }
+            Timer::Reap => {
+                self.discovery.reap(now);
+                self.timers
+                    .insert((now + Duration::from_secs(60), Timer::Reap));
+            }
+            Timer::QueryRing(id) => self.query_ring_timer(now, id),
+            Timer::QueryDeadline(id) => {
+                if let Some(q) = self.queries.remove(&id) {
+                    self.discovery.stats_mut().queries_failed += 1;
+                    self.finish_query(id, q.asked, None);
+                }
             }
         }
     }

@@ -27,7 +27,9 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::identity::{AgentId, Domain, MachineId, PublicKey, Signature, VerifyError};
+use crate::identity::{
+    AgentId, Domain, MachineId, PublicKey, Signature, SignerId, SigningKey, VerifyError,
+};
 
 /// The framing version this build speaks.
 pub const WIRE_VERSION: u8 = 1;
@@ -41,6 +43,10 @@ pub const MAX_ADDRS_PER_PEER: usize = 16;
 pub const MAX_IDS_PER_FRAME: usize = 1024;
 /// Most topics one interest frame may carry.
 pub const MAX_TOPICS_PER_FRAME: usize = 256;
+/// Most signed records one SYNCRECORDS frame may carry.
+pub const MAX_RECORDS_PER_FRAME: usize = 40;
+/// Most signed records one QUERYHIT may carry.
+pub const MAX_RECORDS_PER_HIT: usize = 8;
 /// Limit for small control frames (membership, probes, PRUNE…).
 pub const MAX_CONTROL_FRAME_LEN: usize = 16 * 1024;
 
@@ -226,6 +232,14 @@ frame_kinds! {
     Prune = 0x23, MAX_CONTROL_FRAME_LEN;
     /// Which topics the sender carries.
     Interest = 0x24, 16 * 1024;
+    /// Discovery: send me your live announcements (a new node catching up).
+    SyncRequest = 0x30, MAX_CONTROL_FRAME_LEN;
+    /// Discovery: a batch of signed announcements or records.
+    SyncRecords = 0x31, MAX_FRAME_LEN;
+    /// Discovery: who has a record for this target? (expanding-ring flood)
+    Query = 0x32, MAX_CONTROL_FRAME_LEN;
+    /// Discovery: answer to a query, routed back along the query's path.
+    QueryHit = 0x33, 64 * 1024;
 }
 
 fn decode_exact<T: DeserializeOwned>(kind: FrameKind, body: &[u8]) -> Result<T, DecodeError> {
@@ -311,6 +325,8 @@ impl Frame {
             Self::IHave(i) => check(i.entries.len(), MAX_IDS_PER_FRAME),
             Self::Graft(g) => check(g.ids.len(), MAX_IDS_PER_FRAME),
             Self::Interest(i) => check(i.topics.len(), MAX_TOPICS_PER_FRAME),
+            Self::SyncRecords(r) => check(r.records.len(), MAX_RECORDS_PER_FRAME),
+            Self::QueryHit(h) => check(h.records.len(), MAX_RECORDS_PER_HIT),
             _ => Ok(()),
         }
     }
@@ -580,6 +596,71 @@ pub struct Interest {
     pub topics: Vec<TopicId>,
 }
 
+/// Discovery: ask a neighbour for its live announcement cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncRequest {
+    /// Most records wanted.
+    pub max_records: u32,
+}
+
+/// What kind of signed record a [`Record`] holds. With the signer's role it fixes the body
+/// type and the signature domain: an announcement signed by an agent is an identity
+/// announcement, by a machine a machine announcement, by a user a user announcement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum RecordKind {
+    /// An identity, machine or user announcement (by signer role).
+    Announcement,
+    /// A rendezvous record (agent-signed).
+    Rendezvous,
+}
+
+/// A signed discovery record outside a GOSSIP frame (where the topic says its kind).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// What it is.
+    pub kind: RecordKind,
+    /// The signed record.
+    pub signed: Signed,
+}
+
+/// Discovery: signed announcements (identity, machine, user) or rendezvous records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncRecords {
+    /// The records, each verifiable on its own.
+    #[serde(deserialize_with = "bounded_vec::<_, _, { MAX_RECORDS_PER_FRAME }>")]
+    pub records: Vec<Record>,
+}
+
+/// What a query looks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum QueryTarget {
+    /// The identity announcement of an agent.
+    Agent(AgentId),
+    /// A live rendezvous record of an agent.
+    Rendezvous(AgentId),
+}
+
+/// Discovery: an expanding-ring query, answered by any node holding a matching record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Query {
+    /// Query id, random at the origin; hits carry it back along the reverse path.
+    pub id: u64,
+    /// What is sought.
+    pub target: QueryTarget,
+    /// Remaining hops.
+    pub ttl: u8,
+}
+
+/// Discovery: the answer to a query.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryHit {
+    /// The query id.
+    pub id: u64,
+    /// Matching signed records.
+    #[serde(deserialize_with = "bounded_vec::<_, _, { MAX_RECORDS_PER_HIT }>")]
+    pub records: Vec<Record>,
+}
+
 // ---------------------------------------------------------------------------------------------
 // Signed content
 // ---------------------------------------------------------------------------------------------
@@ -592,8 +673,8 @@ pub struct Interest {
 /// verified ([`Signed::open`]). The id of the content is `BLAKE3(body)` ([`MessageId::of_body`]).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Signed {
-    /// The signing agent.
-    pub signer: AgentId,
+    /// The signing key's role and id.
+    pub signer: SignerId,
     /// The signer's public key, attached so a receiver that does not know it yet can verify.
     pub signer_key: Option<PublicKey>,
     /// The signed bytes.
@@ -625,8 +706,8 @@ pub enum OpenError {
 
 impl Signed {
     /// Encodes `body` once and signs those bytes with `key` for `domain`.
-    pub fn sign<T: Serialize>(
-        key: &crate::identity::AgentKeypair,
+    pub fn sign<K: SigningKey, T: Serialize>(
+        key: &K,
         domain: Domain,
         body: &T,
         attach_key: bool,
@@ -635,7 +716,7 @@ impl Signed {
             .unwrap_or_else(|_| unreachable!("postcard to Vec cannot fail for plain data"));
         let signature = key.sign(domain, &body);
         Self {
-            signer: key.agent_id(),
+            signer: key.signer_id(),
             signer_key: attach_key.then(|| key.public_key().clone()),
             body: Bytes::from(body),
             signature,
@@ -647,6 +728,14 @@ impl Signed {
         MessageId::of_body(&self.body)
     }
 
+    /// The signing agent, if an agent signed this.
+    pub fn agent(&self) -> Option<AgentId> {
+        match self.signer {
+            SignerId::Agent(a) => Some(a),
+            _ => None,
+        }
+    }
+
     /// Checks that `key` is the signer's, verifies the signature for `domain`, then decodes the
     /// body. Trailing bytes in the body are refused.
     pub fn open<T: DeserializeOwned>(
@@ -656,6 +745,12 @@ impl Signed {
     ) -> Result<T, OpenError> {
         self.signer.verify_key(key)?;
         key.verify(domain, &self.body, &self.signature)?;
+        self.decode_body()
+    }
+
+    /// Decodes the body without checking the signature (for callers that verified it by other
+    /// means, e.g. a simulation stand-in). Trailing bytes are refused.
+    pub fn decode_body<T: DeserializeOwned>(&self) -> Result<T, OpenError> {
         match postcard::take_from_bytes::<T>(&self.body) {
             Ok((v, [])) => Ok(v),
             Ok((_, rest)) => Err(OpenError::Malformed(format!(

@@ -3,7 +3,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use proptest::prelude::*;
 
 use super::*;
-use crate::identity::{AgentKeypair, PUBLIC_KEY_LEN, SIGNATURE_LEN};
+use crate::identity::{AgentKeypair, PUBLIC_KEY_LEN, SIGNATURE_LEN, SignerId};
 
 fn arb_id32() -> impl Strategy<Value = [u8; 32]> {
     any::<[u8; 32]>()
@@ -43,11 +43,22 @@ fn arb_signed() -> impl Strategy<Value = Signed> {
         any::<u8>(),
     )
         .prop_map(|(signer, with_key, body, fill)| Signed {
-            signer: AgentId::from_bytes(signer),
+            signer: SignerId::Agent(AgentId::from_bytes(signer)),
             signer_key: with_key.then(|| PublicKey::from_bytes(&[fill; PUBLIC_KEY_LEN]).unwrap()),
             body: Bytes::from(body),
             signature: Signature::from_bytes(&[fill; SIGNATURE_LEN]).unwrap(),
         })
+}
+
+fn arb_record() -> impl Strategy<Value = Record> {
+    (any::<bool>(), arb_signed()).prop_map(|(rv, signed)| Record {
+        kind: if rv {
+            RecordKind::Rendezvous
+        } else {
+            RecordKind::Announcement
+        },
+        signed,
+    })
 }
 
 fn arb_frame() -> impl Strategy<Value = Frame> {
@@ -96,6 +107,20 @@ fn arb_frame() -> impl Strategy<Value = Frame> {
         topic().prop_map(|topic| Frame::Prune(Prune { topic })),
         proptest::collection::vec(topic(), 0..40)
             .prop_map(|topics| Frame::Interest(Interest { topics })),
+        any::<u32>().prop_map(|max_records| Frame::SyncRequest(SyncRequest { max_records })),
+        proptest::collection::vec(arb_record(), 0..3)
+            .prop_map(|records| Frame::SyncRecords(SyncRecords { records })),
+        (any::<u64>(), arb_id32(), any::<bool>(), any::<u8>()).prop_map(|(id, a, rv, ttl)| {
+            let a = AgentId::from_bytes(a);
+            let target = if rv {
+                QueryTarget::Rendezvous(a)
+            } else {
+                QueryTarget::Agent(a)
+            };
+            Frame::Query(Query { id, target, ttl })
+        }),
+        (any::<u64>(), proptest::collection::vec(arb_record(), 0..3))
+            .prop_map(|(id, records)| Frame::QueryHit(QueryHit { id, records })),
     ]
 }
 

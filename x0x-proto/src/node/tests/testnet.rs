@@ -47,7 +47,16 @@ fn index_of(a: &SocketAddr) -> usize {
 impl Net {
     /// `n` nodes; node i > 0 bootstraps to node `i / 2` (a tree of contacts), all started at once.
     pub(super) fn new(n: usize, config: impl Fn(usize) -> Config) -> Self {
-        let start = Time::from_secs(1_767_225_600);
+        Self::new_with(n, config, |i| Duration::from_millis(i as u64))
+    }
+
+    /// As [`Net::new`], node `i` starting after `start(i)`.
+    pub(super) fn new_with(
+        n: usize,
+        config: impl Fn(usize) -> Config,
+        start: impl Fn(usize) -> Duration,
+    ) -> Self {
+        let epoch = Time::from_secs(1_767_225_600);
         let mut nodes = Vec::new();
         let mut ids = Vec::new();
         for i in 0..n {
@@ -69,13 +78,13 @@ impl Net {
             by_id,
             queue: BinaryHeap::new(),
             seq: 0,
-            now: start,
+            now: epoch,
             deliveries: Vec::new(),
             events: Vec::new(),
             frames: 0,
         };
         for i in 0..n {
-            let now = net.now + Duration::from_millis(i as u64);
+            let now = net.now + start(i);
             net.push(now, Ev::Wake(i));
         }
         net
@@ -121,7 +130,10 @@ impl Net {
             match a {
                 Action::Dial { addr, .. } => {
                     let j = index_of(&addr);
-                    if j < self.nodes.len() && self.nodes[j].is_some() && j != i {
+                    if j < self.nodes.len()
+                        && self.nodes[j].as_ref().is_some_and(|n| n.started)
+                        && j != i
+                    {
                         let rtt = self.latency(i, j) * 2;
                         self.push(now + rtt, Ev::Connected(i, j));
                     } else if let Some(n) = self.nodes[i].as_mut() {
@@ -223,7 +235,7 @@ impl Net {
     pub(super) fn components(&self) -> (usize, usize) {
         let n = self.nodes.len();
         let mut parent: Vec<usize> = (0..n).collect();
-        fn find(p: &mut Vec<usize>, x: usize) -> usize {
+        fn find(p: &mut [usize], x: usize) -> usize {
             let mut r = x;
             while p[r] != r {
                 r = p[r];

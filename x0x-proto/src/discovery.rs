@@ -1,0 +1,590 @@
+//! Discovery: bounded caches of announced agents, machines, users and rendezvous records, and
+//! the explicit query that finds an agent no cache here holds.
+//!
+//! Merge rules (each refusal is counted by [`crate::announce::RejectReason`]):
+//! * a newer-or-equal `announced_at` **replaces** the address list (no union: a roaming agent
+//!   must not accumulate dead endpoints); an older one is refused (`not_newer`);
+//! * a known user id is never cleared by a later announcement without one (a heartbeat sent
+//!   before consent was latched cannot retract a disclosure);
+//! * announcements stamped beyond the clock-skew allowance in the future are refused, and
+//!   ones older than the TTL are refused as stale (a replay cannot resurrect a gone agent);
+//! * an expired rendezvous record is never stored and never returned.
+//!
+//! Every cache has a cap and evicts the entry with the oldest announcement (or soonest expiry)
+//! first, counting the eviction.
+//!
+//! `find_agent` asks instead of waiting (x0x waits 5 s hoping for a re-announcement): a
+//! [`crate::wire::Query`] spreads over the overlay in expanding rings (1, 3, 8 hops by
+//! default); any node that has the agent cached answers with the signed records, which travel
+//! back along the query's path and are verified by the asker like any announcement.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::SocketAddr;
+
+use crate::announce::{
+    AnnounceConfig, IdentityAnnouncement, MachineAnnouncement, NatHints, RejectReason,
+    RendezvousRecord, UserAnnouncement,
+};
+use crate::identity::{AgentId, MachineId, PublicKey, UserId};
+use crate::time::Time;
+use crate::wire::{QueryTarget, Record, RecordKind, Signed};
+
+/// An agent as discovery knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscoveredAgent {
+    /// The agent.
+    pub agent_id: AgentId,
+    /// The machine it runs on.
+    pub machine_id: MachineId,
+    /// Its user, if disclosed with a valid certificate.
+    pub user_id: Option<UserId>,
+    /// Where it can be reached (from its newest announcement).
+    pub addresses: Vec<SocketAddr>,
+    /// Its newest announcement's timestamp, unix seconds.
+    pub announced_at: u64,
+    /// When this node last received an announcement from it.
+    pub last_seen: Time,
+    /// The agent's public key.
+    pub agent_public_key: PublicKey,
+    /// The machine's public key, once the machine announced itself.
+    pub machine_public_key: Option<PublicKey>,
+    /// Reachability hints.
+    pub nat: Option<NatHints>,
+}
+
+/// A live rendezvous record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RendezvousInfo {
+    /// The agent.
+    pub agent_id: AgentId,
+    /// Its machine.
+    pub machine_id: MachineId,
+    /// Where it can be reached.
+    pub addresses: Vec<SocketAddr>,
+    /// Expiry, unix milliseconds.
+    pub expires_at_ms: u64,
+}
+
+/// Counters of the discovery layer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DiscoveryStats {
+    /// Records accepted into a cache (new or fresher), by kind.
+    pub accepted: BTreeMap<&'static str, u64>,
+    /// Records refused, by reason.
+    pub rejected: BTreeMap<&'static str, u64>,
+    /// Cache evictions to stay under a cap, by cache.
+    pub evicted: BTreeMap<&'static str, u64>,
+    /// Queries this node started.
+    pub queries_started: u64,
+    /// Queries this node answered from its cache.
+    pub queries_answered: u64,
+    /// Queries this node forwarded.
+    pub queries_forwarded: u64,
+    /// Queries of ours that found their target.
+    pub queries_succeeded: u64,
+    /// Queries of ours that ended without an answer.
+    pub queries_failed: u64,
+    /// Catch-up syncs served to neighbours.
+    pub syncs_served: u64,
+}
+
+impl DiscoveryStats {
+    pub(crate) fn reject(&mut self, r: RejectReason) {
+        *self.rejected.entry(r.name()).or_default() += 1;
+    }
+    fn bump(map: &mut BTreeMap<&'static str, u64>, k: &'static str) {
+        *map.entry(k).or_default() += 1;
+    }
+}
+
+#[derive(Debug, Clone)]
+struct AgentEntry {
+    ann: IdentityAnnouncement,
+    signed: Signed,
+    key: PublicKey,
+    user_id: Option<UserId>,
+    last_seen: Time,
+}
+
+#[derive(Debug, Clone)]
+struct MachineEntry {
+    ann: MachineAnnouncement,
+    signed: Signed,
+    key: PublicKey,
+}
+
+#[derive(Debug, Clone)]
+struct UserEntry {
+    ann: UserAnnouncement,
+    signed: Signed,
+}
+
+#[derive(Debug, Clone)]
+struct RendezvousEntry {
+    rec: RendezvousRecord,
+    signed: Signed,
+}
+
+/// A cache with a cap that evicts the entry with the smallest order key first.
+#[derive(Debug)]
+struct Bounded<K: Ord + Copy, V> {
+    map: BTreeMap<K, (u64, V)>,
+    order: BTreeSet<(u64, K)>,
+    cap: usize,
+    name: &'static str,
+}
+
+impl<K: Ord + Copy, V> Bounded<K, V> {
+    fn new(cap: usize, name: &'static str) -> Self {
+        Self {
+            map: BTreeMap::new(),
+            order: BTreeSet::new(),
+            cap,
+            name,
+        }
+    }
+
+    fn get(&self, k: &K) -> Option<&V> {
+        self.map.get(k).map(|(_, v)| v)
+    }
+
+    /// Inserts with `order` as the eviction key; evicts the smallest if over the cap.
+    fn insert(&mut self, k: K, order: u64, v: V, stats: &mut DiscoveryStats) {
+        if let Some((old, _)) = self.map.remove(&k) {
+            self.order.remove(&(old, k));
+        }
+        if self.map.len() >= self.cap
+            && let Some((_, victim)) = self.order.pop_first()
+        {
+            self.map.remove(&victim);
+            DiscoveryStats::bump(&mut stats.evicted, self.name);
+        }
+        self.map.insert(k, (order, v));
+        self.order.insert((order, k));
+    }
+
+    fn remove(&mut self, k: &K) {
+        if let Some((o, _)) = self.map.remove(k) {
+            self.order.remove(&(o, *k));
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    fn values(&self) -> impl Iterator<Item = &V> {
+        self.map.values().map(|(_, v)| v)
+    }
+}
+
+/// A query in progress or remembered for reverse-path routing.
+#[derive(Debug, Clone)]
+pub(crate) struct QueryRoute {
+    /// Where the query came from (`None`: it is ours).
+    pub from: Option<MachineId>,
+    /// Whether a hit already went back.
+    pub answered: bool,
+}
+
+/// What a verified record did to the caches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Merged {
+    /// A new agent entered the agent cache.
+    NewAgent(AgentId),
+    /// Something was updated or added.
+    Updated,
+}
+
+/// The discovery state.
+#[derive(Debug)]
+pub(crate) struct Discovery {
+    config: AnnounceConfig,
+    agents: Bounded<AgentId, AgentEntry>,
+    machines: Bounded<MachineId, MachineEntry>,
+    users: Bounded<UserId, UserEntry>,
+    rendezvous: Bounded<AgentId, RendezvousEntry>,
+    /// Query routes by wire query id (bounded FIFO).
+    routes: BTreeMap<u64, QueryRoute>,
+    route_order: VecDeque<u64>,
+    stats: DiscoveryStats,
+}
+
+impl Discovery {
+    pub(crate) fn new(config: AnnounceConfig) -> Self {
+        Self {
+            agents: Bounded::new(config.max_agents, "agents"),
+            machines: Bounded::new(config.max_machines, "machines"),
+            users: Bounded::new(config.max_users, "users"),
+            rendezvous: Bounded::new(config.max_rendezvous, "rendezvous"),
+            routes: BTreeMap::new(),
+            route_order: VecDeque::new(),
+            stats: DiscoveryStats::default(),
+            config,
+        }
+    }
+
+    pub(crate) fn stats(&self) -> &DiscoveryStats {
+        &self.stats
+    }
+
+    pub(crate) fn stats_mut(&mut self) -> &mut DiscoveryStats {
+        &mut self.stats
+    }
+
+    pub(crate) fn config(&self) -> &AnnounceConfig {
+        &self.config
+    }
+
+    /// Sizes of the caches: (agents, machines, users, rendezvous).
+    pub(crate) fn sizes(&self) -> (usize, usize, usize, usize) {
+        (
+            self.agents.len(),
+            self.machines.len(),
+            self.users.len(),
+            self.rendezvous.len(),
+        )
+    }
+
+    fn fresh(&self, now: Time, announced_at: u64) -> Result<(), RejectReason> {
+        let now_s = now.as_secs();
+        if announced_at > now_s.saturating_add(self.config.max_clock_skew.as_secs()) {
+            return Err(RejectReason::FutureTimestamp);
+        }
+        if announced_at.saturating_add(self.config.identity_ttl.as_secs()) < now_s {
+            return Err(RejectReason::Stale);
+        }
+        Ok(())
+    }
+
+    /// Merges a verified identity announcement signed by `agent` with `key`.
+    pub(crate) fn merge_identity(
+        &mut self,
+        now: Time,
+        agent: AgentId,
+        key: PublicKey,
+        signed: Signed,
+        ann: IdentityAnnouncement,
+    ) -> Result<Merged, RejectReason> {
+        self.fresh(now, ann.announced_at)?;
+        if ann.addresses.len() > crate::announce::MAX_ANNOUNCED_ADDRS {
+            return Err(RejectReason::TooManyAddresses);
+        }
+        let user_id = match &ann.user {
+            Some(cert) => {
+                cert.verify(&agent, now.as_secs())
+                    .map_err(|_| RejectReason::BadCertificate)?;
+                Some(cert.user_id())
+            }
+            None => None,
+        };
+        let previous = self.agents.get(&agent);
+        if let Some(prev) = previous
+            && prev.ann.announced_at > ann.announced_at
+        {
+            return Err(RejectReason::NotNewer);
+        }
+        let new = previous.is_none();
+        // A known user id is never cleared by an announcement without one.
+        let user_id = user_id.or(previous.and_then(|p| p.user_id));
+        let order = ann.announced_at;
+        self.agents.insert(
+            agent,
+            order,
+            AgentEntry {
+                ann,
+                signed,
+                key,
+                user_id,
+                last_seen: now,
+            },
+            &mut self.stats,
+        );
+        DiscoveryStats::bump(&mut self.stats.accepted, "identity");
+        Ok(if new {
+            Merged::NewAgent(agent)
+        } else {
+            Merged::Updated
+        })
+    }
+
+    pub(crate) fn merge_machine(
+        &mut self,
+        now: Time,
+        machine: MachineId,
+        key: PublicKey,
+        signed: Signed,
+        ann: MachineAnnouncement,
+    ) -> Result<Merged, RejectReason> {
+        self.fresh(now, ann.announced_at)?;
+        if ann.addresses.len() > crate::announce::MAX_ANNOUNCED_ADDRS {
+            return Err(RejectReason::TooManyAddresses);
+        }
+        if let Some(prev) = self.machines.get(&machine)
+            && prev.ann.announced_at > ann.announced_at
+        {
+            return Err(RejectReason::NotNewer);
+        }
+        let order = ann.announced_at;
+        self.machines.insert(
+            machine,
+            order,
+            MachineEntry { ann, signed, key },
+            &mut self.stats,
+        );
+        DiscoveryStats::bump(&mut self.stats.accepted, "machine");
+        Ok(Merged::Updated)
+    }
+
+    pub(crate) fn merge_user(
+        &mut self,
+        now: Time,
+        user: UserId,
+        signed: Signed,
+        ann: UserAnnouncement,
+    ) -> Result<Merged, RejectReason> {
+        self.fresh(now, ann.announced_at)?;
+        if ann.agents.len() > 64 {
+            return Err(RejectReason::Malformed);
+        }
+        if let Some(prev) = self.users.get(&user)
+            && prev.ann.announced_at > ann.announced_at
+        {
+            return Err(RejectReason::NotNewer);
+        }
+        let order = ann.announced_at;
+        self.users
+            .insert(user, order, UserEntry { ann, signed }, &mut self.stats);
+        DiscoveryStats::bump(&mut self.stats.accepted, "user");
+        Ok(Merged::Updated)
+    }
+
+    pub(crate) fn merge_rendezvous(
+        &mut self,
+        now: Time,
+        agent: AgentId,
+        signed: Signed,
+        rec: RendezvousRecord,
+    ) -> Result<Merged, RejectReason> {
+        if rec.expires_at_ms <= now.as_millis() {
+            return Err(RejectReason::Stale);
+        }
+        if rec.issued_at_ms > now.as_millis() + self.config.max_clock_skew.as_millis() as u64 {
+            return Err(RejectReason::FutureTimestamp);
+        }
+        if rec.addresses.len() > crate::announce::MAX_ANNOUNCED_ADDRS {
+            return Err(RejectReason::TooManyAddresses);
+        }
+        if let Some(prev) = self.rendezvous.get(&agent)
+            && prev.rec.issued_at_ms > rec.issued_at_ms
+        {
+            return Err(RejectReason::NotNewer);
+        }
+        let order = rec.expires_at_ms;
+        self.rendezvous.insert(
+            agent,
+            order,
+            RendezvousEntry { rec, signed },
+            &mut self.stats,
+        );
+        DiscoveryStats::bump(&mut self.stats.accepted, "rendezvous");
+        Ok(Merged::Updated)
+    }
+
+    fn live(&self, now: Time, e: &AgentEntry) -> bool {
+        e.ann
+            .announced_at
+            .saturating_add(self.config.identity_ttl.as_secs())
+            >= now.as_secs()
+    }
+
+    fn view(&self, agent: AgentId, e: &AgentEntry) -> DiscoveredAgent {
+        DiscoveredAgent {
+            agent_id: agent,
+            machine_id: e.ann.machine_id,
+            user_id: e.user_id,
+            addresses: e.ann.addresses.clone(),
+            announced_at: e.ann.announced_at,
+            last_seen: e.last_seen,
+            agent_public_key: e.key.clone(),
+            machine_public_key: self
+                .machines
+                .get(&e.ann.machine_id)
+                .filter(|m| m.ann.agent_id == agent)
+                .map(|m| m.key.clone()),
+            nat: e.ann.nat.clone(),
+        }
+    }
+
+    /// Live agents (newest announcement within the TTL), sorted by agent id.
+    pub(crate) fn agents(&self, now: Time) -> Vec<DiscoveredAgent> {
+        self.agents
+            .map
+            .iter()
+            .filter(|(_, (_, e))| self.live(now, e))
+            .map(|(id, (_, e))| self.view(*id, e))
+            .collect()
+    }
+
+    /// A live agent.
+    pub(crate) fn agent(&self, now: Time, id: &AgentId) -> Option<DiscoveredAgent> {
+        self.agents
+            .get(id)
+            .filter(|e| self.live(now, e))
+            .map(|e| self.view(*id, e))
+    }
+
+    /// Live agents that disclosed `user`.
+    pub(crate) fn agents_by_user(&self, now: Time, user: &UserId) -> Vec<DiscoveredAgent> {
+        self.agents
+            .map
+            .iter()
+            .filter(|(_, (_, e))| e.user_id.as_ref() == Some(user) && self.live(now, e))
+            .map(|(id, (_, e))| self.view(*id, e))
+            .collect()
+    }
+
+    /// A rendezvous record that has not expired.
+    pub(crate) fn rendezvous(&self, now: Time, agent: &AgentId) -> Option<RendezvousInfo> {
+        self.rendezvous
+            .get(agent)
+            .filter(|e| e.rec.expires_at_ms > now.as_millis())
+            .map(|e| RendezvousInfo {
+                agent_id: *agent,
+                machine_id: e.rec.machine_id,
+                addresses: e.rec.addresses.clone(),
+                expires_at_ms: e.rec.expires_at_ms,
+            })
+    }
+
+    /// Signed records that answer `target`, if we have live ones.
+    pub(crate) fn records_for(&self, now: Time, target: &QueryTarget) -> Vec<Record> {
+        match target {
+            QueryTarget::Agent(a) => {
+                let Some(e) = self.agents.get(a).filter(|e| self.live(now, e)) else {
+                    return Vec::new();
+                };
+                let mut v = vec![Record {
+                    kind: RecordKind::Announcement,
+                    signed: e.signed.clone(),
+                }];
+                if let Some(m) = self.machines.get(&e.ann.machine_id) {
+                    v.push(Record {
+                        kind: RecordKind::Announcement,
+                        signed: m.signed.clone(),
+                    });
+                }
+                v
+            }
+            QueryTarget::Rendezvous(a) => self
+                .rendezvous
+                .get(a)
+                .filter(|e| e.rec.expires_at_ms > now.as_millis())
+                .map(|e| {
+                    vec![Record {
+                        kind: RecordKind::Rendezvous,
+                        signed: e.signed.clone(),
+                    }]
+                })
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Every live record, newest first, at most `max` (for a catching-up neighbour).
+    pub(crate) fn sync_records(&self, now: Time, max: usize) -> Vec<Record> {
+        let mut out: Vec<(u64, Record)> = Vec::new();
+        for e in self.agents.values().filter(|e| self.live(now, e)) {
+            out.push((
+                e.ann.announced_at,
+                Record {
+                    kind: RecordKind::Announcement,
+                    signed: e.signed.clone(),
+                },
+            ));
+        }
+        let ttl = self.config.identity_ttl.as_secs();
+        for m in self.machines.values() {
+            if m.ann.announced_at + ttl >= now.as_secs() {
+                out.push((
+                    m.ann.announced_at,
+                    Record {
+                        kind: RecordKind::Announcement,
+                        signed: m.signed.clone(),
+                    },
+                ));
+            }
+        }
+        for u in self.users.values() {
+            if u.ann.announced_at + ttl >= now.as_secs() {
+                out.push((
+                    u.ann.announced_at,
+                    Record {
+                        kind: RecordKind::Announcement,
+                        signed: u.signed.clone(),
+                    },
+                ));
+            }
+        }
+        for r in self.rendezvous.values() {
+            if r.rec.expires_at_ms > now.as_millis() {
+                out.push((
+                    r.rec.issued_at_ms / 1000,
+                    Record {
+                        kind: RecordKind::Rendezvous,
+                        signed: r.signed.clone(),
+                    },
+                ));
+            }
+        }
+        out.sort_by_key(|r| std::cmp::Reverse(r.0));
+        out.truncate(max);
+        out.into_iter().map(|(_, r)| r).collect()
+    }
+
+    /// Drops expired rendezvous records and agents past twice the TTL.
+    pub(crate) fn reap(&mut self, now: Time) {
+        let now_ms = now.as_millis();
+        let expired: Vec<AgentId> = self
+            .rendezvous
+            .map
+            .iter()
+            .filter(|(_, (_, e))| e.rec.expires_at_ms <= now_ms)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in expired {
+            self.rendezvous.remove(&k);
+        }
+        let limit = now
+            .as_secs()
+            .saturating_sub(2 * self.config.identity_ttl.as_secs());
+        while let Some(&(order, id)) = self.agents.order.first() {
+            if order >= limit {
+                break;
+            }
+            self.agents.remove(&id);
+        }
+    }
+
+    // ----- query routing -----
+
+    /// Remembers a query route. Returns false if the id is already known (a duplicate).
+    pub(crate) fn track_query(&mut self, id: u64, route: QueryRoute) -> bool {
+        if self.routes.contains_key(&id) {
+            return false;
+        }
+        if self.routes.len() >= self.config.max_tracked_queries
+            && let Some(old) = self.route_order.pop_front()
+        {
+            self.routes.remove(&old);
+            DiscoveryStats::bump(&mut self.stats.evicted, "query_routes");
+        }
+        self.routes.insert(id, route);
+        self.route_order.push_back(id);
+        true
+    }
+
+    pub(crate) fn route(&mut self, id: u64) -> Option<&mut QueryRoute> {
+        self.routes.get_mut(&id)
+    }
+}
