@@ -588,3 +588,155 @@ impl Discovery {
         self.routes.get_mut(&id)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::identity::{PUBLIC_KEY_LEN, SIGNATURE_LEN, Signature, SignerId};
+
+    fn dummy(agent: AgentId) -> (PublicKey, Signed) {
+        let key = PublicKey::from_bytes(&[0; PUBLIC_KEY_LEN]).unwrap();
+        let signed = Signed {
+            signer: SignerId::Agent(agent),
+            signer_key: None,
+            body: Bytes::new(),
+            signature: Signature::from_bytes(&[0; SIGNATURE_LEN]).unwrap(),
+        };
+        (key, signed)
+    }
+
+    fn ann(at: u64, port: u16) -> IdentityAnnouncement {
+        IdentityAnnouncement {
+            machine_id: MachineId::from_bytes([9; 32]),
+            addresses: vec![SocketAddr::from(([10, 0, 0, 1], port))],
+            announced_at: at,
+            nat: None,
+            user: None,
+        }
+    }
+
+    #[test]
+    fn a_hundred_thousand_announcements_keep_the_cache_at_its_cap() {
+        let mut d = Discovery::new(AnnounceConfig::default());
+        let now = Time::from_secs(1_000_000);
+        for i in 0u32..100_000 {
+            let mut b = [0u8; 32];
+            b[..4].copy_from_slice(&i.to_le_bytes());
+            let agent = AgentId::from_bytes(b);
+            let (key, signed) = dummy(agent);
+            // Timestamps within the TTL, spread so eviction order is exercised.
+            let at = now.as_secs() - u64::from(i % 800);
+            d.merge_identity(now, agent, key, signed, ann(at, 1))
+                .unwrap();
+            assert!(d.sizes().0 <= 4096);
+        }
+        assert_eq!(d.sizes().0, 4096);
+        assert_eq!(d.stats().evicted.get("agents"), Some(&(100_000 - 4096)));
+    }
+
+    #[test]
+    fn newer_replaces_addresses_and_older_is_refused() {
+        let mut d = Discovery::new(AnnounceConfig::default());
+        let now = Time::from_secs(1_000_000);
+        let agent = AgentId::from_bytes([1; 32]);
+        let (key, signed) = dummy(agent);
+        d.merge_identity(
+            now,
+            agent,
+            key.clone(),
+            signed.clone(),
+            ann(now.as_secs() - 10, 1),
+        )
+        .unwrap();
+        d.merge_identity(
+            now,
+            agent,
+            key.clone(),
+            signed.clone(),
+            ann(now.as_secs() - 5, 2),
+        )
+        .unwrap();
+        let a = d.agent(now, &agent).unwrap();
+        assert_eq!(
+            a.addresses,
+            vec![SocketAddr::from(([10, 0, 0, 1], 2))],
+            "replaced, not merged"
+        );
+        assert_eq!(
+            d.merge_identity(
+                now,
+                agent,
+                key.clone(),
+                signed.clone(),
+                ann(now.as_secs() - 7, 3)
+            ),
+            Err(RejectReason::NotNewer)
+        );
+        // Stale (past the TTL) and future announcements are refused.
+        let ttl = AnnounceConfig::default().identity_ttl.as_secs();
+        let other = AgentId::from_bytes([2; 32]);
+        assert_eq!(
+            d.merge_identity(
+                now,
+                other,
+                key.clone(),
+                signed.clone(),
+                ann(now.as_secs() - ttl - 1, 1)
+            ),
+            Err(RejectReason::Stale)
+        );
+        assert_eq!(
+            d.merge_identity(
+                now,
+                other,
+                key.clone(),
+                signed.clone(),
+                ann(now.as_secs() + 31, 1)
+            ),
+            Err(RejectReason::FutureTimestamp)
+        );
+        // Live listing follows the TTL.
+        let later = now + std::time::Duration::from_secs(ttl);
+        assert!(d.agent(later, &agent).is_none());
+        assert!(d.agents(later).is_empty());
+    }
+
+    #[test]
+    fn a_known_user_is_never_cleared() {
+        use crate::identity::{AgentCertificate, UserKeypair};
+        let mut d = Discovery::new(AnnounceConfig::default());
+        let now = Time::from_secs(1_000_000);
+        let agent = AgentId::from_bytes([1; 32]);
+        let user = UserKeypair::from_seed([3; 32]);
+        let cert = AgentCertificate::issue(&user, agent, now.as_secs(), None);
+        let (key, signed) = dummy(agent);
+        let mut with_user = ann(now.as_secs() - 2, 1);
+        with_user.user = Some(cert);
+        d.merge_identity(now, agent, key.clone(), signed.clone(), with_user)
+            .unwrap();
+        d.merge_identity(now, agent, key, signed, ann(now.as_secs() - 1, 1))
+            .unwrap();
+        assert_eq!(d.agent(now, &agent).unwrap().user_id, Some(user.user_id()));
+        assert_eq!(d.agents_by_user(now, &user.user_id()).len(), 1);
+    }
+
+    #[test]
+    fn query_routes_are_bounded_and_deduplicated() {
+        let mut cfg = AnnounceConfig::default();
+        cfg.max_tracked_queries = 4;
+        let mut d = Discovery::new(cfg);
+        let route = || QueryRoute {
+            from: None,
+            answered: false,
+        };
+        assert!(d.track_query(1, route()));
+        assert!(!d.track_query(1, route()), "duplicate refused");
+        for id in 2..10 {
+            assert!(d.track_query(id, route()));
+        }
+        assert_eq!(d.routes.len(), 4);
+        assert!(d.route(1).is_none(), "oldest forgotten");
+    }
+}

@@ -981,8 +981,7 @@ impl Membership {
         self.timers.clear();
     }
 
-    /// Invariant check used by tests: views within caps, disjoint, without self.
-    #[cfg(test)]
+    /// Invariant check used by tests and fuzzing: views within caps, disjoint, without self.
     pub(crate) fn check_invariants(&self) -> Result<(), String> {
         if self.active.len() > self.config.active_view_capacity {
             return Err(format!("active view {} > cap", self.active.len()));

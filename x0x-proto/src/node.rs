@@ -1534,6 +1534,42 @@ impl Node {
         self.broadcast.sizes()
     }
 
+    /// Checks the node's structural invariants (used by fuzzing and property tests): the
+    /// membership views within their caps, disjoint and without this node; the broadcast
+    /// caches within `(cache, seen, missing)` caps; every queue within its cap.
+    #[doc(hidden)]
+    pub fn check_invariants(&self, broadcast_caps: (usize, usize, usize)) -> Result<(), String> {
+        self.membership.check_invariants()?;
+        let (c, s, m) = self.broadcast.sizes();
+        if c > broadcast_caps.0 || s > broadcast_caps.1 || m > broadcast_caps.2 {
+            return Err(format!(
+                "broadcast caches {c}/{s}/{m} over caps {broadcast_caps:?}"
+            ));
+        }
+        if self.transmits.len() > self.config.max_queued_transmits {
+            return Err("transmit queue over cap".into());
+        }
+        if self.events.len() > self.config.max_queued_events {
+            return Err("event queue over cap".into());
+        }
+        if self.peers.len() > self.config.max_connections {
+            return Err("connections over cap".into());
+        }
+        let (a, mm, u, r) = self.discovery.sizes();
+        let cfg = self.discovery.config();
+        if a > cfg.max_agents
+            || mm > cfg.max_machines
+            || u > cfg.max_users
+            || r > cfg.max_rendezvous
+        {
+            return Err("discovery cache over cap".into());
+        }
+        if self.keys.len() > self.config.key_cache_capacity {
+            return Err("key cache over cap".into());
+        }
+        Ok(())
+    }
+
     // ----- outputs -----
 
     /// The next frame to send. Poll until `None` after every input.

@@ -22,3 +22,18 @@ fn replay_fuzz_corpora() {
     }
     assert!(replayed > 0, "no corpus found under {}", root.display());
 }
+
+mod properties {
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Arbitrary operation sequences never panic a node nor push any view, cache or queue
+        /// past its cap (the checks run inside `node_ops` after every operation).
+        #[test]
+        fn node_invariants_hold_under_arbitrary_operations(data in proptest::collection::vec(any::<u8>(), 0..600)) {
+            x0x_proto::fuzzing::node_ops(&data);
+        }
+    }
+}
