@@ -724,9 +724,10 @@ mod tests {
 
     #[test]
     fn query_routes_are_bounded_and_deduplicated() {
-        let mut cfg = AnnounceConfig::default();
-        cfg.max_tracked_queries = 4;
-        let mut d = Discovery::new(cfg);
+        let mut d = Discovery::new(AnnounceConfig {
+            max_tracked_queries: 4,
+            ..AnnounceConfig::default()
+        });
         let route = || QueryRoute {
             from: None,
             answered: false,

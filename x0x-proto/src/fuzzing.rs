@@ -56,10 +56,12 @@ pub fn node_ops(data: &[u8]) {
     use crate::time::Time;
     use crate::wire::{self, PeerAddr, TopicId};
 
-    let mut config = Config::default();
-    config.max_connections = 8;
-    config.max_queued_transmits = 256;
-    config.max_queued_events = 64;
+    let mut config = Config {
+        max_connections: 8,
+        max_queued_transmits: 256,
+        max_queued_events: 64,
+        ..Config::default()
+    };
     config.broadcast.cache_capacity = 16;
     config.broadcast.seen_capacity = 32;
     config.broadcast.max_missing = 16;
