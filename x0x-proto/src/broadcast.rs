@@ -135,6 +135,8 @@ impl BroadcastStats {
 #[derive(Debug, Clone)]
 pub(crate) enum Out {
     Send(MachineId, Frame),
+    /// The same frame to several peers: encoded once.
+    SendMany(Vec<MachineId>, Frame),
 }
 
 #[derive(Debug, Default)]
@@ -281,9 +283,8 @@ impl Broadcast {
 
     fn announce_interest(&mut self) {
         let frame = self.interest_frame();
-        for p in self.neighbors.clone() {
-            self.out.push_back(Out::Send(p, frame.clone()));
-        }
+        let to: Vec<MachineId> = self.neighbors.iter().copied().collect();
+        self.out.push_back(Out::SendMany(to, frame));
     }
 
     /// Sends a freshly signed message.
@@ -461,9 +462,7 @@ impl Broadcast {
                 message: message.clone(),
             }
             .into();
-            for p in eager {
-                self.out.push_back(Out::Send(p, frame.clone()));
-            }
+            self.out.push_back(Out::SendMany(eager, frame));
         }
         for p in lazy {
             self.lazy_queue

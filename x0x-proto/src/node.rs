@@ -1421,6 +1421,7 @@ impl Node {
                 progressed = true;
                 match out {
                     broadcast::Out::Send(to, frame) => self.send(to, frame),
+                    broadcast::Out::SendMany(to, frame) => self.send_many(&to, frame),
                 }
             }
             if !progressed {
@@ -1678,6 +1679,26 @@ impl Node {
     fn close_untracked(&mut self, peer: MachineId, reason: CloseReason) {
         Stats::bump(&mut self.stats.closes, close_reason_name(&reason));
         self.actions.push_back(Action::Close { peer, reason });
+    }
+
+    /// Sends one frame to several peers, encoding it once (the bytes are shared).
+    fn send_many(&mut self, to: &[MachineId], frame: Frame) {
+        let kind = frame.kind();
+        let Ok(bytes) = frame.encode() else {
+            self.stats.transmits_unencodable += 1;
+            return;
+        };
+        for peer in to {
+            if self.transmits.len() >= self.config.max_queued_transmits {
+                self.stats.transmits_dropped += 1;
+                continue;
+            }
+            self.transmits.push_back(Transmit {
+                to: *peer,
+                kind,
+                frame: bytes.clone(),
+            });
+        }
     }
 
     fn send(&mut self, to: MachineId, frame: Frame) {
