@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::identity::MachineId;
 use crate::time::Time;
-use crate::wire::{self, Frame, IHaveEntry, MessageId, Signed, TopicId};
+use crate::wire::{self, Frame, IHaveEntry, MessageId, PeerAddr, Signed, TopicId};
 
 /// Broadcast configuration. Defaults and their provenance are on each field.
 #[derive(Debug, Clone)]
@@ -62,6 +62,16 @@ pub struct BroadcastConfig {
     pub max_missing: usize,
     /// Most topics carried at once. Default 1024.
     pub max_topics: usize,
+    /// A subscribed topic with fewer carriers than this among its neighbours and links starts
+    /// a topic walk to find more (sparse topics). Default 3: a random graph of minimum degree
+    /// 3 over the subscribers is connected with high probability.
+    pub topic_min_peers: usize,
+    /// Most topic links per topic. Default 6.
+    pub topic_max_links: usize,
+    /// Length of a topic walk. Default 16 hops.
+    pub topic_walk_length: u8,
+    /// Interval of the topic-link check. Default 2 s.
+    pub topic_maintenance_interval: Duration,
 }
 
 impl Default for BroadcastConfig {
@@ -79,6 +89,10 @@ impl Default for BroadcastConfig {
             catch_up_ids: 128,
             max_missing: 4096,
             max_topics: 1024,
+            topic_min_peers: 3,
+            topic_max_links: 6,
+            topic_walk_length: 16,
+            topic_maintenance_interval: Duration::from_secs(2),
         }
     }
 }
@@ -137,6 +151,10 @@ pub(crate) enum Out {
     Send(MachineId, Frame),
     /// The same frame to several peers: encoded once.
     SendMany(Vec<MachineId>, Frame),
+    /// Connect to a peer (if needed) and send it a frame.
+    Connect(PeerAddr, Frame),
+    /// Keep the connection to a peer open (a topic link uses it) / no longer needed.
+    Pin(MachineId, bool),
 }
 
 #[derive(Debug, Default)]
@@ -144,6 +162,9 @@ struct TopicState {
     subscribed: bool,
     eager: BTreeSet<MachineId>,
     lazy: BTreeSet<MachineId>,
+    /// Topic links: connections to other carriers of this topic that are not membership
+    /// neighbours, found by a topic walk (sparse topics).
+    links: BTreeSet<MachineId>,
     /// Recent ids of this topic, newest last (for catch-up digests).
     recent: VecDeque<(MessageId, u8)>,
 }
@@ -168,6 +189,7 @@ enum Timer {
     Graft(MessageId),
     FlushIHave,
     Expire,
+    TopicMaintenance,
 }
 
 /// The broadcast state machine.
@@ -186,6 +208,9 @@ pub(crate) struct Broadcast {
     lazy_queue: BTreeMap<MachineId, BTreeMap<TopicId, Vec<IHaveEntry>>>,
     timers: BTreeSet<(Time, Timer)>,
     flush_armed: bool,
+    me: Option<PeerAddr>,
+    /// Rotates topic walks over neighbours.
+    walk_counter: u64,
     out: VecDeque<Out>,
     stats: BroadcastStats,
 }
@@ -205,14 +230,25 @@ impl Broadcast {
             lazy_queue: BTreeMap::new(),
             timers: BTreeSet::new(),
             flush_armed: false,
+            me: None,
+            walk_counter: 0,
             out: VecDeque::new(),
             stats: BroadcastStats::default(),
         }
     }
 
-    pub(crate) fn start(&mut self, now: Time) {
+    pub(crate) fn start(&mut self, now: Time, me: PeerAddr) {
+        self.me = Some(me);
         self.timers
             .insert((now + Duration::from_secs(1), Timer::Expire));
+        self.timers.insert((
+            now + self.config.topic_maintenance_interval,
+            Timer::TopicMaintenance,
+        ));
+    }
+
+    pub(crate) fn set_me(&mut self, me: PeerAddr) {
+        self.me = Some(me);
     }
 
     pub(crate) fn stats(&self) -> &BroadcastStats {
@@ -276,9 +312,29 @@ impl Broadcast {
     }
 
     pub(crate) fn unsubscribe(&mut self, topic: TopicId) {
-        if self.topics.remove(&topic).is_some() {
+        if let Some(t) = self.topics.remove(&topic) {
+            for link in t.links {
+                self.unpin_if_unused(link);
+            }
             self.announce_interest();
         }
+    }
+
+    fn is_link(&self, peer: &MachineId) -> bool {
+        self.topics.values().any(|t| t.links.contains(peer))
+    }
+
+    fn unpin_if_unused(&mut self, peer: MachineId) {
+        if !self.is_link(&peer) {
+            self.out.push_back(Out::Pin(peer, false));
+        }
+    }
+
+    /// Whether `peer` carries `topic` with us: a neighbour that declared it, or a topic link.
+    fn is_topic_peer(&self, topic: &TopicId, peer: &MachineId) -> bool {
+        self.topics.get(topic).is_some_and(|t| t.links.contains(peer))
+            || (self.neighbors.contains(peer)
+                && self.interest.get(peer).is_some_and(|i| i.contains(topic)))
     }
 
     fn announce_interest(&mut self) {
@@ -308,6 +364,9 @@ impl Broadcast {
     pub(crate) fn neighbor_down(&mut self, peer: MachineId) {
         self.neighbors.remove(&peer);
         for t in self.topics.values_mut() {
+            if t.links.contains(&peer) {
+                continue; // still a topic link
+            }
             t.eager.remove(&peer);
             t.lazy.remove(&peer);
         }
@@ -318,6 +377,9 @@ impl Broadcast {
     }
 
     pub(crate) fn connection_down(&mut self, peer: MachineId) {
+        for t in self.topics.values_mut() {
+            t.links.remove(&peer);
+        }
         self.neighbor_down(peer);
         self.interest.remove(&peer);
     }
@@ -343,27 +405,178 @@ impl Broadcast {
             }
             // "New neighbours start in the eager set" (paper, §3.5).
             t.eager.insert(peer);
-            let take = self.config.catch_up_ids.min(t.recent.len());
-            let entries: Vec<IHaveEntry> = t
-                .recent
+            digests.push(*topic);
+        }
+        for topic in digests {
+            self.send_digest(peer, topic);
+        }
+    }
+
+    /// IHAVE of the topic's recent ids, so a new carrier can pull what it missed.
+    fn send_digest(&mut self, peer: MachineId, topic: TopicId) {
+        let Some(t) = self.topics.get(&topic) else {
+            return;
+        };
+        let take = self.config.catch_up_ids.min(t.recent.len());
+        let entries: Vec<IHaveEntry> = t
+            .recent
+            .iter()
+            .skip(t.recent.len() - take)
+            .filter(|(id, _)| self.cache.contains_key(id))
+            .map(|(id, hops)| IHaveEntry {
+                id: *id,
+                hops: *hops,
+            })
+            .collect();
+        if !entries.is_empty() {
+            self.out
+                .push_back(Out::Send(peer, wire::IHave { topic, entries }.into()));
+        }
+    }
+
+    // ----- topic links (sparse topics) -----
+
+    fn maintain_topics(&mut self) {
+        let Some(me) = self.me.clone() else { return };
+        let neighbors: Vec<MachineId> = self.neighbors.iter().copied().collect();
+        if neighbors.is_empty() {
+            return;
+        }
+        let mut walks = Vec::new();
+        for (topic, t) in &self.topics {
+            if !t.subscribed {
+                continue;
+            }
+            let carriers = neighbors
                 .iter()
-                .skip(t.recent.len() - take)
-                .filter(|(id, _)| self.cache.contains_key(id))
-                .map(|(id, hops)| IHaveEntry {
-                    id: *id,
-                    hops: *hops,
-                })
-                .collect();
-            if !entries.is_empty() {
-                digests.push(wire::IHave {
-                    topic: *topic,
-                    entries,
-                });
+                .filter(|p| self.interest.get(p).is_some_and(|i| i.contains(topic)))
+                .count()
+                + t.links.len();
+            if carriers < self.config.topic_min_peers && t.links.len() < self.config.topic_max_links {
+                walks.push(*topic);
             }
         }
-        for d in digests {
-            self.out.push_back(Out::Send(peer, d.into()));
+        for topic in walks {
+            self.walk_counter += 1;
+            let first = neighbors[(self.walk_counter as usize) % neighbors.len()];
+            self.out.push_back(Out::Send(
+                first,
+                wire::TopicWalk {
+                    topic,
+                    origin: me.clone(),
+                    ttl: self.config.topic_walk_length,
+                }
+                .into(),
+            ));
         }
+    }
+
+    pub(crate) fn on_topic_walk(&mut self, from: MachineId, w: &wire::TopicWalk) {
+        let Some(me) = &self.me else { return };
+        if w.origin.id == me.id {
+            return;
+        }
+        if let Some(t) = self.topics.get(&w.topic)
+            && t.subscribed
+            && !t.links.contains(&w.origin.id)
+            && !self.is_topic_peer(&w.topic, &w.origin.id)
+            && t.links.len() < self.config.topic_max_links
+        {
+            // Found a carrier: offer the origin a link.
+            self.out.push_back(Out::Connect(
+                w.origin.clone(),
+                wire::TopicLink {
+                    topic: w.topic,
+                    accepted: None,
+                }
+                .into(),
+            ));
+            return;
+        }
+        if w.ttl == 0 {
+            return;
+        }
+        // Prefer a neighbour that carries the topic: the next hop finds one.
+        let carriers: Vec<MachineId> = self
+            .neighbors
+            .iter()
+            .filter(|p| **p != from && **p != w.origin.id)
+            .filter(|p| self.interest.get(p).is_some_and(|i| i.contains(&w.topic)))
+            .copied()
+            .collect();
+        let others: Vec<MachineId> = self
+            .neighbors
+            .iter()
+            .filter(|p| **p != from && **p != w.origin.id)
+            .copied()
+            .collect();
+        let pool = if carriers.is_empty() { others } else { carriers };
+        if pool.is_empty() {
+            return;
+        }
+        self.walk_counter += 1;
+        let next = pool[(self.walk_counter as usize) % pool.len()];
+        self.out.push_back(Out::Send(
+            next,
+            wire::TopicWalk {
+                topic: w.topic,
+                origin: w.origin.clone(),
+                ttl: w.ttl - 1,
+            }
+            .into(),
+        ));
+    }
+
+    pub(crate) fn on_topic_link(&mut self, from: MachineId, topic: TopicId, accepted: Option<bool>) {
+        let max = self.config.topic_max_links;
+        let Some(t) = self.topics.get_mut(&topic).filter(|t| t.subscribed) else {
+            if accepted.is_none() {
+                self.out.push_back(Out::Send(
+                    from,
+                    wire::TopicLink {
+                        topic,
+                        accepted: Some(false),
+                    }
+                    .into(),
+                ));
+            }
+            return;
+        };
+        match accepted {
+            None => {
+                let ok = t.links.contains(&from) || t.links.len() < max;
+                if ok {
+                    self.add_link(from, topic);
+                }
+                self.out.push_back(Out::Send(
+                    from,
+                    wire::TopicLink {
+                        topic,
+                        accepted: Some(ok),
+                    }
+                    .into(),
+                ));
+            }
+            Some(true) => {
+                if t.links.len() < max {
+                    self.add_link(from, topic);
+                }
+            }
+            Some(false) => {}
+        }
+    }
+
+    fn add_link(&mut self, peer: MachineId, topic: TopicId) {
+        let Some(t) = self.topics.get_mut(&topic) else {
+            return;
+        };
+        if !t.links.insert(peer) {
+            return;
+        }
+        t.lazy.remove(&peer);
+        t.eager.insert(peer);
+        self.out.push_back(Out::Pin(peer, true));
+        self.send_digest(peer, topic);
     }
 
     // ----- frames -----
@@ -413,7 +626,7 @@ impl Broadcast {
             return false;
         };
         self.stats.accepted += 1;
-        if self.neighbors.contains(&from) && t.lazy.remove(&from) {
+        if (self.neighbors.contains(&from) || t.links.contains(&from)) && t.lazy.remove(&from) {
             // "Upon first receipt, the sender becomes an eager peer" (§3.5, GOSSIP handler).
             t.eager.insert(from);
         }
@@ -538,7 +751,7 @@ impl Broadcast {
         topic: TopicId,
         entries: &[IHaveEntry],
     ) {
-        if !self.topics.contains_key(&topic) || !self.neighbors.contains(&from) {
+        if !self.is_topic_peer(&topic, &from) {
             self.stats.drop("ihave_not_carried");
             return;
         }
@@ -603,7 +816,7 @@ impl Broadcast {
     }
 
     pub(crate) fn on_graft(&mut self, from: MachineId, topic: TopicId, ids: &[MessageId]) {
-        if !self.neighbors.contains(&from) {
+        if !self.is_topic_peer(&topic, &from) {
             self.stats.drop("graft_from_non_neighbor");
             return;
         }
@@ -629,7 +842,7 @@ impl Broadcast {
     pub(crate) fn on_prune(&mut self, from: MachineId, topic: TopicId) {
         if let Some(t) = self.topics.get_mut(&topic)
             && t.eager.remove(&from)
-            && self.neighbors.contains(&from)
+            && (self.neighbors.contains(&from) || t.links.contains(&from))
         {
             t.lazy.insert(from);
         }
@@ -650,6 +863,13 @@ impl Broadcast {
                     self.expire(now);
                     self.timers
                         .insert((now + Duration::from_secs(1), Timer::Expire));
+                }
+                Timer::TopicMaintenance => {
+                    self.maintain_topics();
+                    self.timers.insert((
+                        now + self.config.topic_maintenance_interval,
+                        Timer::TopicMaintenance,
+                    ));
                 }
             }
         }

@@ -131,6 +131,8 @@ pub(crate) enum Out {
 enum Pending {
     Neighbor { high_priority: bool },
     ShuffleReply(Vec<PeerAddr>),
+    /// Another layer's frame (e.g. a topic-link offer).
+    Frame(Box<Frame>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -186,6 +188,8 @@ pub(crate) struct Membership {
     /// Connections with a completed Hello (mirrors the node's peer table).
     connected: BTreeMap<MachineId, Vec<SocketAddr>>,
     pending: BTreeMap<MachineId, Pending>,
+    /// Connections other layers keep open (topic links); not closed by the linger rule.
+    pinned: BTreeSet<MachineId>,
     /// NEIGHBOR requests sent over an existing connection, awaiting the reply.
     awaiting_reply: BTreeSet<MachineId>,
     /// Addresses being dialled: for bootstrap joins (`None`) or a known machine.
@@ -235,6 +239,7 @@ impl Membership {
             connected: BTreeMap::new(),
             pending: BTreeMap::new(),
             awaiting_reply: BTreeSet::new(),
+            pinned: BTreeSet::new(),
             dialing: BTreeMap::new(),
             timers: BTreeSet::new(),
             probe: None,
@@ -342,6 +347,7 @@ impl Membership {
                     self.out
                         .push_back(Out::Send(peer, wire::ShuffleReply { peers }.into()));
                 }
+                Pending::Frame(frame) => self.out.push_back(Out::Send(peer, *frame)),
             }
         }
         self.timers
@@ -353,6 +359,7 @@ impl Membership {
         self.connected.remove(&peer);
         self.pending.remove(&peer);
         self.awaiting_reply.remove(&peer);
+        self.pinned.remove(&peer);
         if let Some(addrs) = self.active.remove(&peer) {
             self.neighbor_down(now, peer, addrs, DownReason::ConnectionLost);
             self.refill(rng);
@@ -657,6 +664,25 @@ impl Membership {
         }
     }
 
+    /// Sends `frame` to `peer`, connecting first if needed (for other layers).
+    pub(crate) fn send_frame(&mut self, peer: PeerAddr, frame: Frame) {
+        if peer.id == self.me {
+            return;
+        }
+        self.send_or_connect(peer, Pending::Frame(Box::new(frame)));
+    }
+
+    /// Keeps (or stops keeping) a non-neighbour connection open for another layer.
+    pub(crate) fn pin(&mut self, now: Time, peer: MachineId, pinned: bool) {
+        if pinned {
+            if self.pinned.len() < 4 * self.config.active_view_capacity.max(16) {
+                self.pinned.insert(peer);
+            }
+        } else if self.pinned.remove(&peer) && self.connected.contains_key(&peer) {
+            self.timers.insert((now + self.config.linger, Timer::Linger(peer)));
+        }
+    }
+
     fn request_neighbor(&mut self, peer: PeerAddr, high_priority: bool) {
         if peer.id == self.me {
             return;
@@ -672,6 +698,7 @@ impl Membership {
                     wire::Neighbor { high_priority }.into()
                 }
                 Pending::ShuffleReply(peers) => wire::ShuffleReply { peers }.into(),
+                Pending::Frame(frame) => *frame,
             };
             self.out.push_back(Out::Send(peer.id, frame));
             return;
@@ -955,6 +982,7 @@ impl Membership {
                     if self.connected.contains_key(&peer)
                         && !self.active.contains_key(&peer)
                         && !self.pending.contains_key(&peer)
+                        && !self.pinned.contains(&peer)
                     {
                         self.out.push_back(Out::Close(peer));
                     }

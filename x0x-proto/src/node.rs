@@ -612,7 +612,11 @@ impl Node {
         self.started = true;
         let bootstrap = self.config.bootstrap.clone();
         self.membership.start(now, &mut self.rng, &bootstrap);
-        self.broadcast.start(now);
+        let me = wire::PeerAddr {
+            id: self.machine_id(),
+            addrs: self.config.listen_addrs.iter().copied().take(wire::MAX_ADDRS_PER_PEER).collect(),
+        };
+        self.broadcast.start(now, me);
         // Every node carries the discovery topics.
         self.broadcast.subscribe(self.topics.announce);
         self.broadcast.subscribe(self.topics.rendezvous);
@@ -626,6 +630,10 @@ impl Node {
     /// Sets the addresses announced to peers (e.g. once the driver knows its bound port).
     pub fn set_listen_addrs(&mut self, addrs: Vec<SocketAddr>) {
         self.membership.set_addrs(addrs.clone());
+        self.broadcast.set_me(wire::PeerAddr {
+            id: self.machine_id(),
+            addrs: addrs.iter().copied().take(wire::MAX_ADDRS_PER_PEER).collect(),
+        });
         self.config.listen_addrs = addrs;
     }
 
@@ -836,6 +844,8 @@ impl Node {
             Frame::Graft(g) => self.broadcast.on_graft(peer, g.topic, &g.ids),
             Frame::Prune(p) => self.broadcast.on_prune(peer, p.topic),
             Frame::Interest(i) => self.broadcast.on_interest(peer, &i.topics),
+            Frame::TopicWalk(w) => self.broadcast.on_topic_walk(peer, &w),
+            Frame::TopicLink(l) => self.broadcast.on_topic_link(peer, l.topic, l.accepted),
             _ => {}
         }
     }
@@ -1422,6 +1432,8 @@ impl Node {
                 match out {
                     broadcast::Out::Send(to, frame) => self.send(to, frame),
                     broadcast::Out::SendMany(to, frame) => self.send_many(&to, frame),
+                    broadcast::Out::Connect(peer, frame) => self.membership.send_frame(peer, frame),
+                    broadcast::Out::Pin(peer, pinned) => self.membership.pin(now, peer, pinned),
                 }
             }
             if !progressed {

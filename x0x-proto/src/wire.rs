@@ -232,6 +232,10 @@ frame_kinds! {
     Prune = 0x23, MAX_CONTROL_FRAME_LEN;
     /// Which topics the sender carries.
     Interest = 0x24, 16 * 1024;
+    /// A random walk looking for another carrier of a sparse topic.
+    TopicWalk = 0x25, MAX_CONTROL_FRAME_LEN;
+    /// Offer / accept a topic link.
+    TopicLink = 0x26, MAX_CONTROL_FRAME_LEN;
     /// Discovery: send me your live announcements (a new node catching up).
     SyncRequest = 0x30, MAX_CONTROL_FRAME_LEN;
     /// Discovery: a batch of signed announcements or records.
@@ -325,6 +329,7 @@ impl Frame {
             Self::IHave(i) => check(i.entries.len(), MAX_IDS_PER_FRAME),
             Self::Graft(g) => check(g.ids.len(), MAX_IDS_PER_FRAME),
             Self::Interest(i) => check(i.topics.len(), MAX_TOPICS_PER_FRAME),
+            Self::TopicWalk(w) => peers(std::slice::from_ref(&w.origin)),
             Self::SyncRecords(r) => check(r.records.len(), MAX_RECORDS_PER_FRAME),
             Self::QueryHit(h) => check(h.records.len(), MAX_RECORDS_PER_HIT),
             _ => Ok(()),
@@ -659,6 +664,26 @@ pub struct QueryHit {
     /// Matching signed records.
     #[serde(deserialize_with = "bounded_vec::<_, _, { MAX_RECORDS_PER_HIT }>")]
     pub records: Vec<Record>,
+}
+
+/// A walk looking for another carrier of `topic`; the carrier it reaches offers `origin` a link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicWalk {
+    /// The topic.
+    pub topic: TopicId,
+    /// The subscriber looking for carriers.
+    pub origin: PeerAddr,
+    /// Remaining hops.
+    pub ttl: u8,
+}
+
+/// A topic link offer (`accepted: None`) or its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicLink {
+    /// The topic.
+    pub topic: TopicId,
+    /// `None` in an offer; the answer in a reply.
+    pub accepted: Option<bool>,
 }
 
 // ---------------------------------------------------------------------------------------------

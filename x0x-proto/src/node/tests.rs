@@ -819,3 +819,38 @@ fn forged_and_invalid_announcements_are_rejected_and_counted() {
     );
     assert_eq!(a.discovered_agents(now).len(), 1);
 }
+
+#[test]
+fn sparse_topic_reaches_every_subscriber_without_payloads_at_non_subscribers() {
+    let n = 80;
+    let sparse = TopicId::from_name("sparse");
+    let subscribers: Vec<usize> = (0..n).filter(|i| i % 10 == 3).collect();
+    let mut net = testnet::Net::new(n, |_| Config::default());
+    net.run_for(Duration::from_secs(5));
+    for &i in &subscribers {
+        net.with(i, |node, now| node.subscribe(now, sparse));
+    }
+    net.run_for(Duration::from_secs(20));
+    for (k, &publisher) in subscribers.iter().enumerate() {
+        let before = net.deliveries.len();
+        net.with(publisher, |node, now| {
+            node.publish(now, sparse, Bytes::from(vec![k as u8; 64])).unwrap();
+        });
+        net.run_for(Duration::from_secs(2));
+        let mut got: Vec<usize> = net.deliveries[before..].iter().map(|(i, _, _)| *i).collect();
+        got.sort();
+        let want: Vec<usize> = subscribers.iter().copied().filter(|i| *i != publisher).collect();
+        assert_eq!(got, want, "publisher {publisher}");
+    }
+    let at_non_subscribers: u64 = (0..n)
+        .filter(|i| !subscribers.contains(i))
+        .map(|i| net.nodes[i].as_ref().unwrap().broadcast_stats().gossip_received)
+        .sum();
+    let at_subscribers: u64 = subscribers
+        .iter()
+        .map(|i| net.nodes[*i].as_ref().unwrap().broadcast_stats().gossip_received)
+        .sum();
+    // Non-subscribers still carry the discovery topics; none of the sparse payloads.
+    let _ = at_subscribers;
+    assert_eq!(at_non_subscribers, 0);
+}
