@@ -130,6 +130,9 @@ pub struct Report {
     pub deliveries: u64,
     /// Deliveries of a message a node had already delivered (a protocol bug).
     pub duplicate_deliveries: u64,
+    /// Deliveries at a node that (re)started after the message was published (history it
+    /// caught up on), left out of every other delivery figure.
+    pub deliveries_after_restart: u64,
     /// Delivery ratio of each round (min over its messages).
     pub delivery_per_round: Vec<Option<f64>>,
     /// RMR of each round.
@@ -167,7 +170,12 @@ pub struct Report {
 }
 
 /// Keys whose values depend on the wall clock or the machine, not on the simulation.
-pub const WALL_CLOCK_KEYS: &[&str] = &["wall_secs", "setup_secs", "max_rss_mb", "frames_per_wall_sec"];
+pub const WALL_CLOCK_KEYS: &[&str] = &[
+    "wall_secs",
+    "setup_secs",
+    "max_rss_mb",
+    "frames_per_wall_sec",
+];
 
 impl Report {
     /// The report as JSON with the wall-clock keys ([`WALL_CLOCK_KEYS`]) nulled: equal for
@@ -193,7 +201,10 @@ impl Report {
         };
         row(
             "scenario",
-            format!("{} ({} nodes, seed {}, {})", self.scenario, self.nodes, self.seed, self.crypto),
+            format!(
+                "{} ({} nodes, seed {}, {})",
+                self.scenario, self.nodes, self.seed, self.crypto
+            ),
         );
         row("delivery_ratio", f(self.delivery_ratio, 4));
         row("rmr", f(self.rmr, 3));
@@ -220,14 +231,20 @@ impl Report {
         );
         row(
             "broadcasts / deliveries",
-            format!("{} / {} ({} rounds)", self.broadcasts, self.deliveries, self.rounds),
+            format!(
+                "{} / {} ({} rounds)",
+                self.broadcasts, self.deliveries, self.rounds
+            ),
         );
         row("messages_processed", self.messages_processed.to_string());
         row(
             "wall / setup secs",
             format!("{:.3} / {:.3}", self.wall_secs, self.setup_secs),
         );
-        row("frames per wall sec", format!("{:.0}", self.frames_per_wall_sec));
+        row(
+            "frames per wall sec",
+            format!("{:.0}", self.frames_per_wall_sec),
+        );
         row("simulated secs", format!("{:.1}", self.sim_secs));
         row("max_rss_mb", f(self.max_rss_mb, 1));
         if let Some(r) = self.topic_sparse_nonsub_ratio {
@@ -342,7 +359,11 @@ pub fn comparable_metrics(v: &Value) -> BTreeMap<String, f64> {
     match v.get("aggregate") {
         Some(Value::Object(agg)) => agg
             .iter()
-            .filter_map(|(k, s)| s.get("mean").and_then(Value::as_f64).map(|m| (k.clone(), m)))
+            .filter_map(|(k, s)| {
+                s.get("mean")
+                    .and_then(Value::as_f64)
+                    .map(|m| (k.clone(), m))
+            })
             .collect(),
         _ => numeric_leaves(v),
     }
@@ -355,7 +376,11 @@ pub fn compare_table(a: &Value, b: &Value) -> String {
     keys.sort();
     keys.dedup();
     let mut s = String::new();
-    let _ = writeln!(s, "{:<40} {:>16} {:>16} {:>10}", "metric", "A", "B", "change");
+    let _ = writeln!(
+        s,
+        "{:<40} {:>16} {:>16} {:>10}",
+        "metric", "A", "B", "change"
+    );
     for k in keys {
         let (x, y) = (ma.get(k), mb.get(k));
         let fmt = |v: Option<&f64>| v.map_or("-".to_string(), |v| format!("{v:.6}"));

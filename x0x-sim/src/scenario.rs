@@ -377,7 +377,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("churn", include_str!("../scenarios/churn.toml")),
     ("lossy-5", include_str!("../scenarios/lossy-5.toml")),
     ("static-50", include_str!("../scenarios/static-50.toml")),
-    ("topic-sparse", include_str!("../scenarios/topic-sparse.toml")),
+    (
+        "topic-sparse",
+        include_str!("../scenarios/topic-sparse.toml"),
+    ),
     ("discovery", include_str!("../scenarios/discovery.toml")),
 ];
 
@@ -404,9 +407,9 @@ impl Scenario {
                 path: path.into(),
                 source,
             })?;
-            let stem = path
-                .file_stem()
-                .map_or(name_or_path.to_string(), |s| s.to_string_lossy().into_owned());
+            let stem = path.file_stem().map_or(name_or_path.to_string(), |s| {
+                s.to_string_lossy().into_owned()
+            });
             return Self::from_toml(&stem, &text);
         }
         let local = Path::new(env!("CARGO_MANIFEST_DIR"))

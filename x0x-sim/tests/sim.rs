@@ -1,0 +1,53 @@
+//! End-to-end runs of the simulator over the real `x0x_proto::Node`.
+
+use x0x_sim::report::Report;
+use x0x_sim::scenario::CryptoMode;
+use x0x_sim::{RunOptions, Scenario, run, run_named};
+
+/// Runs a shipped scenario, shortened for a test: `rounds` rounds and a 20 s warm-up.
+fn quick(name: &str, nodes: usize, seed: u64, rounds: usize, crypto: CryptoMode) -> Report {
+    let mut sc = Scenario::load(name).unwrap();
+    sc.workload.rounds = rounds;
+    sc.warmup_ms = 20_000;
+    sc.crypto = crypto;
+    run(
+        &sc,
+        &RunOptions {
+            seed,
+            nodes: Some(nodes),
+            progress: false,
+        },
+    )
+    .report
+}
+
+#[test]
+fn same_seed_same_report_other_seed_other_digest() {
+    let a = quick("broadcast-single", 50, 7, 5, CryptoMode::Auto);
+    let b = quick("broadcast-single", 50, 7, 5, CryptoMode::Auto);
+    assert_eq!(a.crypto, "real");
+    assert_eq!(a.digest, b.digest);
+    assert_eq!(a.deterministic_json(), b.deterministic_json());
+    let c = quick("broadcast-single", 50, 8, 5, CryptoMode::Auto);
+    assert_ne!(a.digest, c.digest);
+}
+
+#[test]
+fn every_node_gets_connected_during_warm_up() {
+    let r = quick("discovery", 300, 3, 0, CryptoMode::StandIn);
+    assert_eq!(r.live_nodes_at_overlay, 300);
+    assert_eq!(r.isolated_nodes, 0, "{r:#?}");
+    assert!(r.connections >= 299);
+    assert!(r.frames_by_kind.get("Hello").copied().unwrap_or(0) >= 2 * 299);
+}
+
+#[test]
+fn scenario_names_resolve_and_the_one_line_helper_runs() {
+    for (name, _) in x0x_sim::scenario::BUILTIN {
+        Scenario::load(name).unwrap();
+    }
+    let r = run_named("static-50", 20, 1).unwrap();
+    assert_eq!(r.scenario, "static-50");
+    assert_eq!(r.nodes, 20);
+    assert!(Scenario::load("no-such-scenario").is_err());
+}
