@@ -332,7 +332,9 @@ impl Broadcast {
 
     /// Whether `peer` carries `topic` with us: a neighbour that declared it, or a topic link.
     fn is_topic_peer(&self, topic: &TopicId, peer: &MachineId) -> bool {
-        self.topics.get(topic).is_some_and(|t| t.links.contains(peer))
+        self.topics
+            .get(topic)
+            .is_some_and(|t| t.links.contains(peer))
             || (self.neighbors.contains(peer)
                 && self.interest.get(peer).is_some_and(|i| i.contains(topic)))
     }
@@ -452,7 +454,8 @@ impl Broadcast {
                 .filter(|p| self.interest.get(p).is_some_and(|i| i.contains(topic)))
                 .count()
                 + t.links.len();
-            if carriers < self.config.topic_min_peers && t.links.len() < self.config.topic_max_links {
+            if carriers < self.config.topic_min_peers && t.links.len() < self.config.topic_max_links
+            {
                 walks.push(*topic);
             }
         }
@@ -510,7 +513,11 @@ impl Broadcast {
             .filter(|p| **p != from && **p != w.origin.id)
             .copied()
             .collect();
-        let pool = if carriers.is_empty() { others } else { carriers };
+        let pool = if carriers.is_empty() {
+            others
+        } else {
+            carriers
+        };
         if pool.is_empty() {
             return;
         }
@@ -527,7 +534,12 @@ impl Broadcast {
         ));
     }
 
-    pub(crate) fn on_topic_link(&mut self, from: MachineId, topic: TopicId, accepted: Option<bool>) {
+    pub(crate) fn on_topic_link(
+        &mut self,
+        from: MachineId,
+        topic: TopicId,
+        accepted: Option<bool>,
+    ) {
         let max = self.config.topic_max_links;
         let Some(t) = self.topics.get_mut(&topic).filter(|t| t.subscribed) else {
             if accepted.is_none() {
@@ -614,11 +626,11 @@ impl Broadcast {
         now: Time,
         from: MachineId,
         topic: TopicId,
+        id: MessageId,
         hops: u8,
         message: Signed,
     ) -> bool {
         self.stats.gossip_received += 1;
-        let id = message.id();
         let Some(t) = self.topics.get_mut(&topic) else {
             // Not a topic we carry (a peer ignored our INTEREST): mark seen, do not relay.
             self.stats.drop("topic_not_carried");

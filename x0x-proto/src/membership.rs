@@ -129,7 +129,9 @@ pub(crate) enum Out {
 /// What to do with a peer once a connection to it is up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Pending {
-    Neighbor { high_priority: bool },
+    Neighbor {
+        high_priority: bool,
+    },
     ShuffleReply(Vec<PeerAddr>),
     /// Another layer's frame (e.g. a topic-link offer).
     Frame(Box<Frame>),
@@ -184,7 +186,8 @@ pub(crate) struct Membership {
     /// Active view: neighbour → its addresses.
     active: BTreeMap<MachineId, Vec<SocketAddr>>,
     passive: BTreeMap<MachineId, Vec<SocketAddr>>,
-    graveyard: BTreeMap<MachineId, (Vec<SocketAddr>, Time)>,
+    /// Dead neighbours: addresses, when they died, when we last tried them.
+    graveyard: BTreeMap<MachineId, (Vec<SocketAddr>, Time, Time)>,
     /// Connections with a completed Hello (mirrors the node's peer table).
     connected: BTreeMap<MachineId, Vec<SocketAddr>>,
     pending: BTreeMap<MachineId, Pending>,
@@ -643,15 +646,19 @@ impl Membership {
     fn recontact(&mut self, now: Time, rng: &mut ChaCha8Rng) {
         let retention = self.config.graveyard_retention;
         self.graveyard
-            .retain(|_, (_, died)| now - *died < retention);
-        let dead: Vec<MachineId> = self
+            .retain(|_, (_, died, _)| now - *died < retention);
+        // The entry stays until the node is a neighbour again (a partition may last longer
+        // than one try); the least recently tried goes first.
+        let next = self
             .graveyard
-            .keys()
-            .filter(|p| !self.active.contains_key(p) && !self.pending.contains_key(p))
-            .copied()
-            .collect();
-        if let Some(peer) = pick(rng, dead.iter()).copied() {
-            let (addrs, _) = self.graveyard.remove(&peer).unwrap_or_default();
+            .iter()
+            .filter(|(p, _)| !self.active.contains_key(p) && !self.pending.contains_key(p))
+            .min_by_key(|(p, (_, _, tried))| (*tried, **p))
+            .map(|(p, (addrs, _, _))| (*p, addrs.clone()));
+        if let Some((peer, addrs)) = next {
+            if let Some(e) = self.graveyard.get_mut(&peer) {
+                e.2 = now;
+            }
             self.stats.recontacts += 1;
             self.request_neighbor(PeerAddr { id: peer, addrs }, true);
         } else if self.active.is_empty()
@@ -679,7 +686,8 @@ impl Membership {
                 self.pinned.insert(peer);
             }
         } else if self.pinned.remove(&peer) && self.connected.contains_key(&peer) {
-            self.timers.insert((now + self.config.linger, Timer::Linger(peer)));
+            self.timers
+                .insert((now + self.config.linger, Timer::Linger(peer)));
         }
     }
 
@@ -795,12 +803,12 @@ impl Membership {
                 && let Some(oldest) = self
                     .graveyard
                     .iter()
-                    .min_by_key(|(_, (_, t))| *t)
+                    .min_by_key(|(_, (_, t, _))| *t)
                     .map(|(id, _)| *id)
             {
                 self.graveyard.remove(&oldest);
             }
-            self.graveyard.insert(peer, (addrs, now));
+            self.graveyard.insert(peer, (addrs, now, now));
         }
         self.out.push_back(Out::NeighborDown(peer, reason));
         // The connection is kept for `linger` in case replies are in flight, then closed.

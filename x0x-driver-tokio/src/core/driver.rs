@@ -1,0 +1,816 @@
+//! The driver task: the one owner of the [`Node`] and the QUIC endpoint.
+//!
+//! It waits on three things — a command from an `Agent` handle, an event from a connection
+//! task, the node's next timeout — feeds each into the node with the current `Time`, and
+//! after every input drains the node's four outputs: frames go to the per-connection writer
+//! queues, dials and closes are carried out, events go to subscribers and watchers. It makes
+//! no protocol decision of its own; the only rule it adds is transport hygiene (one tracked
+//! connection per machine, frame-length limit, bounded queues that drop and count).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_lite::future;
+use tracing::{Instrument, debug, info, info_span, warn};
+use x0x_proto::node::{Action, CloseReason, Delivery, Direction, Event, QueryId, Transmit};
+use x0x_proto::wire::{MessageId, TopicId};
+use x0x_proto::{AgentId, MachineId, Node};
+
+use super::agent::{AgentEvent, AgentStats, DiscoveredAgent, DriverStats, PeerInfo};
+use super::clock::Clock;
+use super::error::{Error, Result};
+use super::network::NetworkConfig;
+use super::runtime::{Reply, Runtime, TaskGuard, TaskTracker, spawn_tracked, timeout};
+use super::tls;
+use super::transport::{self, CloseCode, ConnEvent, ConnId, WriterMsg};
+use x0x_proto::identity::UserId;
+
+/// Capacity of the command queue from `Agent` handles.
+pub(crate) const COMMAND_QUEUE: usize = 256;
+/// Capacity of the queue from connection tasks (frames wait here: backpressure to QUIC).
+/// With frames of at most `MAX_FRAME_LEN` (256 KiB) this bounds it to 64 MiB in the worst
+/// case; real frames are mostly well under 2 KiB.
+const CONN_EVENT_QUEUE: usize = 256;
+/// Capacity of an event watcher's queue.
+const WATCHER_QUEUE: usize = 256;
+/// How long shutdown waits for writers to flush, then for every task to end.
+const SHUTDOWN_FLUSH: Duration = Duration::from_secs(1);
+const SHUTDOWN_TASKS: Duration = Duration::from_secs(2);
+
+/// Identifies one subscription of a topic.
+pub(crate) type SubId = u64;
+
+/// A request from an `Agent` handle.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Join(Reply<Result<()>>),
+    Subscribe {
+        topic: TopicId,
+        reply: Reply<(SubId, async_channel::Receiver<Delivery>)>,
+    },
+    Unsubscribe {
+        topic: TopicId,
+        id: SubId,
+    },
+    Publish {
+        topic: TopicId,
+        payload: Bytes,
+        reply: Reply<Result<MessageId>>,
+    },
+    Peers(Reply<Vec<PeerInfo>>),
+    Watch(Reply<async_channel::Receiver<AgentEvent>>),
+    Stats(Reply<AgentStats>),
+    Discovery(DiscoveryCommand),
+    Shutdown(Reply<()>),
+}
+
+/// Discovery requests: each is one node call; the two queries keep their reply until the
+/// node's `QueryFinished` event answers it.
+#[derive(Debug)]
+pub(crate) enum DiscoveryCommand {
+    Announce {
+        include_user: bool,
+        human_consent: bool,
+        reply: Reply<Result<()>>,
+    },
+    Discovered(Reply<Result<Vec<DiscoveredAgent>>>),
+    FindAgent {
+        agent: AgentId,
+        reply: Reply<Result<Option<Vec<SocketAddr>>>>,
+    },
+    FindByUser {
+        user: UserId,
+        reply: Reply<Result<Vec<DiscoveredAgent>>>,
+    },
+    Advertise {
+        validity_ms: u64,
+        reply: Reply<Result<()>>,
+    },
+    Rendezvous {
+        agent: AgentId,
+        timeout: Duration,
+        reply: Reply<Result<Option<Vec<SocketAddr>>>>,
+    },
+}
+
+/// Everything the driver task starts with.
+#[derive(Debug)]
+pub(crate) struct DriverParts {
+    pub(crate) node: Node,
+    pub(crate) endpoint: quinn::Endpoint,
+    pub(crate) client_config: quinn::ClientConfig,
+    pub(crate) runtime: Arc<dyn Runtime>,
+    pub(crate) clock: Clock,
+    pub(crate) net: NetworkConfig,
+}
+
+/// Starts the driver and the accept loop; returns the command sender.
+pub(crate) fn spawn(parts: DriverParts) -> async_channel::Sender<Command> {
+    let (cmd_tx, cmd_rx) = async_channel::bounded(COMMAND_QUEUE);
+    let (ev_tx, ev_rx) = async_channel::bounded(CONN_EVENT_QUEUE);
+    let all = TaskTracker::new();
+    let writers = TaskTracker::new();
+    let rt = parts.runtime.clone();
+    let span = info_span!("x0x", machine = %parts.node.machine_id());
+
+    spawn_tracked(
+        &*rt,
+        all.guard(),
+        accept_loop(
+            rt.clone(),
+            parts.endpoint.clone(),
+            ev_tx.clone(),
+            all.guard(),
+        )
+        .instrument(span.clone()),
+    );
+    let driver = Driver {
+        node: parts.node,
+        rt: rt.clone(),
+        clock: parts.clock,
+        net: parts.net,
+        endpoint: parts.endpoint,
+        client_config: parts.client_config,
+        events_tx: ev_tx,
+        task_guard: all.guard(),
+        writer_guard: writers.guard(),
+        conns: HashMap::new(),
+        next_conn: 0,
+        fresh: None,
+        agents: HashMap::new(),
+        subs: HashMap::new(),
+        next_sub: 0,
+        watchers: Vec::new(),
+        join_waiters: Vec::new(),
+        queries: HashMap::new(),
+        stats: DriverStats::default(),
+    };
+    // The driver task itself is not tracked: it is the one that waits for the others.
+    rt.spawn(Box::pin(
+        driver.run(cmd_rx, ev_rx, all, writers).instrument(span),
+    ));
+    cmd_tx
+}
+
+/// Accepts incoming connections until the endpoint closes; one handshake task each.
+async fn accept_loop(
+    rt: Arc<dyn Runtime>,
+    endpoint: quinn::Endpoint,
+    events: async_channel::Sender<ConnEvent>,
+    guard: TaskGuard,
+) {
+    while let Some(incoming) = endpoint.accept().await {
+        let events = events.clone();
+        let remote = incoming.remote_address();
+        spawn_tracked(&*rt, guard.clone(), async move {
+            let ev = match incoming.await {
+                Ok(conn) => identified(conn, remote, Direction::Inbound)
+                    .unwrap_or_else(|error| ConnEvent::HandshakeFailed { remote, error }),
+                Err(e) => ConnEvent::HandshakeFailed {
+                    remote,
+                    error: e.to_string(),
+                },
+            };
+            let _ = events.send(ev).await;
+        });
+    }
+    debug!("accept loop ended");
+}
+
+/// The event for a finished handshake, or why it is unusable.
+fn identified(
+    conn: quinn::Connection,
+    addr: SocketAddr,
+    direction: Direction,
+) -> Result<ConnEvent, String> {
+    match tls::peer_machine_id(&conn) {
+        Some(peer) => Ok(ConnEvent::Established {
+            conn,
+            peer,
+            addr,
+            direction,
+        }),
+        None => {
+            conn.close(CloseCode::ProtocolViolation.varint(), b"no machine key");
+            Err("handshake proved no machine key".into())
+        }
+    }
+}
+
+/// A connection the node tracks.
+#[derive(Debug)]
+struct ConnEntry {
+    id: ConnId,
+    conn: quinn::Connection,
+    queue: async_channel::Sender<WriterMsg>,
+    /// Bytes of frames in `queue` (shared with the writer).
+    queued: Arc<AtomicUsize>,
+    addr: SocketAddr,
+    direction: Direction,
+}
+
+enum Wake {
+    Command(Option<Command>),
+    Conn(Option<ConnEvent>),
+    Timer,
+}
+
+struct Driver {
+    node: Node,
+    rt: Arc<dyn Runtime>,
+    clock: Clock,
+    net: NetworkConfig,
+    endpoint: quinn::Endpoint,
+    client_config: quinn::ClientConfig,
+    events_tx: async_channel::Sender<ConnEvent>,
+    task_guard: TaskGuard,
+    writer_guard: TaskGuard,
+    /// At most one connection per machine: the one the node tracks.
+    conns: HashMap<MachineId, ConnEntry>,
+    next_conn: ConnId,
+    /// A second connection to an already-connected machine, while the node decides on it.
+    fresh: Option<(MachineId, quinn::Connection)>,
+    /// Agent ids from `PeerUp`, for [`PeerInfo`].
+    agents: HashMap<MachineId, AgentId>,
+    subs: HashMap<TopicId, Vec<(SubId, async_channel::Sender<Delivery>)>>,
+    next_sub: SubId,
+    watchers: Vec<async_channel::Sender<AgentEvent>>,
+    join_waiters: Vec<(Instant, Reply<Result<()>>)>,
+    /// Discovery queries waiting for the node's `QueryFinished` (the node ends every query:
+    /// its rings and rendezvous wait have deadlines).
+    queries: HashMap<QueryId, Reply<Result<Option<Vec<SocketAddr>>>>>,
+    stats: DriverStats,
+}
+
+impl Driver {
+    async fn run(
+        mut self,
+        cmd_rx: async_channel::Receiver<Command>,
+        ev_rx: async_channel::Receiver<ConnEvent>,
+        all: TaskTracker,
+        writers: TaskTracker,
+    ) {
+        info!(addr = ?self.endpoint.local_addr().ok(), agent = %self.node.agent_id(), "driver started");
+        let mut timer = self.rt.quinn_runtime().new_timer(self.next_deadline());
+        let reply = loop {
+            timer.as_mut().reset(self.next_deadline());
+            let wake = future::race(
+                async { Wake::Command(cmd_rx.recv().await.ok()) },
+                future::race(async { Wake::Conn(ev_rx.recv().await.ok()) }, async {
+                    future::poll_fn(|cx| match timer.as_mut().poll(cx) {
+                        Poll::Ready(()) => Poll::Ready(Wake::Timer),
+                        Poll::Pending => Poll::Pending,
+                    })
+                    .await
+                }),
+            )
+            .await;
+            match wake {
+                Wake::Command(Some(Command::Shutdown(reply))) => break Some(reply),
+                Wake::Command(Some(cmd)) => self.on_command(cmd),
+                // Every `Agent` handle is gone: nobody can use this agent any more.
+                Wake::Command(None) => break None,
+                Wake::Conn(Some(ev)) => self.on_conn_event(ev),
+                Wake::Conn(None) | Wake::Timer => {}
+            }
+            self.on_tick();
+        };
+        self.shutdown(cmd_rx, ev_rx, all, writers).await;
+        if let Some(reply) = reply {
+            reply.send(());
+        }
+    }
+
+    fn next_deadline(&self) -> Instant {
+        let node = self.node.poll_timeout().map(|t| self.clock.instant_of(t));
+        let join = self.join_waiters.iter().map(|(d, _)| *d).min();
+        [node, join]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))
+    }
+
+    /// Fires the node's timers and the join deadlines that are due.
+    fn on_tick(&mut self) {
+        let now = self.clock.now();
+        if self.node.poll_timeout().is_some_and(|t| t <= now) {
+            self.node.handle_timeout(now);
+            self.drain();
+        }
+        if !self.join_waiters.is_empty() {
+            let at = Instant::now();
+            let timeout = self.net.join_timeout;
+            let (expired, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.join_waiters)
+                .into_iter()
+                .partition(|(deadline, _)| *deadline <= at);
+            self.join_waiters = kept;
+            for (_, reply) in expired {
+                reply.send(Err(Error::JoinTimeout(timeout)));
+            }
+        }
+    }
+
+    // ----- commands -----
+
+    fn on_command(&mut self, cmd: Command) {
+        let now = self.clock.now();
+        match cmd {
+            Command::Join(reply) => {
+                self.node.start(now);
+                // Joining announces the agent (without its user: that needs consent) and
+                // arms the heartbeat, as x0x does.
+                if let Err(e) = self.node.announce_identity(now, false, false) {
+                    warn!(error = %e, "announcement on join refused");
+                }
+                self.drain();
+                if self.net.bootstrap_nodes.is_empty() || !self.node.active_view().is_empty() {
+                    reply.send(Ok(()));
+                } else {
+                    let deadline = Instant::now() + self.net.join_timeout;
+                    self.join_waiters.push((deadline, reply));
+                }
+            }
+            Command::Subscribe { topic, reply } => {
+                let subs = self.subs.entry(topic).or_default();
+                if subs.is_empty() {
+                    self.node.subscribe(now, topic);
+                }
+                let (tx, rx) = async_channel::bounded(self.net.subscription_buffer.max(1));
+                let id = self.next_sub;
+                self.next_sub += 1;
+                self.subs.entry(topic).or_default().push((id, tx));
+                reply.send((id, rx));
+                self.drain();
+            }
+            Command::Unsubscribe { topic, id } => {
+                if let Some(subs) = self.subs.get_mut(&topic) {
+                    subs.retain(|(sid, _)| *sid != id);
+                    if subs.is_empty() {
+                        self.subs.remove(&topic);
+                        self.node.unsubscribe(now, topic);
+                        self.drain();
+                    }
+                }
+            }
+            Command::Publish {
+                topic,
+                payload,
+                reply,
+            } => {
+                reply.send(self.node.publish(now, topic, payload).map_err(Error::from));
+                self.drain();
+            }
+            Command::Peers(reply) => reply.send(self.peers()),
+            Command::Watch(reply) => {
+                let (tx, rx) = async_channel::bounded(WATCHER_QUEUE);
+                self.watchers.push(tx);
+                reply.send(rx);
+            }
+            Command::Stats(reply) => reply.send(AgentStats {
+                node: self.node.stats().clone(),
+                driver: self.stats.clone(),
+                connections: self.conns.len(),
+            }),
+            Command::Discovery(cmd) => self.on_discovery(cmd),
+            // Handled by the run loop.
+            Command::Shutdown(reply) => reply.send(()),
+        }
+    }
+
+    fn on_discovery(&mut self, cmd: DiscoveryCommand) {
+        let now = self.clock.now();
+        match cmd {
+            DiscoveryCommand::Announce {
+                include_user,
+                human_consent,
+                reply,
+            } => {
+                let r = self
+                    .node
+                    .announce_identity(now, include_user, human_consent)
+                    .map_err(Error::from);
+                reply.send(r);
+            }
+            DiscoveryCommand::Discovered(reply) => {
+                let agents = self.node.discovered_agents(now);
+                reply.send(Ok(agents.iter().map(DiscoveredAgent::from_proto).collect()));
+            }
+            DiscoveryCommand::FindAgent { agent, reply } => {
+                let q = self.node.find_agent(now, agent);
+                self.queries.insert(q, reply);
+            }
+            DiscoveryCommand::FindByUser { user, reply } => {
+                let agents = self.node.find_agents_by_user(now, &user);
+                reply.send(Ok(agents.iter().map(DiscoveredAgent::from_proto).collect()));
+            }
+            DiscoveryCommand::Advertise { validity_ms, reply } => {
+                self.node
+                    .advertise_identity(now, Duration::from_millis(validity_ms));
+                reply.send(Ok(()));
+            }
+            DiscoveryCommand::Rendezvous {
+                agent,
+                timeout,
+                reply,
+            } => {
+                let q = self.node.find_agent_rendezvous(now, agent, timeout);
+                self.queries.insert(q, reply);
+            }
+        }
+        self.drain();
+    }
+
+    fn peers(&self) -> Vec<PeerInfo> {
+        self.node
+            .connected_peers()
+            .into_iter()
+            .map(|machine_id| {
+                let conn = self.conns.get(&machine_id);
+                PeerInfo {
+                    machine_id,
+                    agent_id: self.agents.get(&machine_id).copied(),
+                    addr: conn.map(|c| c.addr),
+                    outbound: conn.map(|c| c.direction == Direction::Outbound),
+                }
+            })
+            .collect()
+    }
+
+    // ----- connection events -----
+
+    fn on_conn_event(&mut self, ev: ConnEvent) {
+        let now = self.clock.now();
+        match ev {
+            ConnEvent::Established {
+                conn,
+                peer,
+                addr,
+                direction,
+            } => {
+                match direction {
+                    Direction::Outbound => self.stats.connections_dialed += 1,
+                    Direction::Inbound => self.stats.connections_accepted += 1,
+                }
+                info!(%peer, %addr, ?direction, "connection up");
+                if self.conns.contains_key(&peer) {
+                    // One connection per machine: offer the newcomer to the node, which keeps
+                    // the one it tracks and asks for this one to be closed.
+                    self.fresh = Some((peer, conn));
+                    self.node.handle_connected(now, peer, addr, direction);
+                    self.drain();
+                    if let Some((_, conn)) = self.fresh.take() {
+                        self.stats.duplicates_closed += 1;
+                        conn.close(CloseCode::Duplicate.varint(), b"duplicate");
+                    }
+                } else {
+                    self.track(conn, peer, addr, direction);
+                    self.node.handle_connected(now, peer, addr, direction);
+                    self.drain();
+                }
+            }
+            ConnEvent::DialFailed { addr, error } => {
+                self.stats.dials_failed += 1;
+                info!(%addr, %error, "dial failed");
+                self.node.handle_dial_failed(now, addr);
+                self.drain();
+            }
+            ConnEvent::HandshakeFailed { remote, error } => {
+                self.stats.handshakes_failed += 1;
+                info!(%remote, %error, "incoming handshake failed");
+            }
+            ConnEvent::Frame { peer, conn, bytes } => {
+                if !self.is_current(&peer, conn) {
+                    self.stats.stale_conn_events += 1;
+                    return;
+                }
+                if let Err(e) = self.node.handle_frame(now, peer, &bytes) {
+                    debug!(%peer, error = %e, "frame refused");
+                }
+                self.drain();
+            }
+            ConnEvent::FrameTooLarge { peer, conn, len } => {
+                self.stats.frames_too_large += 1;
+                warn!(%peer, len, "length prefix above the frame limit; connection closed");
+                if self.is_current(&peer, conn) {
+                    self.conns.remove(&peer);
+                    self.node.handle_disconnected(now, peer);
+                    self.drain();
+                }
+            }
+            ConnEvent::Closed { peer, conn, reason } => {
+                if self.is_current(&peer, conn) {
+                    info!(%peer, %reason, "connection closed by peer or lost");
+                    if let Some(entry) = self.conns.remove(&peer) {
+                        entry.conn.close(CloseCode::Normal.varint(), b"");
+                    }
+                    self.node.handle_disconnected(now, peer);
+                    self.drain();
+                }
+            }
+        }
+    }
+
+    fn is_current(&self, peer: &MachineId, conn: ConnId) -> bool {
+        self.conns.get(peer).is_some_and(|e| e.id == conn)
+    }
+
+    /// Records a connection and starts its reader and writer.
+    fn track(
+        &mut self,
+        conn: quinn::Connection,
+        peer: MachineId,
+        addr: SocketAddr,
+        direction: Direction,
+    ) {
+        let id = self.next_conn;
+        self.next_conn += 1;
+        let (queue, rx) = async_channel::bounded(self.net.send_queue_frames.max(1));
+        let queued = Arc::new(AtomicUsize::new(0));
+        let span = info_span!("conn", %peer, id);
+        let rt = self.rt.clone();
+        let (wconn, wqueued) = (conn.clone(), queued.clone());
+        spawn_tracked(
+            &*self.rt,
+            self.writer_guard.clone(),
+            async move { transport::writer(&*rt, wconn, rx, wqueued).await }
+                .instrument(span.clone()),
+        );
+        spawn_tracked(
+            &*self.rt,
+            self.task_guard.clone(),
+            transport::reader(conn.clone(), peer, id, self.events_tx.clone()).instrument(span),
+        );
+        self.conns.insert(
+            peer,
+            ConnEntry {
+                id,
+                conn,
+                queue,
+                queued,
+                addr,
+                direction,
+            },
+        );
+    }
+
+    // ----- node outputs -----
+
+    /// Drains the node's outputs until all four queues are empty. Handling an action can feed
+    /// the node again (a failed dial, a disconnect), so this loops.
+    fn drain(&mut self) {
+        loop {
+            let mut progressed = false;
+            while let Some(t) = self.node.poll_transmit() {
+                progressed = true;
+                self.transmit(t);
+            }
+            while let Some(a) = self.node.poll_action() {
+                progressed = true;
+                self.on_action(a);
+            }
+            while let Some(e) = self.node.poll_event() {
+                progressed = true;
+                self.on_event(e);
+            }
+            if !progressed {
+                break;
+            }
+        }
+    }
+
+    fn transmit(&mut self, t: Transmit) {
+        let Some(entry) = self.conns.get(&t.to) else {
+            self.stats.transmits_without_connection += 1;
+            return;
+        };
+        let n = t.frame.len();
+        // Reserve the bytes first so the writer's subtraction can never come before it.
+        let before = entry.queued.fetch_add(n, Ordering::Relaxed);
+        let cap = self
+            .net
+            .send_queue_bytes
+            .max(x0x_proto::wire::MAX_FRAME_LEN);
+        let refused = if before + n > cap {
+            Some(true)
+        } else {
+            match entry.queue.try_send(WriterMsg::Frame(t.frame)) {
+                Ok(()) => None,
+                Err(e) => Some(e.is_full()),
+            }
+        };
+        match refused {
+            None => {}
+            Some(full) => {
+                entry.queued.fetch_sub(n, Ordering::Relaxed);
+                if full {
+                    self.stats.send_queue_full_drops += 1;
+                    debug!(peer = %t.to, kind = %t.kind, "send queue full; frame dropped");
+                } else {
+                    self.stats.transmits_without_connection += 1;
+                }
+            }
+        }
+    }
+
+    fn on_action(&mut self, action: Action) {
+        let now = self.clock.now();
+        match action {
+            Action::Dial { addr, expect } => self.dial(addr, expect),
+            Action::Close { peer, reason } => {
+                let (code, graceful) = CloseCode::of(&reason);
+                if reason == CloseReason::Duplicate {
+                    match self.fresh.take() {
+                        Some((p, conn)) if p == peer => {
+                            self.stats.duplicates_closed += 1;
+                            info!(%peer, "duplicate connection closed");
+                            conn.close(code.varint(), b"duplicate");
+                        }
+                        other => {
+                            self.fresh = other;
+                            warn!(%peer, "duplicate close for no new connection; ignored");
+                        }
+                    }
+                    return;
+                }
+                info!(%peer, ?reason, "closing connection");
+                if let Some(entry) = self.conns.remove(&peer) {
+                    let hard = || entry.conn.close(code.varint(), b"");
+                    if !graceful || entry.queue.try_send(WriterMsg::Close(code)).is_err() {
+                        hard();
+                    }
+                    self.node.handle_disconnected(now, peer);
+                }
+            }
+            other => debug!(action = ?other, "unknown action ignored"),
+        }
+    }
+
+    fn dial(&mut self, addr: SocketAddr, expect: Option<MachineId>) {
+        let name = tls::server_name(expect.as_ref());
+        debug!(%addr, ?expect, "dialling");
+        let connecting = match self
+            .endpoint
+            .connect_with(self.client_config.clone(), addr, &name)
+        {
+            Ok(c) => c,
+            Err(e) => {
+                self.stats.dials_failed += 1;
+                info!(%addr, error = %e, "dial refused locally");
+                self.node.handle_dial_failed(self.clock.now(), addr);
+                return;
+            }
+        };
+        let rt = self.rt.clone();
+        let events = self.events_tx.clone();
+        let dial_timeout = self.net.dial_timeout;
+        spawn_tracked(&*self.rt, self.task_guard.clone(), async move {
+            let ev = match timeout(&*rt, dial_timeout, connecting).await {
+                Some(Ok(conn)) => identified(conn, addr, Direction::Outbound)
+                    .unwrap_or_else(|error| ConnEvent::DialFailed { addr, error }),
+                Some(Err(e)) => ConnEvent::DialFailed {
+                    addr,
+                    error: e.to_string(),
+                },
+                None => ConnEvent::DialFailed {
+                    addr,
+                    error: "timed out".into(),
+                },
+            };
+            let _ = events.send(ev).await;
+        });
+    }
+
+    fn on_event(&mut self, event: Event) {
+        let watched = match event {
+            Event::PeerUp { peer, agent } => {
+                info!(%peer, %agent, "peer up");
+                self.agents.insert(peer, agent);
+                Some(AgentEvent::PeerUp {
+                    machine_id: peer,
+                    agent_id: agent,
+                })
+            }
+            Event::PeerDown { peer } => {
+                info!(%peer, "peer down");
+                self.agents.remove(&peer);
+                Some(AgentEvent::PeerDown { machine_id: peer })
+            }
+            Event::NeighborUp { peer } => {
+                debug!(%peer, "neighbour up");
+                for (_, reply) in self.join_waiters.drain(..) {
+                    reply.send(Ok(()));
+                }
+                Some(AgentEvent::NeighborUp { machine_id: peer })
+            }
+            Event::NeighborDown { peer, reason } => {
+                debug!(%peer, ?reason, "neighbour down");
+                Some(AgentEvent::NeighborDown { machine_id: peer })
+            }
+            Event::Message(d) => {
+                self.deliver(d);
+                None
+            }
+            Event::QueryFinished { query, found, .. } => {
+                if let Some(reply) = self.queries.remove(&query) {
+                    reply.send(Ok(found.map(|f| f.addresses)));
+                }
+                None
+            }
+            Event::AgentDiscovered { agent_id } => {
+                debug!(agent = %agent_id, "agent discovered");
+                Some(AgentEvent::AgentDiscovered { agent_id })
+            }
+            other => {
+                debug!(event = ?other, "unknown event ignored");
+                None
+            }
+        };
+        if let Some(ev) = watched {
+            let before = self.watchers.len();
+            self.watchers.retain(|w| w.try_send(ev.clone()).is_ok());
+            self.stats.watchers_dropped += (before - self.watchers.len()) as u64;
+        }
+    }
+
+    /// Hands a message to every subscriber of its topic. A subscriber whose buffer is full is
+    /// dropped (its `recv` ends) and counted, so it cannot stall the node or the others.
+    fn deliver(&mut self, d: Delivery) {
+        debug!(topic = %d.topic, author = %d.author, hops = d.hops, "message");
+        let Some(subs) = self.subs.get_mut(&d.topic) else {
+            return;
+        };
+        let before = subs.len();
+        subs.retain(|(_, tx)| match tx.try_send(d.clone()) {
+            Ok(()) => true,
+            Err(async_channel::TrySendError::Full(_)) => false,
+            Err(async_channel::TrySendError::Closed(_)) => false,
+        });
+        let dropped = before - subs.len();
+        if dropped > 0 {
+            self.stats.subscribers_dropped += dropped as u64;
+        }
+        if subs.is_empty() {
+            self.subs.remove(&d.topic);
+            self.node.unsubscribe(self.clock.now(), d.topic);
+        }
+    }
+
+    // ----- shutdown -----
+
+    async fn shutdown(
+        mut self,
+        cmd_rx: async_channel::Receiver<Command>,
+        ev_rx: async_channel::Receiver<ConnEvent>,
+        all: TaskTracker,
+        writers: TaskTracker,
+    ) {
+        info!("shutting down");
+        // Requests still queued are dropped; their callers see `Error::Shutdown`.
+        cmd_rx.close();
+        self.node.shutdown(self.clock.now());
+        self.drain();
+        for (_, entry) in self.conns.drain() {
+            if entry
+                .queue
+                .try_send(WriterMsg::Close(CloseCode::Normal))
+                .is_err()
+            {
+                entry.conn.close(CloseCode::Normal.varint(), b"");
+            }
+        }
+        for (_, reply) in self.join_waiters.drain(..) {
+            reply.send(Err(Error::Shutdown));
+        }
+        for (_, reply) in self.queries.drain() {
+            reply.send(Err(Error::Shutdown));
+        }
+        self.subs.clear();
+        self.watchers.clear();
+        // Readers blocked on a full event queue are released by closing it.
+        ev_rx.close();
+        let Self {
+            rt,
+            endpoint,
+            events_tx,
+            task_guard,
+            writer_guard,
+            ..
+        } = self;
+        drop((events_tx, task_guard, writer_guard));
+        if !writers.wait(&*rt, SHUTDOWN_FLUSH).await {
+            debug!("writers still flushing; closing the endpoint");
+        }
+        endpoint.close(CloseCode::Normal.varint(), b"shutdown");
+        if !all.wait(&*rt, SHUTDOWN_TASKS).await {
+            warn!("some connection tasks did not end in time");
+        }
+        let _ = timeout(&*rt, SHUTDOWN_FLUSH, endpoint.wait_idle()).await;
+        info!("shut down");
+    }
+}

@@ -1,0 +1,66 @@
+//! The driver's error type.
+
+use std::io;
+use std::path::PathBuf;
+
+use x0x_proto::announce::AnnounceError;
+use x0x_proto::identity::{GenerateError, KeyDecodeError};
+use x0x_proto::node::{ConfigError, PublishError};
+
+/// Everything an [`Agent`](crate::core::Agent) call can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A key file could not be read or written.
+    #[error("key file {path}: {source}")]
+    KeyFileIo {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+    /// A key file exists but does not hold a key of the expected role (corrupt, truncated,
+    /// another format, or e.g. a machine key at the agent-key path). The file is left as is.
+    #[error("key file {path} is not a valid key of this role: {source}")]
+    KeyFileInvalid {
+        /// The file.
+        path: PathBuf,
+        /// Why it was refused.
+        #[source]
+        source: KeyDecodeError,
+    },
+    /// The operating system RNG failed.
+    #[error(transparent)]
+    Rng(#[from] GenerateError),
+    /// The UDP socket could not be bound.
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+    /// Building the TLS or QUIC configuration failed.
+    #[error("TLS configuration: {0}")]
+    Tls(String),
+    /// The node refused its configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The node refused a publish.
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    /// The node refused an announcement (e.g. a user disclosure without consent).
+    #[error(transparent)]
+    Announce(#[from] AnnounceError),
+    /// `join_network` found no neighbour within the join timeout.
+    #[error("no bootstrap peer answered within {0:?}")]
+    JoinTimeout(std::time::Duration),
+    /// The agent has shut down (or its driver task ended).
+    #[error("the agent has shut down")]
+    Shutdown,
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
