@@ -49,10 +49,10 @@
 //!   input to the node with the current time and drains the node's outputs. The
 //!   [`Agent`](crate::core::Agent) is only a handle: a bounded command channel plus a
 //!   one-shot reply per request.
-//! * **Connections.** The driver keeps at most one connection per [`MachineId`]
-//!   (`identity::MachineId`): the one the node tracks. A second one (simultaneous dials) is
-//!   offered to the node, which answers `Close { reason: Duplicate }`, and the newcomer is
-//!   closed. A connection has a *reader* task and a *writer* task; the writer drains a bounded
+//! * **Connections.** The driver keeps at most one connection per
+//!   [`MachineId`](identity::MachineId): the one the node tracks. A second one (simultaneous
+//!   dials) is still reported to the node, which takes it as the outcome of its dial, and the
+//!   newcomer is closed. A connection has a *reader* task and a *writer* task; the writer drains a bounded
 //!   queue, and when it is full (a peer that does not read) frames are dropped and counted —
 //!   the node loop never blocks on a peer.
 //! * **Framing.** One unidirectional QUIC stream each way per connection, for the

@@ -104,12 +104,16 @@ pub struct Report {
     pub wall_secs: f64,
     /// BLAKE3 of the event trace, hex: same scenario, nodes and seed ⇒ same digest.
     pub digest: String,
-    /// Time to discover an agent (null until the protocol announces agents).
+    /// Time from a new agent's announcement to its discovery at each node live then
+    /// (discovery scenarios; see [`crate::discovery`]).
     pub discovery_ms: Option<Percentiles>,
-    /// Share of successful agent look-ups (null unless a discovery scenario measures it).
+    /// Right answers / look-ups: live uncached agents found, gone agents not found
+    /// (discovery scenarios).
     pub find_agent_success_ratio: Option<f64>,
 
     // ----- extras -----
+    /// Everything the discovery workload measured (discovery scenarios).
+    pub discovery: Option<crate::discovery::DiscoveryReport>,
     /// `real` (ML-DSA-65) or `stand-in` keys.
     pub crypto: String,
     /// Wall time of building identities and nodes.

@@ -289,8 +289,9 @@ pub struct Scenario {
     pub overlay_at_ms: Option<u64>,
     /// Simulated time after the last round before the run ends. Default 2000 ms.
     pub drain_ms: u64,
-    /// A discovery scenario (its keys stay null until the protocol announces agents).
-    pub discovery: bool,
+    /// The discovery workload ([`crate::discovery`]); nodes announce themselves only in a
+    /// scenario that has one.
+    pub discovery: Option<crate::discovery::DiscoverySpec>,
     /// The network model.
     pub network: NetworkConfig,
     /// The broadcast workload.
@@ -317,7 +318,7 @@ impl Default for Scenario {
             bootstrap_nodes: Vec::new(),
             overlay_at_ms: None,
             drain_ms: 2000,
-            discovery: false,
+            discovery: None,
             network: NetworkConfig::default(),
             workload: Workload::default(),
             node: NodeOverrides::default(),

@@ -13,8 +13,9 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::SeedableRng;
 use x0x_proto::node::Direction;
 use x0x_proto::wire::{Frame, FrameKind, MessageId, TopicId};
-use x0x_proto::{Action, Config, Event, Identity, MachineId, Node, Time};
+use x0x_proto::{Action, AgentId, Config, Event, Identity, MachineId, Node, Time};
 
+use crate::discovery::{DiscoveryState, PendingLookup, Step};
 use crate::net::{FrameFate, LinkModel, addr_of, index_of_addr};
 use crate::report::{BytesPerNode, Drops, NodeCounters, Report, max_rss_mb};
 use crate::scenario::{Publishers, Scenario};
@@ -113,6 +114,7 @@ enum Ev {
     PartitionEnd,
     ChurnLeave,
     ChurnJoin,
+    Discovery(Step),
     End,
 }
 
@@ -310,6 +312,8 @@ struct World {
     drain_us: u64,
     round_gap_us: u64,
     total_rounds: u32,
+    /// The discovery workload, in discovery scenarios.
+    disc: Option<DiscoveryState>,
 }
 
 struct Sim<'a> {
@@ -436,9 +440,45 @@ impl<'a> Sim<'a> {
             drain_us: ms(sc.drain_ms),
             round_gap_us: ms(wl.round_gap_ms),
             total_rounds: wl.rounds as u32,
+            disc: sc.discovery.as_ref().map(|_| DiscoveryState::default()),
         };
-        for (i, at) in starts.into_iter().enumerate() {
+        // Discovery scenarios hold the measured new agents and late joiners back.
+        let (held_from, _) = sc.discovery.as_ref().map_or((n, 0), |d| d.held_back(n));
+        for (i, at) in starts.into_iter().enumerate().take(held_from) {
             w.push(at, Ev::Start(i as u32));
+        }
+        if let Some(d) = &sc.discovery {
+            let ph = d.phases();
+            let (from, k) = d.held_back(n);
+            for x in 0..k {
+                let i = (from + x) as u32;
+                let (at, step) = if x < d.new_agents {
+                    (x as u64 * d.new_agent_gap_ms, Step::NewAgent(i))
+                } else {
+                    (
+                        ph.late_join_ms + (x - d.new_agents) as u64 * 500,
+                        Step::LateJoiner(i),
+                    )
+                };
+                w.push(warmup_end + ms(at), Ev::Discovery(step));
+            }
+            for l in 0..d.lookups {
+                let at = ph.lookups_ms + l as u64 * d.lookup_gap_ms;
+                w.push(warmup_end + ms(at), Ev::Discovery(Step::Lookup));
+            }
+            w.push(warmup_end + ms(ph.crash_ms), Ev::Discovery(Step::CrashGone));
+            w.push(
+                warmup_end + ms(ph.crash_ms + 1000),
+                Ev::Discovery(Step::Snapshot),
+            );
+            for g in 0..d.gone {
+                let at = ph.gone_lookups_ms + g as u64 * d.lookup_gap_ms;
+                w.push(
+                    warmup_end + ms(at),
+                    Ev::Discovery(Step::LookupGone(g as u32)),
+                );
+            }
+            w.script_end = w.script_end.max(warmup_end + ms(ph.end_ms));
         }
         let overlay_at = warmup_end + ms(sc.overlay_at_ms.unwrap_or(wl.start_ms));
         w.push(overlay_at, Ev::Overlay);
@@ -463,7 +503,7 @@ impl<'a> Sim<'a> {
         if wl.rounds > 0 {
             w.push(warmup_end + ms(wl.start_ms), Ev::Round(0));
         } else {
-            w.push(script_end + w.drain_us, Ev::End);
+            w.push(w.script_end + w.drain_us, Ev::End);
         }
         Self {
             sc,
@@ -563,6 +603,7 @@ impl<'a> Sim<'a> {
                 }
                 Ev::ChurnLeave => self.churn_leave(),
                 Ev::ChurnJoin => self.churn_join(),
+                Ev::Discovery(step) => self.discovery_step(step),
                 Ev::End => break,
             }
         }
@@ -573,8 +614,13 @@ impl<'a> Sim<'a> {
             .filter(|&t| self.w.subs[t].get(i as usize))
             .map(|t| self.w.topics[t])
             .collect();
+        let announce = self.sc.discovery.is_some();
         self.call(i, |n, t| {
             n.start(t);
+            if announce {
+                // As a driver's `join_network` does; without a user, so it cannot fail.
+                let _ = n.announce_identity(t, false, false);
+            }
             for topic in topics {
                 n.subscribe(t, topic);
             }
@@ -670,6 +716,140 @@ impl<'a> Sim<'a> {
         self.call(to, |n, t| {
             n.handle_connected(t, fid, addr_of(from), Direction::Inbound);
         });
+    }
+
+    /// Runs one step of the discovery script ([`crate::discovery`]).
+    fn discovery_step(&mut self, step: Step) {
+        let Some(spec) = self.sc.discovery.clone() else {
+            return;
+        };
+        let n = self.nodes.len();
+        let now = self.w.now;
+        match step {
+            Step::NewAgent(i) | Step::LateJoiner(i) => {
+                let Some(agent) = self.nodes[i as usize].as_ref().map(Node::agent_id) else {
+                    return;
+                };
+                // The agents live now (every started node announced on start).
+                let live: Vec<u32> = (0..n as u32)
+                    .filter(|&j| j != i && self.w.slots[j as usize].alive)
+                    .collect();
+                if let Some(d) = self.w.disc.as_mut() {
+                    if matches!(step, Step::NewAgent(_)) {
+                        d.new_agents.insert(agent, (i, now));
+                        d.expected
+                            .insert(agent, live.iter().map(|&j| (j, None)).collect());
+                    } else {
+                        // 99 % of the others, plus its own announcement (also "discovered").
+                        let want = (live.len() * 99).div_ceil(100) + 1;
+                        d.late.insert(i, (now, want, 0, None));
+                    }
+                }
+                self.w.slots[i as usize].alive = true;
+                self.w.slots[i as usize].started_at = now;
+                self.w.trace.rec(now, 3, i, 0);
+                self.start_node(i);
+            }
+            Step::Lookup => {
+                let queriers: Vec<u32> = (0..n)
+                    .filter(|&j| spec.is_querier(j, n) && self.w.slots[j].alive)
+                    .map(|j| j as u32)
+                    .collect();
+                if queriers.is_empty() {
+                    return;
+                }
+                let q = queriers[self.w.script_rng.random_range(0..queriers.len())];
+                // A live agent the querier does not have cached (a few tries).
+                let t = Time::from_micros(now);
+                let mut target = None;
+                for _ in 0..64 {
+                    let Some(j) = self.w.random_live(q) else {
+                        break;
+                    };
+                    let Some(cand) = self.nodes[j as usize].as_ref() else {
+                        continue;
+                    };
+                    let (agent, machine) = (cand.agent_id(), cand.machine_id());
+                    let cached = self.nodes[q as usize]
+                        .as_ref()
+                        .is_some_and(|qn| qn.discovered_agent(t, &agent).is_some());
+                    if !cached {
+                        target = Some((agent, machine));
+                        break;
+                    }
+                }
+                let Some((agent, machine)) = target else {
+                    return;
+                };
+                self.lookup(q, agent, Some(machine));
+            }
+            Step::CrashGone => {
+                let mut gone: Vec<(u32, AgentId)> = Vec::new();
+                for _ in 0..spec.gone {
+                    // Never a querier: they must stay to ask.
+                    if let Some(j) =
+                        (0..64)
+                            .filter_map(|_| self.w.random_live(u32::MAX))
+                            .find(|&j| {
+                                !spec.is_querier(j as usize, n) && !gone.iter().any(|g| g.0 == j)
+                            })
+                    {
+                        if let Some(a) = self.nodes[j as usize].as_ref().map(Node::agent_id) {
+                            gone.push((j, a));
+                        }
+                        self.crash(j);
+                    }
+                }
+                if let Some(d) = self.w.disc.as_mut() {
+                    d.gone = gone;
+                }
+            }
+            Step::Snapshot => {
+                let total = self.w.slots.iter().map(|s| s.bytes_sent).sum();
+                if let Some(d) = self.w.disc.as_mut() {
+                    d.snapshot = Some((now, total));
+                }
+            }
+            Step::LookupGone(k) => {
+                let Some(&(g, agent)) = self.w.disc.as_ref().and_then(|d| d.gone.get(k as usize))
+                else {
+                    return;
+                };
+                if let Some(q) = self.w.random_live(g) {
+                    self.lookup(q, agent, None);
+                }
+            }
+        }
+    }
+
+    /// Starts a `find_agent` at node `q`; `expect` is the right answer.
+    fn lookup(&mut self, q: u32, agent: AgentId, expect: Option<MachineId>) {
+        let now = self.w.now;
+        let mut query = None;
+        self.call(q, |node, t| query = Some(node.find_agent(t, agent)));
+        let Some(query) = query else {
+            return;
+        };
+        let Some(d) = self.w.disc.as_mut() else {
+            return;
+        };
+        if expect.is_some() {
+            d.report.lookups_live += 1;
+        } else {
+            d.report.lookups_gone += 1;
+        }
+        d.pending.insert(
+            (q, query),
+            PendingLookup {
+                started: now,
+                expect,
+            },
+        );
+        // A cache answer is already queued and was drained by `call`: replay it now that
+        // the look-up is registered.
+        if let Some((m, at)) = d.early.remove(&(q, query)) {
+            d.on_query_finished(q, query, m, at);
+        }
     }
 
     fn crash(&mut self, j: u32) {
@@ -1028,6 +1208,13 @@ impl<'a> Sim<'a> {
             received_max: recv.iter().copied().max().unwrap_or(0),
         };
         let topic_scenario = sc.workload.subscribers_per_topic.is_some();
+        let (disc_report, discovery_ms, find_agent_success_ratio) = match w.disc {
+            Some(d) => {
+                let (r, p, f) = d.finish(w.now, sent.iter().sum(), n);
+                (Some(r), p, f)
+            }
+            None => (None, None, None),
+        };
         let latency_cdf = m.latency.cdf(200);
         let latency_ms = m.latency.percentiles();
         let report = Report {
@@ -1043,8 +1230,9 @@ impl<'a> Sim<'a> {
             messages_processed: m.processed,
             wall_secs,
             digest: String::new(),
-            discovery_ms: None,
-            find_agent_success_ratio: None,
+            discovery_ms,
+            find_agent_success_ratio,
+            discovery: disc_report,
             crypto: if real { "real" } else { "stand-in" }.into(),
             setup_secs,
             max_rss_mb: max_rss_mb(),
@@ -1118,6 +1306,13 @@ fn build_node(
     }
     if let Some(x) = sc.node.hello_timeout_ms {
         c.hello_timeout = Duration::from_millis(x);
+    }
+    if let Some(d) = &sc.discovery {
+        c.announce.heartbeat_interval = Duration::from_secs(d.heartbeat_s);
+        c.announce.identity_ttl = Duration::from_secs(d.ttl_s);
+        if d.is_querier(i as usize, sc.nodes) {
+            c.announce.max_agents = d.querier_cache;
+        }
     }
     let rng = derive("x0x-sim node rng v1", seed, u64::from(i), u64::from(inc));
     match Node::new(ident, c, rng) {
@@ -1194,8 +1389,20 @@ impl World {
             }
             while let Some(e) = node.poll_event() {
                 any = true;
-                if let Event::Message(d) = e {
-                    self.on_delivery(i, d.id, d.hops);
+                match e {
+                    Event::Message(d) => self.on_delivery(i, d.id, d.hops),
+                    Event::AgentDiscovered { agent_id } => {
+                        if let Some(disc) = self.disc.as_mut() {
+                            disc.on_discovered(i, agent_id, self.now);
+                        }
+                    }
+                    Event::QueryFinished { query, found, .. } => {
+                        if let Some(disc) = self.disc.as_mut() {
+                            let m = found.map(|f| f.machine_id);
+                            disc.on_query_finished(i, query, m, self.now);
+                        }
+                    }
+                    _ => {}
                 }
             }
             if !any {

@@ -34,7 +34,7 @@ fn same_seed_same_report_other_seed_other_digest() {
 
 #[test]
 fn every_node_gets_connected_during_warm_up() {
-    let r = quick("discovery", 300, 3, 0, CryptoMode::StandIn);
+    let r = quick("broadcast-single", 300, 3, 0, CryptoMode::StandIn);
     assert_eq!(r.live_nodes_at_overlay, 300);
     assert_eq!(r.isolated_nodes, 0, "{r:#?}");
     assert!(r.connections >= 299);
@@ -50,4 +50,34 @@ fn scenario_names_resolve_and_the_one_line_helper_runs() {
     assert_eq!(r.scenario, "static-50");
     assert_eq!(r.nodes, 20);
     assert!(Scenario::load("no-such-scenario").is_err());
+}
+
+#[test]
+fn discovery_reaches_every_cache_and_lookups_answer_right() {
+    let mut sc = Scenario::load("discovery").unwrap();
+    sc.warmup_ms = 20_000;
+    let d = sc.discovery.as_mut().unwrap();
+    // A short TTL keeps the gone-agent phase cheap in a debug build.
+    d.ttl_s = 60;
+    d.heartbeat_s = 20;
+    d.lookups = 20;
+    d.gone = 3;
+    let r = run(
+        &sc,
+        &RunOptions {
+            seed: 4,
+            nodes: Some(150),
+            progress: false,
+        },
+    )
+    .report;
+    let dr = r.discovery.clone().unwrap();
+    assert!(dr.pairs > 0 && dr.pairs == dr.pairs_discovered, "{dr:#?}");
+    assert_eq!(dr.late_joiners_short, 0, "{dr:#?}");
+    assert!(dr.late_join_ms.is_some());
+    assert_eq!(dr.lookups_live, 20, "{dr:#?}");
+    assert_eq!(dr.lookups_gone, 3, "{dr:#?}");
+    assert_eq!(dr.stale_answers, 0, "{dr:#?}");
+    assert_eq!(r.find_agent_success_ratio, Some(1.0), "{dr:#?}");
+    assert!(r.discovery_ms.unwrap().p99 < 2000.0, "{:?}", r.discovery_ms);
 }

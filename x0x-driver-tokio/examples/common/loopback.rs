@@ -1,0 +1,250 @@
+//! The loopback benchmark, written once for every runtime: two agents on 127.0.0.1 (B
+//! bootstraps to A), A publishes to B.
+//!
+//! * latency: publish → delivery of 1 KiB payloads, one at a time (p50 / p99);
+//! * throughput: `--messages` payloads published as fast as the node accepts them while B
+//!   counts every delivery (loss must be zero);
+//! * memory: resident set size per agent, idle after join.
+//!
+//! Top-level report keys (the contract the acceptance checks read): `p50_ms`, `p99_ms`,
+//! `msgs_per_sec`, `rss_mb` (per agent); details below them. Included by each driver's
+//! `loopback_bench` example with `#[path]`, so the two drivers run the same code.
+
+use std::time::{Duration, Instant};
+
+use futures_lite::future;
+use serde_json::json;
+use x0x_driver_tokio::AgentEvent;
+use x0x_driver_tokio::core::Agent;
+use x0x_driver_tokio::core::runtime::{Runtime, timeout};
+use x0x_driver_tokio::network::NetworkConfig;
+
+const TOPIC: &str = "x0x-rs/bench";
+
+/// Command-line options.
+pub(crate) struct Args {
+    /// `--json PATH`.
+    pub(crate) json: Option<String>,
+    latency_messages: usize,
+    messages: usize,
+    payload: usize,
+}
+
+/// Parses the command line.
+pub(crate) fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        json: None,
+        latency_messages: 2000,
+        messages: 20_000,
+        payload: 1024,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
+        let number = |v: String| v.parse::<usize>().map_err(|e| format!("{v}: {e}"));
+        match flag.as_str() {
+            "--json" => args.json = Some(value()?),
+            "--latency-messages" => args.latency_messages = number(value()?)?,
+            "--messages" => args.messages = number(value()?)?,
+            "--payload" => args.payload = number(value()?)?,
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    Ok(args)
+}
+
+/// Resident set size of this process, MiB (Linux; 0 elsewhere).
+fn rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1e3
+}
+
+fn config(bootstrap: Vec<std::net::SocketAddr>) -> NetworkConfig {
+    NetworkConfig {
+        bind_addr: Some("127.0.0.1:0".parse().expect("valid address")),
+        bootstrap_nodes: bootstrap,
+        // The bench reads as fast as it can; a large buffer keeps a scheduling hiccup from
+        // dropping the subscriber.
+        subscription_buffer: 1 << 16,
+        ..Default::default()
+    }
+}
+
+/// Runs the benchmark on runtime `R` and returns the report.
+pub(crate) async fn run<R: Runtime + Default>(
+    args: Args,
+) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
+    let rt = R::default();
+    let rss_before = rss_mb();
+    let a = Agent::<R>::builder()
+        .with_network_config(config(vec![]))
+        .build()
+        .await?;
+    a.join_network().await?;
+    let mut a_events = a.events().await?;
+    let a_addr = a.bound_addr().await.ok_or("unbound")?;
+    let b = Agent::<R>::builder()
+        .with_network_config(config(vec![a_addr]))
+        .build()
+        .await?;
+    b.join_network().await?;
+    let mb = b.machine_id();
+    timeout(&rt, Duration::from_secs(10), async {
+        while let Some(ev) = a_events.recv().await {
+            if ev == (AgentEvent::NeighborUp { machine_id: mb }) {
+                break;
+            }
+        }
+    })
+    .await
+    .ok_or("no neighbour within 10 s")?;
+    drop(a_events);
+    let mut sub = b.subscribe(TOPIC).await?;
+    let _sub_a = a.subscribe(TOPIC).await?;
+    // Warm-up: until one message arrives, so the topic tree is in place.
+    let payload = vec![0x5a; args.payload];
+    timeout(&rt, Duration::from_secs(10), async {
+        a.publish(TOPIC, payload.clone()).await?;
+        sub.recv().await.ok_or("subscription ended")?;
+        Ok::<_, Box<dyn std::error::Error>>(())
+    })
+    .await
+    .ok_or("warm-up message not delivered within 10 s")??;
+    rt.sleep_until(Instant::now() + Duration::from_millis(500))
+        .await;
+    let rss_idle = rss_mb();
+
+    // Latency, one message in flight at a time.
+    let mut latencies = Vec::with_capacity(args.latency_messages);
+    let mut publish_calls = Vec::with_capacity(args.latency_messages);
+    for _ in 0..args.latency_messages {
+        let t0 = Instant::now();
+        a.publish(TOPIC, payload.clone()).await?;
+        publish_calls.push(t0.elapsed());
+        timeout(&rt, Duration::from_secs(5), sub.recv())
+            .await
+            .flatten()
+            .ok_or("message not delivered within 5 s")?;
+        latencies.push(t0.elapsed());
+    }
+    latencies.sort();
+    publish_calls.sort();
+
+    // Throughput: publish as fast as the node accepts; count every delivery.
+    let n = args.messages;
+    let counter = async {
+        let mut got = 0usize;
+        let mut last = Instant::now();
+        while got < n {
+            match timeout(&rt, Duration::from_secs(5), sub.recv()).await {
+                Some(Some(_)) => {
+                    got += 1;
+                    last = Instant::now();
+                }
+                _ => break,
+            }
+        }
+        (got, last)
+    };
+    let started = Instant::now();
+    let publisher = async {
+        for _ in 0..n {
+            a.publish(TOPIC, payload.clone()).await?;
+        }
+        Ok::<_, x0x_driver_tokio::Error>(started.elapsed())
+    };
+    let (published, (delivered, last)) = future::zip(publisher, counter).await;
+    let published_in = published?;
+    let elapsed = last.saturating_duration_since(started);
+    let stats_a = a.stats().await?;
+    let stats_b = b.stats().await?;
+    b.shutdown().await?;
+    a.shutdown().await?;
+
+    let p50 = percentile(&latencies, 0.50);
+    let p99 = percentile(&latencies, 0.99);
+    let rate = delivered as f64 / elapsed.as_secs_f64().max(1e-9);
+    let per_agent = (rss_idle - rss_before) / 2.0;
+    Ok(json!({
+        "p50_ms": p50,
+        "p99_ms": p99,
+        "msgs_per_sec": rate,
+        "rss_mb": per_agent,
+        "runtime": std::any::type_name::<R>(),
+        "payload_bytes": args.payload,
+        "latency": {
+            "messages": args.latency_messages,
+            "p50_ms": p50,
+            "p99_ms": p99,
+            "max_ms": percentile(&latencies, 1.0),
+            "publish_call_p50_ms": percentile(&publish_calls, 0.50),
+            "publish_call_p99_ms": percentile(&publish_calls, 0.99),
+        },
+        "throughput": {
+            "messages": n,
+            "delivered": delivered,
+            "lost": n - delivered,
+            "seconds": elapsed.as_secs_f64(),
+            "publish_seconds": published_in.as_secs_f64(),
+            "msgs_per_sec": rate,
+        },
+        "rss_mb": {
+            "process_before_agents": rss_before,
+            "process_two_agents_idle": rss_idle,
+            "per_agent": per_agent,
+        },
+        "drops": {
+            "send_queue_full": stats_a.driver.send_queue_full_drops + stats_b.driver.send_queue_full_drops,
+            "subscribers_dropped": stats_b.driver.subscribers_dropped,
+            "node_transmits_dropped": stats_a.node.transmits_dropped + stats_b.node.transmits_dropped,
+        },
+    }))
+}
+
+/// Parses the arguments, runs the benchmark on `R`, prints the report and writes `--json`.
+pub(crate) async fn main<R: Runtime + Default>() -> std::process::ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let json_path = args.json.clone();
+    match run::<R>(args).await {
+        Ok(report) => {
+            let text = serde_json::to_string_pretty(&report).expect("serialisable");
+            println!("{text}");
+            if let Some(path) = json_path
+                && let Err(e) = std::fs::write(&path, text + "\n")
+            {
+                eprintln!("cannot write {path}: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+            if report["throughput"]["lost"] != 0 {
+                eprintln!("messages were lost");
+                return std::process::ExitCode::FAILURE;
+            }
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
