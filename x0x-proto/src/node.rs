@@ -505,6 +505,10 @@ pub struct Node {
     discovery: Discovery,
     user_disclosed: bool,
     heartbeat_armed: bool,
+    /// This agent's newest announcement and rendezvous records: it answers queries for itself
+    /// even when its own cache evicted them (a cache smaller than the network).
+    own_announcements: Vec<wire::Record>,
+    own_rendezvous: Option<wire::Record>,
     synced: bool,
     sync_served: BTreeMap<MachineId, Time>,
     queries: BTreeMap<QueryId, OwnQuery>,
@@ -545,6 +549,8 @@ impl Node {
             discovery: Discovery::new(config.announce.clone()),
             user_disclosed: false,
             heartbeat_armed: false,
+            own_announcements: Vec::new(),
+            own_rendezvous: None,
             synced: false,
             sync_served: BTreeMap::new(),
             queries: BTreeMap::new(),
@@ -1078,6 +1084,13 @@ impl Node {
             records.push(wire::Signed::sign(&u, Domain::UserAnnouncement, &ann, true));
         }
         let topic = self.topics.announce;
+        self.own_announcements = records
+            .iter()
+            .map(|signed| wire::Record {
+                kind: RecordKind::Announcement,
+                signed: signed.clone(),
+            })
+            .collect();
         for signed in records {
             // Our own records go into our caches too, so lookups and catch-up syncs serve them.
             let _ = self.accept_record(now, RecordKind::Announcement, &signed);
@@ -1098,6 +1111,10 @@ impl Node {
             expires_at_ms: (now + validity).as_millis(),
         };
         let signed = wire::Signed::sign(&self.identity.agent, Domain::RendezvousRecord, &rec, true);
+        self.own_rendezvous = Some(wire::Record {
+            kind: RecordKind::Rendezvous,
+            signed: signed.clone(),
+        });
         let _ = self.accept_record(now, RecordKind::Rendezvous, &signed);
         let topic = self.topics.rendezvous;
         self.broadcast.publish(now, topic, signed);
@@ -1327,7 +1344,10 @@ impl Node {
         ) {
             return;
         }
-        let records = self.discovery.records_for(now, &q.target);
+        let mut records = self.discovery.records_for(now, &q.target);
+        if records.is_empty() {
+            records = self.own_records(now, &q.target);
+        }
         if !records.is_empty() {
             self.discovery.stats_mut().queries_answered += 1;
             if let Some(r) = self.discovery.route(q.id) {
@@ -1359,6 +1379,25 @@ impl Node {
                     .into(),
                 );
             }
+        }
+    }
+
+    /// This agent's own records for `target`, if it is the one sought (and a rendezvous
+    /// record has not expired).
+    fn own_records(&self, now: Time, target: &QueryTarget) -> Vec<wire::Record> {
+        match target {
+            QueryTarget::Agent(a) if *a == self.agent_id() => self.own_announcements.clone(),
+            QueryTarget::Rendezvous(a) if *a == self.agent_id() => self
+                .own_rendezvous
+                .iter()
+                .filter(|r| {
+                    r.signed
+                        .decode_body::<RendezvousRecord>()
+                        .is_ok_and(|rec| rec.expires_at_ms > now.as_millis())
+                })
+                .cloned()
+                .collect(),
+            _ => Vec::new(),
         }
     }
 

@@ -57,6 +57,11 @@ pub struct DiscoverySpec {
     pub querier_cache: usize,
     /// Nodes crashed after the look-ups and looked up once their TTL passed. Default 10.
     pub gone: usize,
+    /// Agent, machine, user and key cache capacity of the ordinary nodes (neither queriers
+    /// nor late joiners). Default: the protocol's defaults. A 1000-node run where every node
+    /// caches every agent holds ~10 GB of keys and signatures in one process, so the shipped
+    /// scenario caps them: its nodes behave like nodes of a network larger than their caches.
+    pub node_cache: Option<usize>,
 }
 
 impl Default for DiscoverySpec {
@@ -72,6 +77,7 @@ impl Default for DiscoverySpec {
             queriers: 20,
             querier_cache: 8,
             gone: 10,
+            node_cache: None,
         }
     }
 }
@@ -92,6 +98,12 @@ impl DiscoverySpec {
     pub(crate) fn held_back(&self, n: usize) -> (usize, usize) {
         let k = (self.new_agents + self.late_joiners).min(n.saturating_sub(1));
         (n - k, k)
+    }
+
+    /// Whether node `i` is a late joiner (protocol-default caches).
+    pub(crate) fn is_late_joiner(&self, i: usize, n: usize) -> bool {
+        let (from, k) = self.held_back(n);
+        i >= from + self.new_agents.min(k) && i < from + k
     }
 
     /// Whether node `i` is a querier (small agent cache).

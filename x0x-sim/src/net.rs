@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 
-use crate::scenario::{Latency, NetworkConfig};
+use crate::scenario::{Latency, LossModel, NetworkConfig};
 
 /// The port of every synthetic node address.
 pub const SIM_PORT: u16 = 5483;
@@ -112,10 +112,28 @@ impl LinkModel {
     /// Decides one frame's fate from `a` to `b`, drawing from the network RNG.
     pub fn frame(&self, rng: &mut ChaCha8Rng, a: u32, b: u32) -> FrameFate {
         let c = &self.cfg;
-        if c.loss > 0.0 && rng.random_bool(c.loss) {
-            return FrameFate::Lost;
-        }
         let mut delay = self.base_latency_us(a, b);
+        if c.loss > 0.0 {
+            match c.loss_model {
+                LossModel::Drop => {
+                    if rng.random_bool(c.loss) {
+                        return FrameFate::Lost;
+                    }
+                }
+                LossModel::Retransmit => {
+                    // Each loss costs a probe timeout of 1.5 round trips (QUIC's PTO is about
+                    // smoothed RTT + 4·rttvar + ack delay; 1.5 RTT is its steady-state shape).
+                    // Bounded: ten losses in a row at 5 % is a 1e-13 event.
+                    let pto = 3 * delay + 1000;
+                    for _ in 0..10 {
+                        if !rng.random_bool(c.loss) {
+                            break;
+                        }
+                        delay += pto;
+                    }
+                }
+            }
+        }
         if c.jitter_ms > 0.0 {
             delay += rng.random_range(0..=(c.jitter_ms * 1000.0) as u64);
         }
@@ -201,10 +219,32 @@ mod tests {
     }
 
     #[test]
+    fn retransmitted_loss_delays_and_never_drops() {
+        let m = LinkModel::new(
+            NetworkConfig {
+                loss: 0.05,
+                ..NetworkConfig::default()
+            },
+            1,
+        );
+        let base = m.base_latency_us(1, 2);
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let mut delayed = 0;
+        for _ in 0..100_000 {
+            match m.frame(&mut rng, 1, 2) {
+                FrameFate::Lost => panic!("a QUIC stream does not lose frames"),
+                FrameFate::Deliver { delay_us, .. } => delayed += usize::from(delay_us > base),
+            }
+        }
+        assert!((4_700..5_300).contains(&delayed), "delayed {delayed} of 100000");
+    }
+
+    #[test]
     fn loss_rate_is_respected() {
         let m = LinkModel::new(
             NetworkConfig {
                 loss: 0.05,
+                loss_model: LossModel::Drop,
                 ..NetworkConfig::default()
             },
             1,

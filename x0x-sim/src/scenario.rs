@@ -49,6 +49,21 @@ impl CryptoMode {
     }
 }
 
+/// What packet loss does to a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LossModel {
+    /// Frames ride QUIC streams, which are reliable: a lost packet is sent again after a
+    /// probe timeout (here 1.5 round trips of the link, again with the same probability), and
+    /// the frames behind it on the stream wait (head-of-line blocking, with `fifo`). Nothing
+    /// is lost; loss becomes delay. The default, because it is what the drivers do.
+    #[default]
+    Retransmit,
+    /// The frame is dropped, as on an unreliable datagram link. Harsher than QUIC can be:
+    /// even handshake-completing and membership frames vanish.
+    Drop,
+}
+
 /// The distribution of a link's base (one-way) latency, fixed once per ordered node pair.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "dist", rename_all = "kebab-case", deny_unknown_fields)]
@@ -104,9 +119,12 @@ pub struct NetworkConfig {
     /// Extra per-frame delay, uniform in `[0, jitter_ms]`. Default 0.
     #[serde(deserialize_with = "num")]
     pub jitter_ms: f64,
-    /// Probability that a frame is lost. Default 0.
+    /// Probability that a frame's packet is lost. Default 0. What a loss does depends on
+    /// [`NetworkConfig::loss_model`].
     #[serde(deserialize_with = "num")]
     pub loss: f64,
+    /// What a lost packet does to a frame. Default `retransmit`.
+    pub loss_model: LossModel,
     /// Probability that a frame is delivered twice. Default 0.
     #[serde(deserialize_with = "num")]
     pub duplicate: f64,
@@ -136,6 +154,7 @@ impl Default for NetworkConfig {
             latency: Latency::default(),
             jitter_ms: 0.0,
             loss: 0.0,
+            loss_model: LossModel::Retransmit,
             duplicate: 0.0,
             reorder: 0.0,
             reorder_max_ms: 100.0,

@@ -376,8 +376,15 @@ impl<'a> Sim<'a> {
         let mut starts = Vec::with_capacity(n);
         let mut nodes = Vec::with_capacity(n);
         for (i, ident) in identities.into_iter().enumerate() {
+            let late = sc
+                .discovery
+                .as_ref()
+                .is_some_and(|d| d.is_late_joiner(i, n));
             let boot = if i == 0 {
                 Vec::new()
+            } else if late {
+                // Late joiners enter through the bootstrap node (see `build_node`).
+                vec![0]
             } else if sc.bootstrap_nodes.is_empty() {
                 vec![script_rng.random_range(0..i) as u32]
             } else {
@@ -1310,7 +1317,17 @@ fn build_node(
     if let Some(d) = &sc.discovery {
         c.announce.heartbeat_interval = Duration::from_secs(d.heartbeat_s);
         c.announce.identity_ttl = Duration::from_secs(d.ttl_s);
-        if d.is_querier(i as usize, sc.nodes) {
+        let n = sc.nodes;
+        // Node 0 is the bootstrap node of the late joiners and keeps the default caches, as
+        // a well-provisioned bootstrap node would; so do the late joiners themselves.
+        let full = i == 0 || d.is_late_joiner(i as usize, n);
+        if let Some(cap) = d.node_cache.filter(|_| !full) {
+            c.announce.max_agents = cap;
+            c.announce.max_machines = cap;
+            c.announce.max_users = cap;
+            c.key_cache_capacity = cap;
+        }
+        if d.is_querier(i as usize, n) {
             c.announce.max_agents = d.querier_cache;
         }
     }

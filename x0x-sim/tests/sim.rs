@@ -55,6 +55,7 @@ fn scenario_names_resolve_and_the_one_line_helper_runs() {
 #[test]
 fn discovery_reaches_every_cache_and_lookups_answer_right() {
     let mut sc = Scenario::load("discovery").unwrap();
+    sc.start_window_ms = 5_000;
     sc.warmup_ms = 20_000;
     let d = sc.discovery.as_mut().unwrap();
     // A short TTL keeps the gone-agent phase cheap in a debug build.
