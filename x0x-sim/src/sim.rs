@@ -1793,6 +1793,7 @@ mod tests {
     fn loss_and_latency_follow_the_model() {
         let mut sc = scenario(2);
         sc.network.loss = 0.1;
+        sc.network.loss_model = crate::scenario::LossModel::Drop;
         sc.network.jitter_ms = 5.0;
         sc.network.fifo = false;
         sc.network.latency = Latency::Uniform {
