@@ -236,7 +236,10 @@ mod tests {
                 FrameFate::Deliver { delay_us, .. } => delayed += usize::from(delay_us > base),
             }
         }
-        assert!((4_700..5_300).contains(&delayed), "delayed {delayed} of 100000");
+        assert!(
+            (4_700..5_300).contains(&delayed),
+            "delayed {delayed} of 100000"
+        );
     }
 
     #[test]

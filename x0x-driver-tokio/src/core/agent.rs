@@ -589,6 +589,8 @@ pub struct DriverStats {
     pub stale_conn_events: u64,
     /// Frames dropped because a peer's send queue was full.
     pub send_queue_full_drops: u64,
+    /// Publishes whose answer waited for a congested send queue to drain (backpressure).
+    pub publishes_held: u64,
     /// Frames for a machine with no connection, dropped.
     pub transmits_without_connection: u64,
     /// Subscribers dropped for not keeping up.

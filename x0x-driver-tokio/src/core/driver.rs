@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -27,7 +27,7 @@ use super::error::{Error, Result};
 use super::network::NetworkConfig;
 use super::runtime::{Reply, Runtime, TaskGuard, TaskTracker, spawn_tracked, timeout};
 use super::tls;
-use super::transport::{self, CloseCode, ConnEvent, ConnId, WriterMsg};
+use super::transport::{self, CloseCode, ConnEvent, ConnId, DrainWatch, WriterMsg};
 use x0x_proto::identity::UserId;
 
 /// Capacity of the command queue from `Agent` handles.
@@ -148,6 +148,7 @@ pub(crate) fn spawn(parts: DriverParts) -> async_channel::Sender<Command> {
         watchers: Vec::new(),
         join_waiters: Vec::new(),
         queries: HashMap::new(),
+        held_publishes: Vec::new(),
         stats: DriverStats::default(),
     };
     // The driver task itself is not tracked: it is the one that waits for the others.
@@ -210,6 +211,8 @@ struct ConnEntry {
     queue: async_channel::Sender<WriterMsg>,
     /// Bytes of frames in `queue` (shared with the writer).
     queued: Arc<AtomicUsize>,
+    /// Set while a publish waits for this writer to drain (see [`DrainWatch`]).
+    drain_wanted: Arc<AtomicBool>,
     addr: SocketAddr,
     direction: Direction,
 }
@@ -244,6 +247,8 @@ struct Driver {
     /// Discovery queries waiting for the node's `QueryFinished` (the node ends every query:
     /// its rings and rendezvous wait have deadlines).
     queries: HashMap<QueryId, Reply<Result<Option<Vec<SocketAddr>>>>>,
+    /// Publishes answered once the congested send queues drain (backpressure).
+    held_publishes: Vec<(Reply<Result<MessageId>>, Result<MessageId>)>,
     stats: DriverStats,
 }
 
@@ -363,8 +368,16 @@ impl Driver {
                 payload,
                 reply,
             } => {
-                reply.send(self.node.publish(now, topic, payload).map_err(Error::from));
+                let result = self.node.publish(now, topic, payload).map_err(Error::from);
                 self.drain();
+                // Backpressure: while a peer's send queue is more than half full, the publisher
+                // waits for it to drain instead of outrunning it into dropped frames.
+                if result.is_ok() && self.congested() {
+                    self.stats.publishes_held += 1;
+                    self.held_publishes.push((reply, result));
+                } else {
+                    reply.send(result);
+                }
             }
             Command::Peers(reply) => reply.send(self.peers()),
             Command::Watch(reply) => {
@@ -424,6 +437,35 @@ impl Driver {
             }
         }
         self.drain();
+    }
+
+    fn send_cap(&self) -> usize {
+        self.net
+            .send_queue_bytes
+            .max(x0x_proto::wire::MAX_FRAME_LEN)
+    }
+
+    /// Whether some connection's send queue is over half full; marks each such writer so it
+    /// reports when it drained.
+    fn congested(&self) -> bool {
+        let (frames, bytes) = (self.net.send_queue_frames.max(1), self.send_cap());
+        let mut any = false;
+        for e in self.conns.values() {
+            if e.queue.len() > frames / 2 || e.queued.load(Ordering::Relaxed) > bytes / 2 {
+                e.drain_wanted.store(true, Ordering::Relaxed);
+                any = true;
+            }
+        }
+        any
+    }
+
+    /// Answers the held publishes once no queue is congested (or the connection is gone).
+    fn release_publishes(&mut self) {
+        if !self.held_publishes.is_empty() && !self.congested() {
+            for (reply, result) in self.held_publishes.drain(..) {
+                reply.send(result);
+            }
+        }
     }
 
     fn peers(&self) -> Vec<PeerInfo> {
@@ -503,6 +545,7 @@ impl Driver {
                     self.drain();
                 }
             }
+            ConnEvent::Drained => self.release_publishes(),
             ConnEvent::Closed { peer, conn, reason } => {
                 if self.is_current(&peer, conn) {
                     info!(%peer, %reason, "connection closed by peer or lost");
@@ -511,6 +554,7 @@ impl Driver {
                     }
                     self.node.handle_disconnected(now, peer);
                     self.drain();
+                    self.release_publishes();
                 }
             }
         }
@@ -535,10 +579,17 @@ impl Driver {
         let span = info_span!("conn", %peer, id);
         let rt = self.rt.clone();
         let (wconn, wqueued) = (conn.clone(), queued.clone());
+        let watch = DrainWatch {
+            wanted: Arc::new(AtomicBool::new(false)),
+            events: self.events_tx.clone(),
+            frames_cap: self.net.send_queue_frames.max(1),
+            bytes_cap: self.send_cap(),
+        };
+        let drain_wanted = watch.wanted.clone();
         spawn_tracked(
             &*self.rt,
             self.writer_guard.clone(),
-            async move { transport::writer(&*rt, wconn, rx, wqueued).await }
+            async move { transport::writer(&*rt, wconn, rx, wqueued, watch).await }
                 .instrument(span.clone()),
         );
         spawn_tracked(
@@ -553,6 +604,7 @@ impl Driver {
                 conn,
                 queue,
                 queued,
+                drain_wanted,
                 addr,
                 direction,
             },
@@ -789,6 +841,10 @@ impl Driver {
         }
         for (_, reply) in self.queries.drain() {
             reply.send(Err(Error::Shutdown));
+        }
+        // Those messages were published; the caller learns it, as without backpressure.
+        for (reply, result) in self.held_publishes.drain(..) {
+            reply.send(result);
         }
         self.subs.clear();
         self.watchers.clear();

@@ -12,7 +12,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -120,6 +120,9 @@ pub(crate) enum ConnEvent {
         conn: ConnId,
         len: u32,
     },
+    /// A writer whose queue the driver watched (a publish is waiting on it) drained to
+    /// below a quarter of its capacity.
+    Drained,
     /// The connection (or its stream) ended.
     Closed {
         peer: MachineId,
@@ -147,6 +150,7 @@ pub(crate) async fn writer(
     conn: quinn::Connection,
     rx: async_channel::Receiver<WriterMsg>,
     queued: Arc<AtomicUsize>,
+    watch: DrainWatch,
 ) {
     let Ok(mut send) = conn.open_uni().await else {
         return;
@@ -162,6 +166,7 @@ pub(crate) async fn writer(
                 if written.is_err() {
                     return;
                 }
+                watch.check(&rx, &queued);
             }
             WriterMsg::Close(code) => {
                 let _ = send.finish();
@@ -169,6 +174,30 @@ pub(crate) async fn writer(
                 conn.close(code.varint(), b"");
                 return;
             }
+        }
+    }
+}
+
+/// How a writer tells the driver that its queue drained: the driver sets `wanted` when a
+/// publish waits on this connection; the writer clears it and sends [`ConnEvent::Drained`]
+/// once the queue is under a quarter of both its caps.
+#[derive(Debug, Clone)]
+pub(crate) struct DrainWatch {
+    pub(crate) wanted: Arc<AtomicBool>,
+    pub(crate) events: async_channel::Sender<ConnEvent>,
+    pub(crate) frames_cap: usize,
+    pub(crate) bytes_cap: usize,
+}
+
+impl DrainWatch {
+    fn check(&self, rx: &async_channel::Receiver<WriterMsg>, queued: &AtomicUsize) {
+        if self.wanted.load(Ordering::Relaxed)
+            && rx.len() <= self.frames_cap / 4
+            && queued.load(Ordering::Relaxed) <= self.bytes_cap / 4
+            && self.wanted.swap(false, Ordering::Relaxed)
+        {
+            // A full event queue means the driver is busy and will look again anyway.
+            let _ = self.events.try_send(ConnEvent::Drained);
         }
     }
 }
