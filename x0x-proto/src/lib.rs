@@ -17,6 +17,8 @@
 //! | [`identity`] | machine / agent / user ML-DSA-65 keys, ids, [`identity::AgentCertificate`] |
 //! | [`wire`] | every frame type, the versioned framing, size limits, [`wire::Signed`] content |
 //! | [`time`] | [`Time`], the time value passed into every call |
+//! | [`kem`] | ML-KEM-768 agent keys and the sealed box (ChaCha20-Poly1305) |
+//! | [`direct`] | direct messages: connected and sealed paths, acks, retries, dedup |
 //! | [`node`] | [`Node`], its [`Config`], inputs and outputs |
 //!
 //! ## The run loop
@@ -98,10 +100,12 @@
 
 pub mod announce;
 pub mod broadcast;
+pub mod direct;
 pub mod discovery;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod identity;
+pub mod kem;
 pub mod membership;
 pub mod node;
 pub mod time;
