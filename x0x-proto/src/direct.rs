@@ -30,9 +30,10 @@
 //! unstructured overlay; routing to "the recipient's side of the mesh" needs a structured
 //! overlay (DHT) we do not have yet. The cost is one relay per node per sealed message, which
 //! is acceptable because the sealed path is the **fallback**: [`PathPreference::Auto`] uses the
-//! connected path whenever a connection exists or can be dialled, and turns to the sealed path
-//! only when no connection is up on a retry (dial failed, NAT, lost handshake) or no address
-//! is known. Non-recipients learn only that *someone* sent *something* sealed to an agent.
+//! connected path whenever a connection is up; otherwise it dials on odd attempts and uses the
+//! sealed path on even ones (a dial can fail — NAT, lost handshake — and the mesh can be
+//! split, so neither route alone is always live), and only the sealed path when no address is
+//! known. Non-recipients learn only that *someone* sent *something* sealed to an agent.
 //!
 //! ## Acknowledgements, retries, dedup, expiry
 //!

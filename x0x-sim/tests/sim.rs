@@ -51,3 +51,31 @@ fn scenario_names_resolve_and_the_one_line_helper_runs() {
     assert_eq!(r.nodes, 20);
     assert!(Scenario::load("no-such-scenario").is_err());
 }
+
+#[test]
+fn direct_scenario_delivers_every_message_exactly_once_and_is_deterministic() {
+    let run_it = || {
+        let mut sc = Scenario::load("direct").unwrap();
+        sc.warmup_ms = 20_000;
+        sc.direct.messages = 300;
+        sc.drain_ms = 40_000;
+        run(
+            &sc,
+            &RunOptions {
+                seed: 5,
+                nodes: Some(100),
+                progress: false,
+            },
+        )
+        .report
+    };
+    let r = run_it();
+    let d = r.direct.clone().expect("direct summary");
+    assert_eq!(d.messages, 300);
+    assert_eq!(d.delivered, 300, "{d:#?}");
+    assert_eq!(d.duplicate_deliveries, 0);
+    assert_eq!(d.misdelivered, 0);
+    assert_eq!(r.delivery_ratio, Some(1.0));
+    assert!(r.latency_ms.is_some_and(|l| l.p99 > 0.0));
+    assert_eq!(r.digest, run_it().digest, "same seed, same run");
+}

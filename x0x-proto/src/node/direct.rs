@@ -218,10 +218,11 @@ impl Node {
         let path = match o.pref {
             PathPreference::Sealed => DirectPath::Sealed,
             PathPreference::Connected => DirectPath::Connected,
-            // Connected when up; dial on the first attempt; the sealed path when a dialled
-            // attempt went unanswered (lost handshake, NAT) or no address is known.
+            // Connected when up. Otherwise alternate: dial on odd attempts, the sealed path on
+            // even ones — a dial can fail (lost handshake, NAT) and the mesh can be split, so
+            // neither route alone is always live. No address: sealed only.
             PathPreference::Auto => {
-                if connected || (attempt == 1 && !addrs.is_empty()) || kem.is_none() {
+                if connected || (attempt % 2 == 1 && !addrs.is_empty()) || kem.is_none() {
                     DirectPath::Connected
                 } else {
                     DirectPath::Sealed
