@@ -30,10 +30,9 @@
 //! unstructured overlay; routing to "the recipient's side of the mesh" needs a structured
 //! overlay (DHT) we do not have yet. The cost is one relay per node per sealed message, which
 //! is acceptable because the sealed path is the **fallback**: [`PathPreference::Auto`] uses the
-//! connected path whenever a connection is up; otherwise it dials on odd attempts and uses the
-//! sealed path on even ones (a dial can fail — NAT, lost handshake — and the mesh can be
-//! split, so neither route alone is always live), and only the sealed path when no address is
-//! known. Non-recipients learn only that *someone* sent *something* sealed to an agent.
+//! connected path whenever a connection is up or can be dialled, and the sealed path when a
+//! dial to the recipient's machine failed within [`UNDIALABLE_FOR`] (NAT, offline) or no
+//! address is known. Non-recipients learn only that *someone* sent *something* sealed to an agent.
 //!
 //! ## Acknowledgements, retries, dedup, expiry
 //!
@@ -41,7 +40,8 @@
 //! echoing the request id and the attempt number: over the connection it came on, or on the
 //! inbox topic for the sealed path. The sender retries with the **same** request id until an
 //! ack, the envelope's expiry, or [`DirectConfig::max_attempts`]. The per-attempt timeout adapts
-//! to the RTT measured from acks (RFC 6298: `SRTT + 4·RTTVAR`, clamped to
+//! to the RTT measured from acks (RFC 6298: `SRTT + 4·RTTVAR` per peer, or the node-wide
+//! estimate of the same path for a peer never measured; clamped to
 //! [`DirectConfig::min_timeout`]..[`DirectConfig::max_timeout`], doubled per retry); echoing the
 //! attempt number makes every sample unambiguous (no Karn ambiguity). x0x used a fixed
 //! 5 s × 2, which made fast links wait and slow links fail (spec §13.5).
@@ -461,6 +461,10 @@ pub fn open_sealed(
         .map_err(|_| DirectReject::Tampered)
 }
 
+/// How long a machine whose dial failed is reached by the sealed path instead of a new dial.
+/// 60 s: long enough not to re-dial on every retry, short enough to notice it came back.
+pub const UNDIALABLE_FOR: Duration = Duration::from_secs(60);
+
 /// Counters of the direct-message layer. Monotonic.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -520,6 +524,23 @@ impl DirectStats {
 pub(crate) enum RttKey {
     Machine(MachineId),
     Sealed(AgentId),
+}
+
+impl RttKey {
+    /// The node-wide estimate of the same path kind, used for a peer never measured: a fresh
+    /// peer is most likely about as far as the others, which beats a fixed constant.
+    fn aggregate(self) -> AggregateRtt {
+        match self {
+            Self::Machine(_) => AggregateRtt::Connected,
+            Self::Sealed(_) => AggregateRtt::Sealed,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum AggregateRtt {
+    Connected,
+    Sealed,
 }
 
 /// RFC 6298 smoothed RTT, in microseconds.
@@ -633,6 +654,11 @@ pub(crate) struct DirectState {
     pub outgoing: BTreeMap<RequestId, Outgoing>,
     rtt: BTreeMap<RttKey, Rtt>,
     rtt_order: VecDeque<RttKey>,
+    rtt_all: BTreeMap<AggregateRtt, Rtt>,
+    /// Addresses we asked to dial for a direct message, and the machine expected there.
+    dialing: BTreeMap<std::net::SocketAddr, MachineId>,
+    /// Machines whose dial failed recently: the next attempts go sealed.
+    undialable: BTreeMap<MachineId, Time>,
     pub dedup: Dedup,
     /// Peers that acknowledged one of our connected messages, so they know our binding
     /// (bounded FIFO; forgetting one only means re-attaching the announcement).
@@ -653,6 +679,9 @@ impl DirectState {
             outgoing: BTreeMap::new(),
             rtt: BTreeMap::new(),
             rtt_order: VecDeque::new(),
+            rtt_all: BTreeMap::new(),
+            dialing: BTreeMap::new(),
+            undialable: BTreeMap::new(),
             bound: BTreeSet::new(),
             bound_order: VecDeque::new(),
             stats: DirectStats::default(),
@@ -661,7 +690,11 @@ impl DirectState {
 
     /// The timeout of attempt number `attempt` (1-based) over `key`.
     pub(crate) fn timeout(&self, key: RttKey, attempt: u8, dialing: bool) -> Duration {
-        let base = match (self.rtt.get(&key), key) {
+        let measured = self
+            .rtt
+            .get(&key)
+            .or_else(|| self.rtt_all.get(&key.aggregate()));
+        let base = match (measured, key) {
             (Some(r), _) => Duration::from_micros(r.rto()),
             (None, RttKey::Machine(_)) => self.config.initial_timeout,
             (None, RttKey::Sealed(_)) => self.config.sealed_initial_timeout,
@@ -677,6 +710,12 @@ impl DirectState {
 
     pub(crate) fn rtt_sample(&mut self, key: RttKey, sample: Duration) {
         let us = sample.as_micros().min(u128::from(u64::MAX)) as u64;
+        match self.rtt_all.get_mut(&key.aggregate()) {
+            Some(r) => r.update(us),
+            None => {
+                self.rtt_all.insert(key.aggregate(), Rtt::first(us));
+            }
+        }
         if let Some(r) = self.rtt.get_mut(&key) {
             r.update(us);
             return;
@@ -694,6 +733,31 @@ impl DirectState {
     /// The smoothed RTT towards `key`, if measured.
     pub(crate) fn srtt(&self, key: RttKey) -> Option<Duration> {
         self.rtt.get(&key).map(|r| Duration::from_micros(r.srtt))
+    }
+
+    /// Remembers that a direct message asked to dial `addr` expecting `machine`.
+    pub(crate) fn dialing(&mut self, addr: std::net::SocketAddr, machine: MachineId) {
+        if self.dialing.len() >= self.config.max_rtt_entries {
+            self.dialing.pop_first();
+        }
+        self.dialing.insert(addr, machine);
+    }
+
+    /// A dial failed: if a direct message asked for it, its machine is undialable for a while.
+    pub(crate) fn dial_failed(&mut self, now: Time, addr: std::net::SocketAddr) {
+        if let Some(m) = self.dialing.remove(&addr) {
+            if self.undialable.len() >= self.config.max_rtt_entries {
+                self.undialable.pop_first();
+            }
+            self.undialable.insert(m, now);
+        }
+    }
+
+    /// Whether a dial to `machine` failed within the last [`UNDIALABLE_FOR`].
+    pub(crate) fn undialable(&self, now: Time, machine: &MachineId) -> bool {
+        self.undialable
+            .get(machine)
+            .is_some_and(|t| now.saturating_since(*t) < UNDIALABLE_FOR)
     }
 
     pub(crate) fn is_bound(&self, peer: &MachineId) -> bool {

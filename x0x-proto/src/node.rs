@@ -777,6 +777,7 @@ impl Node {
     pub fn handle_dial_failed(&mut self, now: Time, addr: SocketAddr) {
         self.start(now);
         self.stats.dials_failed += 1;
+        self.direct.dial_failed(now, addr);
         self.membership.on_dial_failed(&mut self.rng, addr);
         self.drain_layers(now);
     }

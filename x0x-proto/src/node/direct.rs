@@ -218,11 +218,12 @@ impl Node {
         let path = match o.pref {
             PathPreference::Sealed => DirectPath::Sealed,
             PathPreference::Connected => DirectPath::Connected,
-            // Connected when up. Otherwise alternate: dial on odd attempts, the sealed path on
-            // even ones — a dial can fail (lost handshake, NAT) and the mesh can be split, so
-            // neither route alone is always live. No address: sealed only.
+            // Connected when up; else dial, unless a dial to that machine failed recently (NAT,
+            // offline) or no address is known: then the sealed path through the mesh.
             PathPreference::Auto => {
-                if connected || (attempt % 2 == 1 && !addrs.is_empty()) || kem.is_none() {
+                let dialable =
+                    !addrs.is_empty() && !machine.is_some_and(|m| self.direct.undialable(now, &m));
+                if connected || dialable || kem.is_none() {
                     DirectPath::Connected
                 } else {
                     DirectPath::Sealed
@@ -258,6 +259,9 @@ impl Node {
                     // Connect first (the membership layer dials, sends once the Hello exchange
                     // is done, and closes the connection again after its linger time).
                     dialing = true;
+                    if let Some(first) = addrs.first() {
+                        self.direct.dialing(*first, m);
+                    }
                     let addrs = addrs.into_iter().take(wire::MAX_ADDRS_PER_PEER).collect();
                     self.membership
                         .send_frame(wire::PeerAddr { id: m, addrs }, frame);
