@@ -434,6 +434,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ),
     ("discovery", include_str!("../scenarios/discovery.toml")),
     ("direct", include_str!("../scenarios/direct.toml")),
+    (
+        "direct-sealed",
+        include_str!("../scenarios/direct-sealed.toml"),
+    ),
 ];
 
 impl Scenario {
