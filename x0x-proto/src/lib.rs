@@ -94,7 +94,8 @@
 //!
 //! Every queue and table has a cap, an eviction or refusal rule, and a counter: outgoing frames
 //! ([`Config::max_queued_transmits`]), events ([`Config::max_queued_events`]), connections
-//! ([`Config::max_connections`]).
+//! ([`Config::max_connections`]); direct messages in flight, the receiver dedup window and the
+//! RTT table ([`direct::DirectConfig`]).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
