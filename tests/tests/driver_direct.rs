@@ -67,8 +67,12 @@ async fn direct_connected_path_between_two_agents_delivers_with_receipt() {
     within(a.shutdown()).await.unwrap();
 }
 
+/// Three agents joined as a line (B to A, C to B), as in `driver_pubsub`. Note: HyParView's
+/// FORWARDJOIN usually makes A and C neighbours too in so small a network, so this checks the
+/// sealed path end to end over real QUIC, not that B relays it; relaying by non-recipients is
+/// checked by the core test `direct_sealed_path_delivers_through_the_mesh`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn direct_sealed_path_crosses_a_line_of_three() {
+async fn direct_sealed_path_between_three_agents() {
     let a = joined_agent(vec![]).await;
     let b = joined_agent(vec![addr(&a).await]).await;
     let c = joined_agent(vec![addr(&b).await]).await;
@@ -89,8 +93,6 @@ async fn direct_sealed_path_crosses_a_line_of_three() {
     assert_eq!(m.sender_machine, a.machine_id());
     assert_eq!(m.path, DirectPath::Sealed);
     assert_eq!(&m.payload[..], b"through b");
-    // B relayed it without being able to read it.
-    assert!(within(b.stats()).await.unwrap().node.frames_received > 0);
 
     for agent in [&c, &b, &a] {
         within(agent.shutdown()).await.unwrap();
