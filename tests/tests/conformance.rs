@@ -130,17 +130,20 @@ async fn find_agents_by_user<R: Runtime + Default>() {
     let uid = user.user_id();
     let (a, _) = joined(builder::<R>(vec![]).with_user_key(user)).await;
     assert!(a.announce_identity(true, false).await.is_err());
-    let (b, mut b_events) = joined(builder::<R>(vec![addr(&a).await])).await;
     a.announce_identity(true, true).await.unwrap();
+    let (b, mut b_events) = joined(builder::<R>(vec![addr(&a).await])).await;
     discovered::<R>(&mut b_events, a.agent_id()).await;
+    // B may first learn A from its join-time announcement (no user) and the disclosing one
+    // a frame later; no event marks an update, so poll the cache (bounded by WAIT).
+    let rt = R::default();
     let by_user = within::<R, _>(async {
         loop {
             let v = b.find_agents_by_user(uid).await.unwrap();
             if !v.is_empty() {
                 return v;
             }
-            // The user-bearing announcement may trail the first one by a frame.
-            b_events.recv().await;
+            rt.sleep_until(std::time::Instant::now() + Duration::from_millis(50))
+                .await;
         }
     })
     .await;
@@ -270,6 +273,25 @@ async fn hostile_peer_is_closed_and_agent_keeps_serving<R: Runtime + Default>() 
     shutdown(&[&b, &a]).await;
 }
 
+/// Direct messages, connected path: A sends to B once B is discovered; B receives it with
+/// the proven sender, and A gets a receipt naming the same request.
+async fn direct_message_connected_path_with_receipt<R: Runtime + Default>() {
+    let (a, mut a_events) = joined(builder::<R>(vec![])).await;
+    let (b, _) = joined(builder::<R>(vec![addr(&a).await])).await;
+    b.announce_identity(false, false).await.unwrap();
+    discovered::<R>(&mut a_events, b.agent_id()).await;
+    let receipt = within::<R, _>(a.send_direct(b.agent_id(), b"hello b".to_vec()))
+        .await
+        .expect("delivered");
+    assert_eq!(receipt.recipient, b.agent_id());
+    let m = within::<R, _>(b.recv_direct()).await.expect("b receives");
+    assert_eq!(m.request_id, receipt.request_id);
+    assert_eq!(m.sender, a.agent_id());
+    assert_eq!(m.sender_machine, a.machine_id());
+    assert_eq!(&m.payload[..], b"hello b");
+    shutdown(&[&b, &a]).await;
+}
+
 // ----- instantiation per driver -----
 
 fn block_on_tokio<F: Future>(fut: F) -> F::Output {
@@ -307,6 +329,7 @@ conformance!(tokio, x0x_driver_tokio::TokioRuntime, block_on_tokio:
     pubsub_crosses_a_line_of_three,
     restart_with_key_files_keeps_ids,
     hostile_peer_is_closed_and_agent_keeps_serving,
+    direct_message_connected_path_with_receipt,
 );
 
 conformance!(smol, x0x_driver_smol::SmolRuntime, block_on_smol:
@@ -318,4 +341,5 @@ conformance!(smol, x0x_driver_smol::SmolRuntime, block_on_smol:
     pubsub_crosses_a_line_of_three,
     restart_with_key_files_keeps_ids,
     hostile_peer_is_closed_and_agent_keeps_serving,
+    direct_message_connected_path_with_receipt,
 );

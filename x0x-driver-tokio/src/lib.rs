@@ -26,6 +26,14 @@
 //! while let Some(msg) = sub.recv().await {
 //!     println!("{} from {}", String::from_utf8_lossy(&msg.payload), msg.sender);
 //! }
+//! // Direct messages: a receipt (path, retries) or a typed error; `recv_direct` on the other
+//! // side yields the verified sender and payload.
+//! # let friend = agent.agent_id();
+//! let receipt = agent.send_direct(friend, b"hi".to_vec()).await?;
+//! println!("delivered over {:?} after {} retries", receipt.path, receipt.retries);
+//! if let Some(dm) = agent.recv_direct().await {
+//!     println!("{} says {:?}", dm.sender, dm.payload);
+//! }
 //! agent.shutdown().await?;
 //! # Ok(()) }
 //! ```
@@ -98,6 +106,9 @@ pub use crate::core::{
     Subscription, identity, network, tls,
 };
 pub use x0x_proto as proto;
+pub use x0x_proto::direct::{
+    DirectFailure, DirectMessage, DirectOptions, DirectPath, DirectReceipt, PathPreference,
+};
 
 #[cfg(feature = "tokio-runtime")]
 pub use tokio_runtime::TokioRuntime;

@@ -14,6 +14,9 @@
 //! and two signatures (~16 KB on the wire). The agent ↔ machine binding holds when both
 //! statements name each other.
 //!
+//! A [`KemAnnouncement`] (agent-signed, sent without the key attached) publishes the agent's
+//! ML-KEM-768 key on [`KEM_TOPIC`], so senders can seal direct messages to it.
+//!
 //! A [`RendezvousRecord`] (agent-signed, with an expiry) is published on [`RENDEZVOUS_TOPIC`]
 //! by `advertise_identity`; an expired record is never returned.
 //!
@@ -31,6 +34,8 @@ use crate::wire::{self, TopicId};
 
 /// Topic carrying identity, machine and user announcements.
 pub const ANNOUNCE_TOPIC: &str = "x0x-rs/announce/v1";
+/// Topic carrying agents' ML-KEM-768 key announcements ([`KemAnnouncement`]).
+pub const KEM_TOPIC: &str = "x0x-rs/kem/v1";
 /// Topic carrying rendezvous records.
 pub const RENDEZVOUS_TOPIC: &str = "x0x-rs/rendezvous/v1";
 
@@ -112,6 +117,19 @@ pub struct IdentityAnnouncement {
     pub nat: Option<NatHints>,
     /// The user binding, present only when the agent's human consented to disclose it.
     pub user: Option<AgentCertificate>,
+}
+
+/// The signed body of a KEM key announcement ([`crate::identity::Domain::KemAnnouncement`]),
+/// published by an agent with its identity announcement, **without** the agent's public key
+/// attached: receivers verify it with the key from the identity announcement. Keeping it a
+/// separate record keeps each announcement frame under 6 KB (ML-DSA key 1952 B + signature
+/// 3309 B + KEM key 1184 B would not fit together).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KemAnnouncement {
+    /// The agent's ML-KEM-768 encapsulation key.
+    pub kem_key: crate::kem::KemPublicKey,
+    /// Unix seconds.
+    pub announced_at: u64,
 }
 
 /// The signed body of a machine announcement ([`crate::identity::Domain::MachineAnnouncement`]).

@@ -26,6 +26,7 @@ use crate::announce::{
     RendezvousRecord, UserAnnouncement,
 };
 use crate::identity::{AgentId, MachineId, PublicKey, UserId};
+use crate::kem::KemPublicKey;
 use crate::time::Time;
 use crate::wire::{QueryTarget, Record, RecordKind, Signed};
 
@@ -50,6 +51,8 @@ pub struct DiscoveredAgent {
     pub machine_public_key: Option<PublicKey>,
     /// Reachability hints.
     pub nat: Option<NatHints>,
+    /// The agent's ML-KEM-768 key for sealed direct messages, once it announced one.
+    pub kem_public_key: Option<KemPublicKey>,
 }
 
 /// A live rendezvous record.
@@ -105,6 +108,8 @@ struct AgentEntry {
     key: PublicKey,
     user_id: Option<UserId>,
     last_seen: Time,
+    /// The newest KEM announcement: (key, announced_at, signed record).
+    kem: Option<(KemPublicKey, u64, Signed)>,
 }
 
 #[derive(Debug, Clone)]
@@ -288,6 +293,8 @@ impl Discovery {
         let new = previous.is_none();
         // A known user id is never cleared by an announcement without one.
         let user_id = user_id.or(previous.and_then(|p| p.user_id));
+        // The KEM key is a separate record; a newer identity announcement keeps it.
+        let kem = previous.and_then(|p| p.kem.clone());
         let order = ann.announced_at;
         self.agents.insert(
             agent,
@@ -298,6 +305,7 @@ impl Discovery {
                 key,
                 user_id,
                 last_seen: now,
+                kem,
             },
             &mut self.stats,
         );
@@ -414,7 +422,38 @@ impl Discovery {
                 .filter(|m| m.ann.agent_id == agent)
                 .map(|m| m.key.clone()),
             nat: e.ann.nat.clone(),
+            kem_public_key: e.kem.as_ref().map(|(k, _, _)| k.clone()),
         }
+    }
+
+    /// The public key of a cached agent (to verify records sent without an attached key).
+    pub(crate) fn agent_key(&self, agent: &AgentId) -> Option<PublicKey> {
+        self.agents.get(agent).map(|e| e.key.clone())
+    }
+
+    /// Merges a verified KEM announcement of a cached agent.
+    pub(crate) fn merge_kem(
+        &mut self,
+        now: Time,
+        agent: AgentId,
+        signed: Signed,
+        ann: crate::announce::KemAnnouncement,
+    ) -> Result<Merged, RejectReason> {
+        self.fresh(now, ann.announced_at)?;
+        let Some((order, entry)) = self.agents.map.get_mut(&agent) else {
+            return Err(RejectReason::UnknownKey);
+        };
+        let _ = order;
+        if entry
+            .kem
+            .as_ref()
+            .is_some_and(|(_, at, _)| *at > ann.announced_at)
+        {
+            return Err(RejectReason::NotNewer);
+        }
+        entry.kem = Some((ann.kem_key, ann.announced_at, signed));
+        DiscoveryStats::bump(&mut self.stats.accepted, "kem");
+        Ok(Merged::Updated)
     }
 
     /// Live agents (newest announcement within the TTL), sorted by agent id.
@@ -469,6 +508,12 @@ impl Discovery {
                     kind: RecordKind::Announcement,
                     signed: e.signed.clone(),
                 }];
+                if let Some((_, _, k)) = &e.kem {
+                    v.push(Record {
+                        kind: RecordKind::KemKey,
+                        signed: k.clone(),
+                    });
+                }
                 if let Some(m) = self.machines.get(&e.ann.machine_id) {
                     v.push(Record {
                         kind: RecordKind::Announcement,
@@ -502,6 +547,17 @@ impl Discovery {
                     signed: e.signed.clone(),
                 },
             ));
+            // Right after its identity announcement (the sort below is stable), so a receiver
+            // knows the agent's key when the KEM record, sent without one, arrives.
+            if let Some((_, _, k)) = &e.kem {
+                out.push((
+                    e.ann.announced_at,
+                    Record {
+                        kind: RecordKind::KemKey,
+                        signed: k.clone(),
+                    },
+                ));
+            }
         }
         let ttl = self.config.identity_ttl.as_secs();
         for m in self.machines.values() {

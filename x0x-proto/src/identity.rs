@@ -199,6 +199,8 @@ pub enum Domain {
     RendezvousRecord,
     /// An agent signing a direct message.
     DirectMessage,
+    /// An agent signing the announcement of its ML-KEM-768 key ([`crate::kem`]).
+    KemAnnouncement,
 }
 
 impl Domain {
@@ -212,11 +214,12 @@ impl Domain {
             Self::UserAnnouncement => b"x0x-rs/user-announce/v1",
             Self::RendezvousRecord => b"x0x-rs/rendezvous/v1",
             Self::DirectMessage => b"x0x-rs/direct/v1",
+            Self::KemAnnouncement => b"x0x-rs/kem-announce/v1",
         }
     }
 
     /// Every domain, for tests and docs.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::AgentCertificate,
         Self::PubSubMessage,
         Self::IdentityAnnouncement,
@@ -224,6 +227,7 @@ impl Domain {
         Self::UserAnnouncement,
         Self::RendezvousRecord,
         Self::DirectMessage,
+        Self::KemAnnouncement,
     ];
 }
 
@@ -758,6 +762,21 @@ keypair_type!(
     agent_id,
     Role::Agent
 );
+impl AgentKeypair {
+    /// The agent's ML-KEM-768 keypair for sealed direct messages, derived from the agent seed
+    /// (`BLAKE3.derive_key("x0x-rs agent kem v1", seed)` extended to the 64-byte FIPS 203
+    /// seed), so the agent key file is the only secret to keep. Costs one ML-KEM keygen
+    /// (~51 µs); callers keep the result.
+    pub fn kem_keypair(&self) -> crate::kem::KemKeypair {
+        let mut seed = [0u8; crate::kem::KEM_SEED_LEN];
+        blake3::Hasher::new_derive_key("x0x-rs agent kem v1")
+            .update(&self.0.seed)
+            .finalize_xof()
+            .fill(&mut seed);
+        crate::kem::KemKeypair::from_seed(seed)
+    }
+}
+
 keypair_type!(
     /// A user's ML-DSA-65 keypair: certifies the agents the user owns.
     UserKeypair,

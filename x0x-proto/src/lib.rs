@@ -17,6 +17,8 @@
 //! | [`identity`] | machine / agent / user ML-DSA-65 keys, ids, [`identity::AgentCertificate`] |
 //! | [`wire`] | every frame type, the versioned framing, size limits, [`wire::Signed`] content |
 //! | [`time`] | [`Time`], the time value passed into every call |
+//! | [`kem`] | ML-KEM-768 agent keys and the sealed box (ChaCha20-Poly1305) |
+//! | [`direct`] | direct messages: connected and sealed paths, acks, retries, dedup |
 //! | [`node`] | [`Node`], its [`Config`], inputs and outputs |
 //!
 //! ## The run loop
@@ -92,16 +94,19 @@
 //!
 //! Every queue and table has a cap, an eviction or refusal rule, and a counter: outgoing frames
 //! ([`Config::max_queued_transmits`]), events ([`Config::max_queued_events`]), connections
-//! ([`Config::max_connections`]).
+//! ([`Config::max_connections`]); direct messages in flight, the receiver dedup window and the
+//! RTT table ([`direct::DirectConfig`]).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod announce;
 pub mod broadcast;
+pub mod direct;
 pub mod discovery;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod identity;
+pub mod kem;
 pub mod membership;
 pub mod node;
 pub mod time;

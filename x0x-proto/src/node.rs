@@ -15,6 +15,9 @@ use crate::announce::{
     RendezvousRecord, UserAnnouncement,
 };
 use crate::broadcast::{self, Broadcast, BroadcastConfig, BroadcastStats, PubSubBody};
+use crate::direct::{
+    DirectConfig, DirectFailure, DirectMessage, DirectReceipt, DirectState, DirectStats, RequestId,
+};
 use crate::discovery::{
     DiscoveredAgent, Discovery, DiscoveryStats, Merged, QueryRoute, RendezvousInfo,
 };
@@ -111,6 +114,8 @@ pub struct Config {
     pub key_cache_capacity: usize,
     /// Announcement, heartbeat and discovery settings.
     pub announce: AnnounceConfig,
+    /// Direct-message settings.
+    pub direct: DirectConfig,
 }
 
 impl Default for Config {
@@ -131,6 +136,7 @@ impl Default for Config {
             broadcast: BroadcastConfig::default(),
             key_cache_capacity: 4096,
             announce: AnnounceConfig::default(),
+            direct: DirectConfig::default(),
         }
     }
 }
@@ -182,6 +188,14 @@ impl Config {
                 self.announce.max_tracked_queries == 0,
             ),
             ("announce.query_rings", self.announce.query_rings.is_empty()),
+            ("direct.max_attempts", self.direct.max_attempts == 0),
+            ("direct.dedup_capacity", self.direct.dedup_capacity == 0),
+            ("direct.max_outstanding", self.direct.max_outstanding == 0),
+            ("direct.max_rtt_entries", self.direct.max_rtt_entries == 0),
+            (
+                "direct.default_lifetime",
+                self.direct.default_lifetime.is_zero(),
+            ),
         ];
         match nonzero.iter().find(|(_, zero)| *zero) {
             Some((name, _)) => Err(ConfigError::Zero(name)),
@@ -296,6 +310,19 @@ pub enum Event {
         /// Why.
         reason: DownReason,
     },
+    /// A direct message for this agent, verified and delivered once.
+    DirectMessage(DirectMessage),
+    /// A direct message we sent was acknowledged by its recipient.
+    DirectReceipt(DirectReceipt),
+    /// A direct message we sent will not be delivered.
+    DirectFailed {
+        /// The request id returned by `send_direct`.
+        request_id: RequestId,
+        /// The recipient.
+        recipient: AgentId,
+        /// Why.
+        reason: DirectFailure,
+    },
 }
 
 /// A pub/sub message delivered to this node's subscriber.
@@ -367,6 +394,8 @@ fn found_rv(r: &RendezvousInfo) -> Found {
 struct InternalTopics {
     announce: TopicId,
     rendezvous: TopicId,
+    kem: TopicId,
+    inbox: TopicId,
 }
 
 #[derive(Debug, Clone)]
@@ -493,6 +522,7 @@ enum Timer {
     Reap,
     QueryRing(QueryId),
     QueryDeadline(QueryId),
+    DirectRetry(RequestId),
 }
 
 /// One agent's protocol state machine. See the crate documentation for how to drive it.
@@ -526,6 +556,10 @@ pub struct Node {
     stats: Stats,
     started: bool,
     stopped: bool,
+    direct: DirectState,
+    /// Our newest signed identity and KEM announcements (attached to direct messages as the
+    /// agent ↔ machine binding, and handed out as an agent card).
+    own_records: Option<(u64, wire::Signed, wire::Signed)>,
 }
 
 impl Node {
@@ -545,7 +579,11 @@ impl Node {
             topics: InternalTopics {
                 announce: TopicId::from_name(crate::announce::ANNOUNCE_TOPIC),
                 rendezvous: TopicId::from_name(crate::announce::RENDEZVOUS_TOPIC),
+                kem: TopicId::from_name(crate::announce::KEM_TOPIC),
+                inbox: TopicId::from_name(crate::direct::INBOX_TOPIC),
             },
+            direct: DirectState::new(config.direct.clone(), identity.agent.kem_keypair()),
+            own_records: None,
             discovery: Discovery::new(config.announce.clone()),
             user_disclosed: false,
             heartbeat_armed: false,
@@ -634,6 +672,8 @@ impl Node {
         // Every node carries the discovery topics.
         self.broadcast.subscribe(self.topics.announce);
         self.broadcast.subscribe(self.topics.rendezvous);
+        self.broadcast.subscribe(self.topics.kem);
+        self.broadcast.subscribe(self.topics.inbox);
         self.timers
             .insert((now + Duration::from_secs(60), Timer::Reap));
         self.timers
@@ -743,6 +783,7 @@ impl Node {
     pub fn handle_dial_failed(&mut self, now: Time, addr: SocketAddr) {
         self.start(now);
         self.stats.dials_failed += 1;
+        self.direct.dial_failed(now, addr);
         self.membership.on_dial_failed(&mut self.rng, addr);
         self.drain_layers(now);
     }
@@ -832,6 +873,8 @@ impl Node {
                     Some(RecordKind::Announcement)
                 } else if g.topic == self.topics.rendezvous {
                     Some(RecordKind::Rendezvous)
+                } else if g.topic == self.topics.kem {
+                    Some(RecordKind::KemKey)
                 } else {
                     None
                 };
@@ -852,7 +895,9 @@ impl Node {
                             g.hops,
                             g.message.clone(),
                         );
-                        if deliver {
+                        if deliver && g.topic == self.topics.inbox {
+                            self.on_inbox(now, author, &body.payload);
+                        } else if deliver {
                             self.emit(Event::Message(Delivery {
                                 topic: g.topic,
                                 id,
@@ -882,6 +927,8 @@ impl Node {
             Frame::Interest(i) => self.broadcast.on_interest(peer, &i.topics),
             Frame::TopicWalk(w) => self.broadcast.on_topic_walk(peer, &w),
             Frame::TopicLink(l) => self.broadcast.on_topic_link(peer, l.topic, l.accepted),
+            Frame::Direct(d) => self.on_direct(now, peer, d),
+            Frame::DirectAck(a) => self.on_direct_ack(now, peer, a),
             _ => {}
         }
     }
@@ -895,7 +942,15 @@ impl Node {
         let key = match (self.keys.get(&signed.signer), &signed.signer_key) {
             (Some(k), _) => k.clone(),
             (None, Some(k)) => k.clone(),
-            (None, None) => return Err(RejectReason::UnknownKey),
+            // A record sent without its key (a KEM announcement): the agent's key from its
+            // identity announcement.
+            (None, None) => match signed.signer {
+                SignerId::Agent(a) => self
+                    .discovery
+                    .agent_key(&a)
+                    .ok_or(RejectReason::UnknownKey)?,
+                _ => return Err(RejectReason::UnknownKey),
+            },
         };
         if signed.signer.verify_key(&key).is_err() {
             return Err(RejectReason::KeyMismatch);
@@ -1003,6 +1058,12 @@ impl Node {
                     .merge_rendezvous(now, agent, signed.clone(), rec)
             }
             (RecordKind::Rendezvous, _) => Err(RejectReason::WrongSigner),
+            (RecordKind::KemKey, SignerId::Agent(agent)) => {
+                self.verify_signed(signed, Domain::KemAnnouncement)?;
+                let ann = signed.decode_body().map_err(malformed)?;
+                self.discovery.merge_kem(now, agent, signed.clone(), ann)
+            }
+            (RecordKind::KemKey, _) => Err(RejectReason::WrongSigner),
         }
     }
 
@@ -1091,11 +1152,18 @@ impl Node {
                 signed: signed.clone(),
             })
             .collect();
+        let identity_record = records[0].clone();
         for signed in records {
             // Our own records go into our caches too, so lookups and catch-up syncs serve them.
             let _ = self.accept_record(now, RecordKind::Announcement, &signed);
             self.broadcast.publish(now, topic, signed);
         }
+        // The KEM key goes right after the identity announcement, without the agent key
+        // attached (receivers verify it with the key they just cached).
+        let kem = self.kem_record(announced_at);
+        let _ = self.accept_record(now, RecordKind::KemKey, &kem);
+        self.broadcast.publish(now, self.topics.kem, kem.clone());
+        self.own_records = Some((announced_at, identity_record, kem));
     }
 
     /// Publishes a rendezvous record valid for `validity` (never returned after it expires).
@@ -1649,6 +1717,11 @@ impl Node {
         if self.keys.len() > self.config.key_cache_capacity {
             return Err("key cache over cap".into());
         }
+        if self.direct.dedup.len() > self.config.direct.dedup_capacity
+            || self.direct.outgoing.len() > self.config.direct.max_outstanding
+        {
+            return Err("direct tables over cap".into());
+        }
         Ok(())
     }
 
@@ -1738,6 +1811,7 @@ impl Node {
                     self.finish_query(id, q.asked, None);
                 }
             }
+            Timer::DirectRetry(id) => self.direct_timer(now, id),
         }
     }
 
@@ -1807,6 +1881,8 @@ impl Node {
         self.events.push_back(event);
     }
 }
+
+mod direct;
 
 #[cfg(test)]
 mod tests;

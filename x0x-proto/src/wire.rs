@@ -247,6 +247,10 @@ frame_kinds! {
     Query = 0x32, MAX_CONTROL_FRAME_LEN;
     /// Discovery: answer to a query, routed back along the query's path.
     QueryHit = 0x33, 64 * 1024;
+    /// Direct message over the connection to the recipient's machine.
+    Direct = 0x40, 128 * 1024;
+    /// Acknowledgement of a direct message.
+    DirectAck = 0x41, MAX_CONTROL_FRAME_LEN;
 }
 
 fn decode_exact<T: DeserializeOwned>(kind: FrameKind, body: &[u8]) -> Result<T, DecodeError> {
@@ -321,6 +325,9 @@ impl Frame {
         };
         match self {
             Self::Gossip(g) => 40 + signed(&g.message),
+            Self::Direct(d) => {
+                160 + d.envelope.payload.len() + d.binding.as_ref().map_or(0, signed)
+            }
             Self::SyncRecords(r) => 8 + r.records.iter().map(|r| signed(&r.signed)).sum::<usize>(),
             Self::QueryHit(h) => 16 + h.records.iter().map(|r| signed(&r.signed)).sum::<usize>(),
             Self::IHave(i) => 40 + 34 * i.entries.len(),
@@ -644,6 +651,8 @@ pub enum RecordKind {
     Announcement,
     /// A rendezvous record (agent-signed).
     Rendezvous,
+    /// An agent's ML-KEM-768 key announcement (agent-signed, key not attached).
+    KemKey,
 }
 
 /// A signed discovery record outside a GOSSIP frame (where the topic says its kind).
@@ -711,6 +720,33 @@ pub struct TopicLink {
     pub topic: TopicId,
     /// `None` in an offer; the answer in a reply.
     pub accepted: Option<bool>,
+}
+
+/// A direct message on the connected path ([`crate::direct`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Direct {
+    /// The envelope.
+    pub envelope: crate::direct::DirectEnvelope,
+    /// The sender's signed identity announcement, attached until the receiver has
+    /// acknowledged a message from this connection, so it can bind the sender agent to the
+    /// TLS-proven machine without a lookup.
+    pub binding: Option<Signed>,
+}
+
+/// The acknowledgement of a direct message: over the connection it came on (connected path)
+/// or as the payload of a pub/sub message signed by the recipient (sealed path).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectAck {
+    /// The acknowledged request.
+    pub request_id: crate::direct::RequestId,
+    /// The original sender (the ack's addressee).
+    pub sender: AgentId,
+    /// The recipient (who acknowledges).
+    pub recipient: AgentId,
+    /// The attempt number being answered (RTT sampling).
+    pub attempt: u8,
+    /// What the recipient did.
+    pub outcome: crate::direct::DirectOutcome,
 }
 
 // ---------------------------------------------------------------------------------------------

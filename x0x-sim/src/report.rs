@@ -171,6 +171,42 @@ pub struct Report {
     pub connections: u64,
     /// Sums of the nodes' own counters.
     pub node_counters: NodeCounters,
+    /// The direct-message workload (null without one). For a direct scenario,
+    /// `delivery_ratio` is `direct.delivered / direct.messages` and `latency_ms` is the
+    /// direct-message latency (send to delivery at the recipient).
+    pub direct: Option<DirectSummary>,
+}
+
+/// What the direct-message workload measured.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct DirectSummary {
+    /// Messages the script sent (a live sender and recipient were found).
+    pub messages: u64,
+    /// `send_direct` calls refused at once.
+    pub send_errors: u64,
+    /// Messages delivered to their recipient (first delivery).
+    pub delivered: u64,
+    /// Deliveries of a message its recipient had already delivered (must be 0).
+    pub duplicate_deliveries: u64,
+    /// Deliveries at a node other than the recipient (must be 0).
+    pub misdelivered: u64,
+    /// Receipts at the senders.
+    pub receipts: u64,
+    /// Receipts by the path of the acknowledged attempt.
+    pub receipts_by_path: BTreeMap<String, u64>,
+    /// Retries, summed over the receipts.
+    pub retries: u64,
+    /// Failed sends, by reason.
+    pub failures: BTreeMap<String, u64>,
+    /// Attempts sent, by path (the nodes' counters).
+    pub attempts_by_path: BTreeMap<String, u64>,
+    /// Refusals at receivers, by reason (the nodes' counters; replays are retries whose ack
+    /// was lost).
+    pub rejected: BTreeMap<String, u64>,
+    /// Send-to-delivery latency.
+    pub latency_ms: Option<Percentiles>,
+    /// Send-to-receipt latency.
+    pub receipt_latency_ms: Option<Percentiles>,
 }
 
 /// Keys whose values depend on the wall clock or the machine, not on the simulation.

@@ -220,6 +220,54 @@ impl Default for Workload {
     }
 }
 
+/// Which path the direct-message workload asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DirectPathChoice {
+    /// Connected when possible (dialling), sealed as the fallback.
+    #[default]
+    Auto,
+    /// Only the connected path.
+    Connected,
+    /// Only the sealed path (through the inbox topic).
+    Sealed,
+}
+
+/// Direct messages between random pairs of live nodes, sent after the warm-up. Each sender
+/// imports the recipient's agent card (its signed identity and KEM announcements) just before
+/// sending, as an application that got the card out of band: the run measures direct
+/// messaging, not discovery.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DirectWorkload {
+    /// Number of messages. Default 0 (no direct workload).
+    pub messages: usize,
+    /// Messages per second over the whole network. Default 200.
+    #[serde(deserialize_with = "num")]
+    pub per_sec: f64,
+    /// When the first message goes, after the warm-up. Default 0.
+    pub start_ms: u64,
+    /// Payload size in bytes (at least 8). Default 256.
+    pub payload_bytes: usize,
+    /// Path preference. Default auto.
+    pub path: DirectPathChoice,
+    /// Envelope lifetime, milliseconds; unset = the protocol default (120 s).
+    pub lifetime_ms: Option<u64>,
+}
+
+impl Default for DirectWorkload {
+    fn default() -> Self {
+        Self {
+            messages: 0,
+            per_sec: 200.0,
+            start_ms: 0,
+            payload_bytes: 256,
+            path: DirectPathChoice::Auto,
+            lifetime_ms: None,
+        }
+    }
+}
+
 /// Crash a fraction of the nodes at once.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -315,6 +363,8 @@ pub struct Scenario {
     pub network: NetworkConfig,
     /// The broadcast workload.
     pub workload: Workload,
+    /// The direct-message workload.
+    pub direct: DirectWorkload,
     /// Node configuration overrides.
     pub node: NodeOverrides,
     /// A mass crash.
@@ -340,6 +390,7 @@ impl Default for Scenario {
             discovery: None,
             network: NetworkConfig::default(),
             workload: Workload::default(),
+            direct: DirectWorkload::default(),
             node: NodeOverrides::default(),
             crash: None,
             partition: None,
@@ -402,6 +453,11 @@ pub const BUILTIN: &[(&str, &str)] = &[
         include_str!("../scenarios/topic-sparse.toml"),
     ),
     ("discovery", include_str!("../scenarios/discovery.toml")),
+    ("direct", include_str!("../scenarios/direct.toml")),
+    (
+        "direct-sealed",
+        include_str!("../scenarios/direct-sealed.toml"),
+    ),
 ];
 
 impl Scenario {
@@ -488,6 +544,10 @@ impl Scenario {
                 return bad("log-normal latency needs median > 0, sigma >= 0, min <= max".into());
             }
             _ => {}
+        }
+        if self.direct.messages > 0 && (self.direct.per_sec.is_nan() || self.direct.per_sec <= 0.0)
+        {
+            return bad("direct.per_sec must be > 0".into());
         }
         if self.workload.topics == 0 || self.workload.topics > u16::MAX as usize {
             return bad("workload.topics must be in 1..=65535".into());

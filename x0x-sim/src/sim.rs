@@ -11,14 +11,15 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 use rand_core::SeedableRng;
+use x0x_proto::direct::{DirectOptions, PathPreference, RequestId};
 use x0x_proto::node::Direction;
-use x0x_proto::wire::{Frame, FrameKind, MessageId, TopicId};
+use x0x_proto::wire::{Frame, FrameKind, MessageId, Record, TopicId};
 use x0x_proto::{Action, AgentId, Config, Event, Identity, MachineId, Node, Time};
 
 use crate::discovery::{DiscoveryState, PendingLookup, Step};
 use crate::net::{FrameFate, LinkModel, addr_of, index_of_addr};
-use crate::report::{BytesPerNode, Drops, NodeCounters, Report, max_rss_mb};
-use crate::scenario::{Publishers, Scenario};
+use crate::report::{BytesPerNode, DirectSummary, Drops, NodeCounters, Report, max_rss_mb};
+use crate::scenario::{DirectPathChoice, Publishers, Scenario};
 use crate::stats::{Bitset, LatencyRecorder, UnionFind};
 
 /// Simulated time starts at 2026-01-01T00:00:00Z (microseconds since the Unix epoch).
@@ -115,6 +116,7 @@ enum Ev {
     ChurnLeave,
     ChurnJoin,
     Discovery(Step),
+    DirectSend(u32),
     End,
 }
 
@@ -238,6 +240,32 @@ struct Metrics {
     live_at_overlay: usize,
 }
 
+#[derive(Debug)]
+struct DmRec {
+    dst: u32,
+    sent: u64,
+    delivered: bool,
+}
+
+/// The direct-message workload's bookkeeping.
+#[derive(Debug, Default)]
+struct DirectRun {
+    msgs: Vec<DmRec>,
+    by_id: BTreeMap<RequestId, u32>,
+    /// Each node's agent card, made on first use.
+    cards: Vec<Option<Vec<Record>>>,
+    send_errors: u64,
+    delivered: u64,
+    duplicates: u64,
+    misdelivered: u64,
+    receipts: u64,
+    receipts_by_path: BTreeMap<String, u64>,
+    retries: u64,
+    failures: BTreeMap<String, u64>,
+    latency: LatencyRecorder,
+    receipt_latency: LatencyRecorder,
+}
+
 /// The event trace digest: a BLAKE3 hasher fed through a buffer.
 struct Trace {
     hasher: blake3::Hasher,
@@ -314,6 +342,7 @@ struct World {
     total_rounds: u32,
     /// The discovery workload, in discovery scenarios.
     disc: Option<DiscoveryState>,
+    dm: DirectRun,
 }
 
 struct Sim<'a> {
@@ -408,6 +437,12 @@ impl<'a> Sim<'a> {
         if let Some(c) = &sc.churn {
             script_end = script_end.max(warmup_end + ms(c.start_ms + c.duration_ms));
         }
+        let dm_at = |k: usize| {
+            warmup_end + ms(sc.direct.start_ms) + (k as f64 * 1e6 / sc.direct.per_sec) as u64
+        };
+        if sc.direct.messages > 0 {
+            script_end = script_end.max(dm_at(sc.direct.messages - 1));
+        }
         let mut w = World {
             now: EPOCH_US,
             seq: 0,
@@ -448,7 +483,14 @@ impl<'a> Sim<'a> {
             round_gap_us: ms(wl.round_gap_ms),
             total_rounds: wl.rounds as u32,
             disc: sc.discovery.as_ref().map(|_| DiscoveryState::default()),
+            dm: DirectRun {
+                cards: vec![None; n],
+                ..DirectRun::default()
+            },
         };
+        for k in 0..sc.direct.messages {
+            w.push(dm_at(k), Ev::DirectSend(k as u32));
+        }
         // Discovery scenarios hold the measured new agents and late joiners back.
         let (held_from, _) = sc.discovery.as_ref().map_or((n, 0), |d| d.held_back(n));
         for (i, at) in starts.into_iter().enumerate().take(held_from) {
@@ -611,6 +653,7 @@ impl<'a> Sim<'a> {
                 Ev::ChurnLeave => self.churn_leave(),
                 Ev::ChurnJoin => self.churn_join(),
                 Ev::Discovery(step) => self.discovery_step(step),
+                Ev::DirectSend(k) => self.direct_send(k),
                 Ev::End => break,
             }
         }
@@ -996,6 +1039,62 @@ impl<'a> Sim<'a> {
         self.w.push(self.w.now + d, Ev::ChurnJoin);
     }
 
+    /// Sends direct message `k` between a random pair of live nodes.
+    fn direct_send(&mut self, k: u32) {
+        let n = self.nodes.len() as u32;
+        if n < 2 {
+            return;
+        }
+        let Some(src) = self.w.random_live(u32::MAX) else {
+            return;
+        };
+        let Some(dst) = self.w.random_live(src) else {
+            return;
+        };
+        if self.w.dm.cards[dst as usize].is_none() {
+            let mut card = None;
+            self.call(dst, |node, t| card = Some(node.agent_card(t)));
+            self.w.dm.cards[dst as usize] = card;
+        }
+        let (Some(card), Some(to)) = (
+            self.w.dm.cards[dst as usize].clone(),
+            self.nodes[dst as usize].as_ref().map(|x| x.agent_id()),
+        ) else {
+            return;
+        };
+        let d = &self.sc.direct;
+        let mut payload = vec![0u8; d.payload_bytes.max(8)];
+        payload[..4].copy_from_slice(&k.to_le_bytes());
+        payload[4..8].copy_from_slice(&(self.seed as u32).to_le_bytes());
+        let opts = DirectOptions {
+            path: match d.path {
+                DirectPathChoice::Auto => PathPreference::Auto,
+                DirectPathChoice::Connected => PathPreference::Connected,
+                DirectPathChoice::Sealed => PathPreference::Sealed,
+            },
+            lifetime: d.lifetime_ms.map(Duration::from_millis),
+        };
+        let now = self.w.now;
+        let mut sent = None;
+        self.call(src, |node, t| {
+            let _ = node.import_agent_card(t, &card);
+            sent = Some(node.send_direct_with(t, to, Bytes::from(payload), opts));
+        });
+        self.w.trace.rec(now, 13, src, u64::from(dst));
+        match sent {
+            Some(Ok(id)) => {
+                let idx = self.w.dm.msgs.len() as u32;
+                self.w.dm.by_id.insert(id, idx);
+                self.w.dm.msgs.push(DmRec {
+                    dst,
+                    sent: now,
+                    delivered: false,
+                });
+            }
+            _ => self.w.dm.send_errors += 1,
+        }
+    }
+
     fn fixed_publisher(&self) -> Option<u32> {
         (self.sc.workload.publishers == Publishers::Fixed)
             .then(|| self.sc.workload.publisher.min(self.nodes.len() - 1) as u32)
@@ -1193,7 +1292,16 @@ impl<'a> Sim<'a> {
                 .collect()
         };
         let mut counters = NodeCounters::default();
+        let mut dm_attempts: BTreeMap<String, u64> = BTreeMap::new();
+        let mut dm_rejected: BTreeMap<String, u64> = BTreeMap::new();
         for node in nodes.iter().flatten() {
+            let ds = node.direct_stats();
+            for (k, v) in &ds.attempts {
+                *dm_attempts.entry((*k).to_string()).or_default() += v;
+            }
+            for (k, v) in &ds.rejected {
+                *dm_rejected.entry((*k).to_string()).or_default() += v;
+            }
             let s = node.stats();
             counters.frames_received += s.frames_received;
             counters.frames_sent += s.frames_sent;
@@ -1222,6 +1330,36 @@ impl<'a> Sim<'a> {
             }
             None => (None, None, None),
         };
+        let dm = &w.dm;
+        let direct = (sc.direct.messages > 0).then(|| DirectSummary {
+            messages: dm.msgs.len() as u64 + dm.send_errors,
+            send_errors: dm.send_errors,
+            delivered: dm.delivered,
+            duplicate_deliveries: dm.duplicates,
+            misdelivered: dm.misdelivered,
+            receipts: dm.receipts,
+            receipts_by_path: dm.receipts_by_path.clone(),
+            retries: dm.retries,
+            failures: dm.failures.clone(),
+            attempts_by_path: dm_attempts,
+            rejected: dm_rejected,
+            latency_ms: dm.latency.percentiles(),
+            receipt_latency_ms: dm.receipt_latency.percentiles(),
+        });
+        if let Some(d) = &direct
+            && w.rounds.is_empty()
+        {
+            // A direct scenario: its delivery ratio is the direct one (delivered exactly once
+            // to the right recipient; duplicates and misdeliveries count against it).
+            let good = d
+                .delivered
+                .saturating_sub(d.duplicate_deliveries + d.misdelivered);
+            delivery_ratio = Some(if d.messages == 0 {
+                0.0
+            } else {
+                good as f64 / d.messages as f64
+            });
+        }
         let latency_cdf = m.latency.cdf(200);
         let latency_ms = m.latency.percentiles();
         let report = Report {
@@ -1273,6 +1411,7 @@ impl<'a> Sim<'a> {
             dials_redundant: m.dials_redundant,
             connections: m.connections,
             node_counters: counters,
+            direct,
         };
         let mut report = report;
         report.digest = w.trace.finish();
@@ -1418,6 +1557,24 @@ impl World {
                             let m = found.map(|f| f.machine_id);
                             disc.on_query_finished(i, query, m, self.now);
                         }
+                    }
+                    Event::DirectMessage(m) => self.on_direct_message(i, m.request_id),
+                    Event::DirectReceipt(r) => {
+                        let dm = &mut self.dm;
+                        dm.receipts += 1;
+                        dm.retries += u64::from(r.retries);
+                        *dm.receipts_by_path
+                            .entry(format!("{:?}", r.path).to_lowercase())
+                            .or_default() += 1;
+                        if let Some(&idx) = dm.by_id.get(&r.request_id) {
+                            let sent = dm.msgs[idx as usize].sent;
+                            dm.receipt_latency.record(self.now.saturating_sub(sent));
+                        }
+                        self.trace.rec(self.now, 15, i, u64::from(r.retries));
+                    }
+                    Event::DirectFailed { reason, .. } => {
+                        *self.dm.failures.entry(format!("{reason:?}")).or_default() += 1;
+                        self.trace.rec(self.now, 16, i, 0);
                     }
                     _ => {}
                 }
@@ -1578,6 +1735,27 @@ impl World {
         } else {
             self.m.nonsub_frames += 1;
         }
+    }
+
+    fn on_direct_message(&mut self, j: u32, id: RequestId) {
+        let now = self.now;
+        let dm = &mut self.dm;
+        let Some(&idx) = dm.by_id.get(&id) else {
+            return;
+        };
+        let rec = &mut dm.msgs[idx as usize];
+        if rec.dst != j {
+            dm.misdelivered += 1;
+        } else if rec.delivered {
+            dm.duplicates += 1;
+        } else {
+            rec.delivered = true;
+            dm.delivered += 1;
+            let lat = now.saturating_sub(rec.sent);
+            dm.latency.record(lat);
+            self.m.latency.record(lat);
+        }
+        self.trace.rec(now, 14, j, u64::from(idx));
     }
 
     fn on_delivery(&mut self, j: u32, id: MessageId, hops: u8) {

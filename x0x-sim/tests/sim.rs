@@ -82,3 +82,31 @@ fn discovery_reaches_every_cache_and_lookups_answer_right() {
     assert_eq!(r.find_agent_success_ratio, Some(1.0), "{dr:#?}");
     assert!(r.discovery_ms.unwrap().p99 < 2000.0, "{:?}", r.discovery_ms);
 }
+
+#[test]
+fn direct_scenario_delivers_every_message_exactly_once_and_is_deterministic() {
+    let run_it = || {
+        let mut sc = Scenario::load("direct").unwrap();
+        sc.warmup_ms = 20_000;
+        sc.direct.messages = 300;
+        sc.drain_ms = 40_000;
+        run(
+            &sc,
+            &RunOptions {
+                seed: 5,
+                nodes: Some(100),
+                progress: false,
+            },
+        )
+        .report
+    };
+    let r = run_it();
+    let d = r.direct.clone().expect("direct summary");
+    assert_eq!(d.messages, 300);
+    assert_eq!(d.delivered, 300, "{d:#?}");
+    assert_eq!(d.duplicate_deliveries, 0);
+    assert_eq!(d.misdelivered, 0);
+    assert_eq!(r.delivery_ratio, Some(1.0));
+    assert!(r.latency_ms.is_some_and(|l| l.p99 > 0.0));
+    assert_eq!(r.digest, run_it().digest, "same seed, same run");
+}

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use x0x_proto::direct::{DirectMessage, DirectOptions, DirectReceipt};
 use x0x_proto::identity::{
     AgentCertificate, AgentKeypair, GenerateError, MachineKeypair, UserId, UserKeypair,
 };
@@ -168,7 +169,9 @@ impl<R: Runtime> AgentBuilder<R> {
             user,
         };
         let node = Node::new(identity, config, seed)?;
+        let (direct_tx, direct_rx) = async_channel::bounded(DIRECT_QUEUE);
         let commands = driver::spawn(DriverParts {
+            direct_tx,
             node,
             endpoint,
             client_config,
@@ -178,6 +181,7 @@ impl<R: Runtime> AgentBuilder<R> {
         });
         Ok(Agent {
             commands,
+            direct_rx,
             runtime,
             bound,
             agent_id,
@@ -196,6 +200,7 @@ impl<R: Runtime> AgentBuilder<R> {
 #[derive(Debug)]
 pub struct Agent<R: Runtime> {
     commands: async_channel::Sender<Command>,
+    direct_rx: async_channel::Receiver<DirectMessage>,
     runtime: Arc<R>,
     bound: SocketAddr,
     agent_id: AgentId,
@@ -208,6 +213,7 @@ impl<R: Runtime> Clone for Agent<R> {
     fn clone(&self) -> Self {
         Self {
             commands: self.commands.clone(),
+            direct_rx: self.direct_rx.clone(),
             runtime: self.runtime.clone(),
             bound: self.bound,
             agent_id: self.agent_id,
@@ -335,6 +341,42 @@ impl<R: Runtime> Agent<R> {
             Ok(()) | Err(Error::Shutdown) => Ok(()),
             Err(e) => Err(e),
         }
+    }
+
+    // ----- direct messages -----
+
+    /// Sends `payload` to agent `to` and waits for its receipt: over the connection to its
+    /// machine when possible (dialling it if needed), else sealed to its ML-KEM key through
+    /// the mesh. Retries use the same request id; the recipient delivers it once. Fails with
+    /// [`Error::DirectSend`] at once (unknown recipient, payload too large…) or
+    /// [`Error::DirectFailed`] later (expired, rejected by the recipient).
+    pub async fn send_direct(&self, to: AgentId, payload: Vec<u8>) -> Result<DirectReceipt> {
+        self.send_direct_with(to, Bytes::from(payload), DirectOptions::default())
+            .await
+    }
+
+    /// [`Agent::send_direct`] with options: path preference and lifetime.
+    pub async fn send_direct_with(
+        &self,
+        to: AgentId,
+        payload: Bytes,
+        options: DirectOptions,
+    ) -> Result<DirectReceipt> {
+        self.request(|reply| Command::SendDirect {
+            to,
+            payload,
+            options,
+            reply,
+        })
+        .await?
+    }
+
+    /// The next direct message for this agent (verified sender, delivered once), or `None`
+    /// once the agent shut down. All clones of the agent share one queue: each message goes
+    /// to one caller. If nobody reads, the queue holds 1024 messages; more are dropped and
+    /// counted in [`DriverStats::direct_dropped`].
+    pub async fn recv_direct(&self) -> Option<DirectMessage> {
+        self.direct_rx.recv().await.ok()
     }
 
     // ----- discovery -----
@@ -478,6 +520,8 @@ pub struct DiscoveredAgent {
     pub machine_public_key: Vec<u8>,
     /// Where it can be reached.
     pub addresses: Vec<SocketAddr>,
+    /// Its ML-KEM-768 key for sealed direct messages (1184 bytes), once announced.
+    pub kem_public_key: Option<Vec<u8>>,
 }
 
 impl DiscoveredAgent {
@@ -493,6 +537,7 @@ impl DiscoveredAgent {
                 .map(|k| k.as_bytes().to_vec())
                 .unwrap_or_default(),
             addresses: a.addresses.clone(),
+            kem_public_key: a.kem_public_key.as_ref().map(|k| k.as_bytes().to_vec()),
         }
     }
 }
@@ -597,4 +642,9 @@ pub struct DriverStats {
     pub subscribers_dropped: u64,
     /// Event watchers dropped for not keeping up.
     pub watchers_dropped: u64,
+    /// Direct messages dropped because the `recv_direct` queue was full.
+    pub direct_dropped: u64,
 }
+
+/// Direct messages queued for `recv_direct` before more are dropped.
+const DIRECT_QUEUE: usize = 1024;

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_lite::future;
 use tracing::{Instrument, debug, info, info_span, warn};
+use x0x_proto::direct::{DirectMessage, DirectOptions, DirectReceipt, RequestId};
 use x0x_proto::node::{Action, CloseReason, Delivery, Direction, Event, QueryId, Transmit};
 use x0x_proto::wire::{MessageId, TopicId};
 use x0x_proto::{AgentId, MachineId, Node};
@@ -66,6 +67,12 @@ pub(crate) enum Command {
     Watch(Reply<async_channel::Receiver<AgentEvent>>),
     Stats(Reply<AgentStats>),
     Discovery(DiscoveryCommand),
+    SendDirect {
+        to: AgentId,
+        payload: Bytes,
+        options: DirectOptions,
+        reply: Reply<Result<DirectReceipt>>,
+    },
     Shutdown(Reply<()>),
 }
 
@@ -107,6 +114,8 @@ pub(crate) struct DriverParts {
     pub(crate) runtime: Arc<dyn Runtime>,
     pub(crate) clock: Clock,
     pub(crate) net: NetworkConfig,
+    /// Where delivered direct messages go (the agent's `recv_direct` queue).
+    pub(crate) direct_tx: async_channel::Sender<DirectMessage>,
 }
 
 /// Starts the driver and the accept loop; returns the command sender.
@@ -149,6 +158,8 @@ pub(crate) fn spawn(parts: DriverParts) -> async_channel::Sender<Command> {
         join_waiters: Vec::new(),
         queries: HashMap::new(),
         held_publishes: Vec::new(),
+        direct_tx: parts.direct_tx,
+        direct_waiters: HashMap::new(),
         stats: DriverStats::default(),
     };
     // The driver task itself is not tracked: it is the one that waits for the others.
@@ -249,6 +260,10 @@ struct Driver {
     queries: HashMap<QueryId, Reply<Result<Option<Vec<SocketAddr>>>>>,
     /// Publishes answered once the congested send queues drain (backpressure).
     held_publishes: Vec<(Reply<Result<MessageId>>, Result<MessageId>)>,
+    direct_tx: async_channel::Sender<DirectMessage>,
+    /// `send_direct` calls waiting for their receipt (bounded by the node's
+    /// `max_outstanding`: every entry ends with a receipt or a failure event).
+    direct_waiters: HashMap<RequestId, Reply<Result<DirectReceipt>>>,
     stats: DriverStats,
 }
 
@@ -391,6 +406,21 @@ impl Driver {
                 connections: self.conns.len(),
             }),
             Command::Discovery(cmd) => self.on_discovery(cmd),
+            Command::SendDirect {
+                to,
+                payload,
+                options,
+                reply,
+            } => {
+                match self.node.send_direct_with(now, to, payload, options) {
+                    // The receipt or failure event answers it.
+                    Ok(id) => {
+                        self.direct_waiters.insert(id, reply);
+                    }
+                    Err(e) => reply.send(Err(e.into())),
+                }
+                self.drain();
+            }
             // Handled by the run loop.
             Command::Shutdown(reply) => reply.send(()),
         }
@@ -777,6 +807,29 @@ impl Driver {
             Event::AgentDiscovered { agent_id } => {
                 debug!(agent = %agent_id, "agent discovered");
                 Some(AgentEvent::AgentDiscovered { agent_id })
+            }
+            Event::DirectMessage(m) => {
+                debug!(sender = %m.sender, path = ?m.path, "direct message");
+                // The node has acknowledged it; a full queue means the application is not
+                // reading, so it is dropped and counted rather than stalling the node.
+                if self.direct_tx.try_send(m).is_err() {
+                    self.stats.direct_dropped += 1;
+                }
+                None
+            }
+            Event::DirectReceipt(r) => {
+                if let Some(reply) = self.direct_waiters.remove(&r.request_id) {
+                    reply.send(Ok(r));
+                }
+                None
+            }
+            Event::DirectFailed {
+                request_id, reason, ..
+            } => {
+                if let Some(reply) = self.direct_waiters.remove(&request_id) {
+                    reply.send(Err(Error::DirectFailed(reason)));
+                }
+                None
             }
             other => {
                 debug!(event = ?other, "unknown event ignored");

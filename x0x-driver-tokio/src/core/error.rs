@@ -4,6 +4,7 @@ use std::io;
 use std::path::PathBuf;
 
 use x0x_proto::announce::AnnounceError;
+use x0x_proto::direct::{DirectError, DirectFailure};
 use x0x_proto::identity::{GenerateError, KeyDecodeError};
 use x0x_proto::node::{ConfigError, PublishError};
 
@@ -54,6 +55,12 @@ pub enum Error {
     /// The node refused an announcement (e.g. a user disclosure without consent).
     #[error(transparent)]
     Announce(#[from] AnnounceError),
+    /// The node refused a direct message at once (unknown recipient, payload too large…).
+    #[error(transparent)]
+    DirectSend(#[from] DirectError),
+    /// A direct message was not delivered (expired, rejected by the recipient…).
+    #[error("direct message not delivered: {0}")]
+    DirectFailed(DirectFailure),
     /// `join_network` found no neighbour within the join timeout.
     #[error("no bootstrap peer answered within {0:?}")]
     JoinTimeout(std::time::Duration),

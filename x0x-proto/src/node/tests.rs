@@ -305,6 +305,7 @@ fn shutdown_closes_everything_and_stops_timers() {
     assert_eq!(a.poll_timeout(), None);
 }
 
+mod direct;
 mod testnet;
 
 fn topic() -> TopicId {
