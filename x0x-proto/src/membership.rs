@@ -776,7 +776,15 @@ impl Membership {
             if let Some(vaddrs) = self.active.remove(&victim) {
                 self.out
                     .push_back(Out::Send(victim, wire::Disconnect { alive: true }.into()));
-                self.passive.insert(victim, vaddrs.clone());
+                // Through `add_passive`, which keeps the passive view at its cap: inserting
+                // directly let it grow one past the cap on every eviction into a full view.
+                self.add_passive(
+                    rng,
+                    PeerAddr {
+                        id: victim,
+                        addrs: vaddrs.clone(),
+                    },
+                );
                 self.neighbor_down(now, victim, vaddrs, DownReason::Evicted);
             }
         }

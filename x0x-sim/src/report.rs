@@ -167,6 +167,9 @@ pub struct Report {
     pub connections: u64,
     /// Sums of the nodes' own counters.
     pub node_counters: NodeCounters,
+    /// What the adversaries did and what it cost the honest nodes (adversarial scenarios).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adversary: Option<crate::adversary::AdversaryReport>,
 }
 
 /// Keys whose values depend on the wall clock or the machine, not on the simulation.

@@ -51,3 +51,107 @@ fn scenario_names_resolve_and_the_one_line_helper_runs() {
     assert_eq!(r.nodes, 20);
     assert!(Scenario::load("no-such-scenario").is_err());
 }
+
+/// Runs a shipped adversarial scenario, shortened for a test.
+fn hostile(name: &str, nodes: usize, rounds: usize) -> Report {
+    let mut sc = Scenario::load(name).unwrap();
+    sc.workload.rounds = rounds;
+    sc.warmup_ms = 20_000;
+    sc.crypto = CryptoMode::StandIn;
+    run(
+        &sc,
+        &RunOptions {
+            seed: 5,
+            nodes: Some(nodes),
+            progress: false,
+        },
+    )
+    .report
+}
+
+#[test]
+fn black_holes_do_not_cost_honest_nodes_their_messages() {
+    let r = hostile("blackhole-10", 200, 8);
+    let a = r.adversary.as_ref().unwrap();
+    assert_eq!(a.roles.get("black_hole"), Some(&20));
+    assert!(a.gossip_withheld > 0, "the black holes were in the trees");
+    // Lazy IHAVE / GRAFT repair reaches every honest subscriber anyway.
+    assert_eq!(r.delivery_ratio, Some(1.0), "{:?}", r.delivery_per_round);
+    assert_eq!(a.invariant_violations, 0);
+    for (table, b) in &a.memory {
+        assert!(b.max <= b.cap, "{table}: {} > {}", b.max, b.cap);
+    }
+}
+
+#[test]
+fn forgeries_and_replays_are_refused_by_reason_and_never_delivered() {
+    let r = hostile("forgery", 150, 6);
+    let a = r.adversary.as_ref().unwrap();
+    let injected: u64 = a.forged_injected.values().sum();
+    assert!(injected > 1000 && a.replays_injected > 100, "{a:?}");
+    assert_eq!(a.forged_deliveries, 0);
+    assert_eq!(a.replayed_redeliveries, 0);
+    assert_eq!(r.delivery_ratio, Some(1.0));
+    // Each forged message reaches one honest node, which refuses it for its reason (the last
+    // few may still be in flight when the run ends).
+    let refused = |k: &str| {
+        a.rejections
+            .get(&format!("message/{k}"))
+            .copied()
+            .unwrap_or(0)
+    };
+    let sent = |k: &str| a.forged_injected.get(k).copied().unwrap_or(0);
+    let close = |got: u64, want: u64| got <= want && got + 20 >= want;
+    assert!(
+        close(refused("bad_signature"), sent("bad_signature")),
+        "{a:?}"
+    );
+    assert!(
+        close(refused("topic_mismatch"), sent("wrong_topic")),
+        "{a:?}"
+    );
+    assert!(
+        close(
+            refused("key_mismatch") + refused("unknown_key"),
+            sent("key_mismatch") + sent("unknown_key")
+        ),
+        "{a:?}"
+    );
+}
+
+#[test]
+fn a_sybil_flood_through_one_node_stays_within_every_cap() {
+    let mut sc = Scenario::load("sybil-flood").unwrap();
+    let spec = sc.adversary.as_mut().unwrap();
+    spec.sybils = 1000;
+    spec.sybil_window_ms = 2000;
+    sc.workload.rounds = 5;
+    sc.warmup_ms = 20_000;
+    let r = run(
+        &sc,
+        &RunOptions {
+            seed: 3,
+            nodes: Some(150),
+            progress: false,
+        },
+    )
+    .report;
+    let a = r.adversary.as_ref().unwrap();
+    assert_eq!(a.roles.get("sybil"), Some(&1000));
+    let t = a.target.unwrap();
+    assert!(t.connections_max <= 64, "{t:?}");
+    assert_eq!(a.invariant_violations, 0);
+    for (table, b) in &a.memory {
+        assert!(b.max <= b.cap, "{table}: {} > {}", b.max, b.cap);
+    }
+    assert!(r.delivery_ratio.is_some());
+}
+
+#[test]
+fn adversarial_runs_are_deterministic() {
+    let a = hostile("eclipse", 100, 3);
+    let b = hostile("eclipse", 100, 3);
+    assert_eq!(a.digest, b.digest);
+    assert_eq!(a.deterministic_json(), b.deterministic_json());
+    assert!(a.adversary.unwrap().eclipse_joins > 0);
+}
