@@ -90,6 +90,21 @@ pub fn signed_decode(data: &[u8]) {
     let _ = signed.decode_body::<crate::announce::IdentityAnnouncement>();
 }
 
+/// The node identity of the node targets. Key generation costs more than most inputs do, so
+/// it is derived once per process and cloned (the keys are reference-counted); the value is
+/// the same every time, so runs stay deterministic.
+fn fuzz_identity() -> crate::node::Identity {
+    static ID: std::sync::OnceLock<crate::node::Identity> = std::sync::OnceLock::new();
+    ID.get_or_init(|| crate::node::Identity::from_seed([1; 32]))
+        .clone()
+}
+
+/// The agent key that signs the record targets' inputs (derived once, as above).
+fn record_signer() -> AgentKeypair {
+    static KEY: std::sync::OnceLock<AgentKeypair> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| AgentKeypair::from_seed([3; 32])).clone()
+}
+
 /// The clock of the record targets: announcements in their seed corpus are stamped with it.
 pub const RECORD_FUZZ_NOW_SECS: u64 = 1_800_000_000;
 
@@ -106,13 +121,13 @@ pub fn feed_record(
     use bytes::Bytes;
 
     use crate::identity::SigningKey;
-    use crate::node::{Config, Direction, Identity, Node};
+    use crate::node::{Config, Direction, Node};
     use crate::wire::{self, Record, Signed};
 
     let mut config = Config::default();
     config.announce.max_agents = 4;
     config.announce.max_rendezvous = 4;
-    let mut node = Node::new(Identity::from_seed([1; 32]), config, [2; 32]).ok()?;
+    let mut node = Node::new(fuzz_identity(), config, [2; 32]).ok()?;
     let peer = crate::MachineId::from_bytes([9; 32]);
     let addr = std::net::SocketAddr::from(([10, 0, 0, 9], 5483));
     node.handle_connected(now, peer, addr, Direction::Inbound);
@@ -122,7 +137,7 @@ pub fn feed_record(
     }
     .into();
     let _ = node.handle_frame(now, peer, &hello.encode().ok()?);
-    let key = AgentKeypair::from_seed([3; 32]);
+    let key = record_signer();
     let signed = Signed {
         signer: key.signer_id(),
         signer_key: Some(key.public_key().clone()),
@@ -250,7 +265,7 @@ pub fn node_ops(data: &[u8]) {
     use bytes::Bytes;
 
     use crate::identity::{Domain, MachineId};
-    use crate::node::{Config, Direction, Identity, Node};
+    use crate::node::{Config, Direction, Node};
     use crate::time::Time;
     use crate::wire::{self, PeerAddr, TopicId};
 
@@ -266,7 +281,7 @@ pub fn node_ops(data: &[u8]) {
     config.announce.max_agents = 8;
     config.announce.max_tracked_queries = 16;
     let caps = (16usize, 32usize, 16usize);
-    let Ok(mut node) = Node::new(Identity::from_seed([1; 32]), config, [2; 32]) else {
+    let Ok(mut node) = Node::new(fuzz_identity(), config, [2; 32]) else {
         return;
     };
     let peers: Vec<MachineId> = (0u8..6)
