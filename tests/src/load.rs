@@ -200,7 +200,13 @@ pub async fn run(cfg: LoadConfig) -> Result<LoadReport, BoxError> {
     let mut addrs: Vec<SocketAddr> = Vec::new();
     for i in 0..n {
         let stalled = cfg.stalled_subscriber && i == n - 1;
-        let buffer = if stalled { cfg.stalled_buffer } else { 1 << 20 };
+        // Readers stay within `window` messages of the publisher, so 16 windows of buffer
+        // never fill; the buffer is allocated up front, so it is not made larger.
+        let buffer = if stalled {
+            cfg.stalled_buffer
+        } else {
+            16 * cfg.window.max(64)
+        };
         let boot: Vec<SocketAddr> = addrs.iter().rev().take(2).copied().collect();
         let a = Agent::builder()
             .with_network_config(config(boot, buffer))
@@ -212,7 +218,9 @@ pub async fn run(cfg: LoadConfig) -> Result<LoadReport, BoxError> {
     }
     let progress = Arc::new(Notify::new());
     let mut readers: Vec<Arc<Counts>> = Vec::new();
-    let _publisher_sub = agents[0].subscribe(TOPIC).await?;
+    // The publisher carries the topic like everyone; its own copies are read and discarded.
+    let mut own = agents[0].subscribe(TOPIC).await?;
+    tokio::spawn(async move { while own.recv().await.is_some() {} });
     let mut stalled_sub = None;
     for (i, a) in agents.iter().enumerate().skip(1) {
         let sub = a.subscribe(TOPIC).await?;
