@@ -49,7 +49,7 @@
 //!   input to the node with the current time and drains the node's outputs. The
 //!   [`Agent`](crate::core::Agent) is only a handle: a bounded command channel plus a
 //!   one-shot reply per request.
-//! * **Connections.** The driver keeps at most one connection per [`MachineId`]
+//! * **Connections.** The driver keeps at most one connection per `MachineId`
 //!   (`identity::MachineId`): the one the node tracks. A second one (simultaneous dials) is
 //!   offered to the node, which answers `Close { reason: Duplicate }`, and the newcomer is
 //!   closed. A connection has a *reader* task and a *writer* task; the writer drains a bounded

@@ -7,7 +7,7 @@
 //! node.
 //!
 //! A *writer* task drains the connection's bounded queue into its send stream; a *reader*
-//! task turns the receive stream into [`ConnEvent::Frame`]s for the driver. Both end when the
+//! task turns the receive stream into `ConnEvent::Frame`s for the driver. Both end when the
 //! connection closes; the writer also ends when the driver drops the queue.
 
 use std::net::SocketAddr;
