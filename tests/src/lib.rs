@@ -12,6 +12,8 @@ use x0x_driver_tokio::network::NetworkConfig;
 use x0x_driver_tokio::{Agent, AgentEvent, Events};
 use x0x_proto::identity::MachineKeypair;
 
+pub mod load;
+
 /// The bound on every wait in these tests.
 pub const WAIT: Duration = Duration::from_secs(10);
 

@@ -1,5 +1,6 @@
 //! Writes a small seed corpus for the fuzz targets: one valid encoding of every frame kind,
-//! plus keys, a certificate and a few broken inputs.
+//! plus keys, certificates, signed envelopes, announcement and rendezvous bodies (fresh,
+//! stale, future, expired, over-long) and a few node operation sequences.
 //!
 //! Run: `cargo run -p x0x-proto --example gen_corpus` (writes into `fuzz/corpus/`).
 
@@ -7,6 +8,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use bytes::Bytes;
+use x0x_proto::announce::{
+    IdentityAnnouncement, MachineAnnouncement, NatHints, RendezvousRecord, UserAnnouncement,
+};
 use x0x_proto::identity::{AgentCertificate, AgentKeypair, Domain, MachineKeypair, UserKeypair};
 use x0x_proto::wire::*;
 
@@ -131,8 +135,111 @@ fn main() {
     write(&kd, "public_key", agent.public_key().as_bytes());
     let cert = AgentCertificate::issue(&user, agent.agent_id(), 1, Some(2));
     write(&kd, "certificate", &postcard::to_allocvec(&cert).unwrap());
+    let cd = root.join("certificate_decode");
+    let cert_bytes = postcard::to_allocvec(&cert).unwrap();
+    write(&cd, "certificate", &cert_bytes);
+    let forever = AgentCertificate::issue(&user, agent.agent_id(), 1, None);
+    write(&cd, "no_expiry", &postcard::to_allocvec(&forever).unwrap());
+    write(&cd, "truncated", &cert_bytes[..cert_bytes.len() / 2]);
+
+    let sd = root.join("signed_decode");
+    write(&sd, "pubsub", &postcard::to_allocvec(&signed).unwrap());
+    let keyless = Signed::sign(&machine, Domain::MachineAnnouncement, &7u64, false);
+    write(&sd, "keyless", &postcard::to_allocvec(&keyless).unwrap());
+
+    // Record bodies stamped with the clock the record targets run at.
+    let now = x0x_proto::fuzzing::RECORD_FUZZ_NOW_SECS;
+    let ad = root.join("announcement_decode");
+    let ident = IdentityAnnouncement {
+        machine_id: machine.machine_id(),
+        addresses: vec![addr],
+        announced_at: now,
+        nat: Some(NatHints {
+            can_receive_direct: Some(true),
+            nat_type: Some("full-cone".into()),
+        }),
+        user: Some(AgentCertificate::issue(
+            &user,
+            AgentKeypair::from_seed([3; 32]).agent_id(),
+            now - 10,
+            Some(now + 3600),
+        )),
+    };
+    write(&ad, "identity", &postcard::to_allocvec(&ident).unwrap());
+    let stale = IdentityAnnouncement {
+        announced_at: now - 100_000,
+        user: None,
+        nat: None,
+        ..ident.clone()
+    };
+    write(
+        &ad,
+        "identity_stale",
+        &postcard::to_allocvec(&stale).unwrap(),
+    );
+    let future = IdentityAnnouncement {
+        announced_at: now + 100_000,
+        ..stale.clone()
+    };
+    write(
+        &ad,
+        "identity_future",
+        &postcard::to_allocvec(&future).unwrap(),
+    );
+    let many = IdentityAnnouncement {
+        addresses: vec![addr; 17],
+        announced_at: now,
+        ..stale
+    };
+    write(
+        &ad,
+        "identity_many_addrs",
+        &postcard::to_allocvec(&many).unwrap(),
+    );
+    let mach = MachineAnnouncement {
+        agent_id: agent.agent_id(),
+        addresses: vec![addr],
+        announced_at: now,
+    };
+    write(&ad, "machine", &postcard::to_allocvec(&mach).unwrap());
+    let usr = UserAnnouncement {
+        agents: vec![agent.agent_id()],
+        announced_at: now,
+    };
+    write(&ad, "user", &postcard::to_allocvec(&usr).unwrap());
+
+    let rd = root.join("rendezvous_decode");
+    let live = RendezvousRecord {
+        machine_id: machine.machine_id(),
+        addresses: vec![addr],
+        issued_at_ms: now * 1000,
+        expires_at_ms: now * 1000 + 60_000,
+    };
+    write(&rd, "live", &postcard::to_allocvec(&live).unwrap());
+    let expired = RendezvousRecord {
+        expires_at_ms: now * 1000 - 1,
+        ..live.clone()
+    };
+    write(&rd, "expired", &postcard::to_allocvec(&expired).unwrap());
+    let boundary = RendezvousRecord {
+        expires_at_ms: now * 1000,
+        ..live
+    };
+    write(&rd, "boundary", &postcard::to_allocvec(&boundary).unwrap());
+
+    let nd = root.join("node_ops");
+    write(
+        &nd,
+        "connect_hello_gossip",
+        &[0, 1, 7, 10, 1, 3, 15, 1, 2, 2, 0, 40],
+    );
+    write(
+        &nd,
+        "subscribe_publish",
+        &[5, 0, 0, 4, 0, 9, 14, 2, 3, 2, 0, 200, 1, 1, 0],
+    );
     println!(
-        "wrote {} frames and 5 key inputs under {}",
+        "wrote {} frames and the record, key and node inputs under {}",
         frames.len(),
         root.display()
     );

@@ -31,6 +31,215 @@ pub fn key_decode(data: &[u8]) {
     let _ = postcard::from_bytes::<AgentCertificate>(data);
 }
 
+/// Decodes an agent certificate; whatever decodes re-encodes to a value that decodes to the
+/// same certificate, and checking it (against its own agent, another agent, any time) returns
+/// a verdict rather than panicking. A certificate that verifies must name the agent it was
+/// checked for and be within its validity window.
+pub fn certificate_decode(data: &[u8]) {
+    let Ok(cert) = postcard::from_bytes::<AgentCertificate>(data) else {
+        return;
+    };
+    let again = postcard::to_allocvec(&cert)
+        .unwrap_or_else(|e| panic!("decoded certificate does not re-encode: {e}"));
+    let back: AgentCertificate = postcard::from_bytes(&again)
+        .unwrap_or_else(|e| panic!("re-encoded certificate does not decode: {e}"));
+    assert_eq!(back, cert, "certificate round trip changed it");
+    let _ = cert.signed_bytes();
+    let _ = cert.user_id();
+    let own = cert.agent_id();
+    for now in [0, cert.issued_at(), u64::MAX] {
+        if cert.verify(&own, now).is_ok() {
+            assert!(cert.issued_at() <= now.saturating_add(crate::identity::CERT_EXPIRY_SKEW_SECS));
+        }
+    }
+    let other = crate::AgentId::from_bytes([0x5a; 32]);
+    if other != own {
+        assert!(cert.verify(&other, cert.issued_at()).is_err());
+    }
+}
+
+/// Decodes signed content (the envelope of every message and record); whatever decodes
+/// re-encodes to the same bytes, and opening it for every domain with its attached key returns
+/// a verdict, never a panic.
+pub fn signed_decode(data: &[u8]) {
+    use crate::identity::Domain;
+    use crate::wire::Signed;
+
+    let Ok(signed) = postcard::from_bytes::<Signed>(data) else {
+        return;
+    };
+    let again = postcard::to_allocvec(&signed)
+        .unwrap_or_else(|e| panic!("decoded signed content does not re-encode: {e}"));
+    let back: Signed = postcard::from_bytes(&again)
+        .unwrap_or_else(|e| panic!("re-encoded signed content does not decode: {e}"));
+    assert_eq!(back, signed, "signed content round trip changed it");
+    let _ = signed.id();
+    let _ = signed.agent();
+    if let Some(key) = &signed.signer_key {
+        for domain in [
+            Domain::AgentCertificate,
+            Domain::PubSubMessage,
+            Domain::IdentityAnnouncement,
+            Domain::MachineAnnouncement,
+            Domain::UserAnnouncement,
+            Domain::RendezvousRecord,
+        ] {
+            let _ = signed.open::<crate::broadcast::PubSubBody>(key, domain);
+        }
+    }
+    let _ = signed.decode_body::<crate::announce::IdentityAnnouncement>();
+}
+
+/// The node identity of the node targets. Key generation costs more than most inputs do, so
+/// it is derived once per process and cloned (the keys are reference-counted); the value is
+/// the same every time, so runs stay deterministic.
+fn fuzz_identity() -> crate::node::Identity {
+    static ID: std::sync::OnceLock<crate::node::Identity> = std::sync::OnceLock::new();
+    ID.get_or_init(|| crate::node::Identity::from_seed([1; 32]))
+        .clone()
+}
+
+/// The agent key that signs the record targets' inputs (derived once, as above).
+fn record_signer() -> AgentKeypair {
+    static KEY: std::sync::OnceLock<AgentKeypair> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| AgentKeypair::from_seed([3; 32])).clone()
+}
+
+/// The clock of the record targets: announcements in their seed corpus are stamped with it.
+pub const RECORD_FUZZ_NOW_SECS: u64 = 1_800_000_000;
+
+/// Signs `body` (arbitrary bytes, as if a hostile agent signed garbage) with a fixed agent key
+/// and hands it to a fresh node as a catch-up record from a connected peer, so the bytes go
+/// through the node's real path: verify, decode the body, check freshness and caps, merge.
+/// Returns the node and the signing agent.
+pub fn feed_record(
+    kind: crate::wire::RecordKind,
+    domain: crate::identity::Domain,
+    body: &[u8],
+    now: crate::Time,
+) -> Option<(crate::Node, crate::AgentId)> {
+    use bytes::Bytes;
+
+    use crate::identity::SigningKey;
+    use crate::node::{Config, Direction, Node};
+    use crate::wire::{self, Record, Signed};
+
+    let mut config = Config::default();
+    config.announce.max_agents = 4;
+    config.announce.max_rendezvous = 4;
+    let mut node = Node::new(fuzz_identity(), config, [2; 32]).ok()?;
+    let peer = crate::MachineId::from_bytes([9; 32]);
+    let addr = std::net::SocketAddr::from(([10, 0, 0, 9], 5483));
+    node.handle_connected(now, peer, addr, Direction::Inbound);
+    let hello: Frame = wire::Hello {
+        agent: crate::AgentId::from_bytes([9; 32]),
+        addrs: vec![addr],
+    }
+    .into();
+    let _ = node.handle_frame(now, peer, &hello.encode().ok()?);
+    let key = record_signer();
+    let signed = Signed {
+        signer: key.signer_id(),
+        signer_key: Some(key.public_key().clone()),
+        body: Bytes::copy_from_slice(body),
+        signature: key.sign(domain, body),
+    };
+    let frame: Frame = wire::SyncRecords {
+        records: vec![Record { kind, signed }],
+    }
+    .into();
+    let bytes = frame.encode().ok()?;
+    let _ = node.handle_frame(now, peer, &bytes);
+    node.check_invariants((4096, 65_536, 4096))
+        .unwrap_or_else(|e| panic!("invariant broken: {e}"));
+    Some((node, key.agent_id()))
+}
+
+/// Decodes the three announcement bodies from `data`; each that decodes round-trips. Then
+/// feeds `data` as a correctly signed identity announcement to a node: whatever it accepts is
+/// fresh (not stamped in the future beyond the skew, not older than the TTL) and lists at most
+/// [`crate::announce::MAX_ANNOUNCED_ADDRS`] addresses.
+pub fn announcement_decode(data: &[u8]) {
+    use crate::announce::{
+        IdentityAnnouncement, MAX_ANNOUNCED_ADDRS, MachineAnnouncement, UserAnnouncement,
+    };
+    use crate::identity::Domain;
+    use crate::wire::RecordKind;
+
+    fn round_trip<T>(data: &[u8])
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+    {
+        if let Ok(v) = postcard::from_bytes::<T>(data) {
+            let again = postcard::to_allocvec(&v)
+                .unwrap_or_else(|e| panic!("decoded body does not re-encode: {e}"));
+            let back: T = postcard::from_bytes(&again)
+                .unwrap_or_else(|e| panic!("re-encoded body does not decode: {e}"));
+            assert_eq!(back, v, "body round trip changed it");
+        }
+    }
+    round_trip::<IdentityAnnouncement>(data);
+    round_trip::<MachineAnnouncement>(data);
+    round_trip::<UserAnnouncement>(data);
+
+    let now = crate::Time::from_secs(RECORD_FUZZ_NOW_SECS);
+    let Some((node, agent)) = feed_record(
+        RecordKind::Announcement,
+        Domain::IdentityAnnouncement,
+        data,
+        now,
+    ) else {
+        return;
+    };
+    if let Some(found) = node.discovered_agent(now, &agent) {
+        assert!(found.addresses.len() <= MAX_ANNOUNCED_ADDRS);
+        let cfg = &node.config().announce;
+        assert!(found.announced_at <= RECORD_FUZZ_NOW_SECS + cfg.max_clock_skew.as_secs());
+        assert!(
+            found
+                .announced_at
+                .saturating_add(cfg.identity_ttl.as_secs())
+                >= RECORD_FUZZ_NOW_SECS
+        );
+        let ann = postcard::from_bytes::<IdentityAnnouncement>(data)
+            .unwrap_or_else(|e| panic!("an accepted announcement does not decode: {e}"));
+        assert_eq!(found.machine_id, ann.machine_id);
+    }
+}
+
+/// Decodes a rendezvous record body from `data` (round trip), then feeds `data` as a
+/// correctly signed rendezvous record to a node: a record it returns is never expired.
+pub fn rendezvous_decode(data: &[u8]) {
+    use crate::announce::RendezvousRecord;
+    use crate::identity::Domain;
+    use crate::wire::RecordKind;
+
+    if let Ok(v) = postcard::from_bytes::<RendezvousRecord>(data) {
+        let again = postcard::to_allocvec(&v)
+            .unwrap_or_else(|e| panic!("decoded record does not re-encode: {e}"));
+        assert_eq!(
+            postcard::from_bytes::<RendezvousRecord>(&again).ok(),
+            Some(v),
+            "record round trip changed it"
+        );
+    }
+    let now = crate::Time::from_secs(RECORD_FUZZ_NOW_SECS);
+    let Some((node, agent)) =
+        feed_record(RecordKind::Rendezvous, Domain::RendezvousRecord, data, now)
+    else {
+        return;
+    };
+    if let Some(rv) = node.cached_rendezvous(now, &agent) {
+        assert!(
+            rv.expires_at_ms > now.as_millis(),
+            "expired record returned"
+        );
+        assert!(rv.addresses.len() <= crate::announce::MAX_ANNOUNCED_ADDRS);
+    }
+    // Later, every record has expired or not; asking never panics.
+    let _ = node.cached_rendezvous(crate::Time::from_micros(u64::MAX), &agent);
+}
+
 /// A fuzz target body.
 pub type Target = fn(&[u8]);
 
@@ -39,6 +248,10 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("frame_decode", frame_decode),
     ("key_decode", key_decode),
     ("node_ops", node_ops),
+    ("certificate_decode", certificate_decode),
+    ("signed_decode", signed_decode),
+    ("announcement_decode", announcement_decode),
+    ("rendezvous_decode", rendezvous_decode),
 ];
 
 /// Drives one [`crate::Node`] with a sequence of operations decoded from `data`: connections
@@ -52,7 +265,7 @@ pub fn node_ops(data: &[u8]) {
     use bytes::Bytes;
 
     use crate::identity::{Domain, MachineId};
-    use crate::node::{Config, Direction, Identity, Node};
+    use crate::node::{Config, Direction, Node};
     use crate::time::Time;
     use crate::wire::{self, PeerAddr, TopicId};
 
@@ -68,7 +281,7 @@ pub fn node_ops(data: &[u8]) {
     config.announce.max_agents = 8;
     config.announce.max_tracked_queries = 16;
     let caps = (16usize, 32usize, 16usize);
-    let Ok(mut node) = Node::new(Identity::from_seed([1; 32]), config, [2; 32]) else {
+    let Ok(mut node) = Node::new(fuzz_identity(), config, [2; 32]) else {
         return;
     };
     let peers: Vec<MachineId> = (0u8..6)

@@ -308,7 +308,18 @@ impl Frame {
                 kind: KindByte(kind.byte()),
             });
         }
-        Self::decode_body(kind, body)
+        let frame = Self::decode_body(kind, body)?;
+        // postcard accepts over-long varints (`ff ff ff 00` decodes like `ff ff 7f`), so two
+        // byte strings could carry one frame. Found by the `frame_decode` fuzz target; the
+        // re-encoding must give back the input for "one frame, one encoding" to hold.
+        let again = frame.encode_body(Vec::from([WIRE_VERSION, kind.byte()]));
+        if again != bytes {
+            return Err(DecodeError::Malformed {
+                kind,
+                reason: "non-canonical encoding".into(),
+            });
+        }
+        Ok(frame)
     }
 
     /// A capacity guess for the encoded frame (avoids re-allocating while encoding).

@@ -37,3 +37,54 @@ mod properties {
         }
     }
 }
+
+/// The record targets only find bugs past the signature check if their seeds get there: the
+/// fresh seeds must be accepted into the caches and the stale, future, over-long and expired
+/// ones refused for the reason they were built to hit.
+#[test]
+fn record_seeds_reach_the_caches() {
+    use x0x_proto::Time;
+    use x0x_proto::fuzzing::{RECORD_FUZZ_NOW_SECS, feed_record};
+    use x0x_proto::identity::Domain;
+    use x0x_proto::wire::RecordKind;
+
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus");
+    let now = Time::from_secs(RECORD_FUZZ_NOW_SECS);
+    let ann = |name: &str| {
+        let data = std::fs::read(root.join("announcement_decode").join(name)).unwrap();
+        feed_record(
+            RecordKind::Announcement,
+            Domain::IdentityAnnouncement,
+            &data,
+            now,
+        )
+        .unwrap()
+    };
+    let (node, agent) = ann("identity");
+    let found = node
+        .discovered_agent(now, &agent)
+        .expect("fresh seed accepted");
+    assert!(found.user_id.is_some(), "its user certificate verified");
+    for (seed, reason) in [
+        ("identity_stale", "stale"),
+        ("identity_future", "future_timestamp"),
+        ("identity_many_addrs", "too_many_addresses"),
+    ] {
+        let (node, agent) = ann(seed);
+        assert!(node.discovered_agent(now, &agent).is_none(), "{seed}");
+        assert_eq!(
+            node.discovery_stats().rejected.get(reason),
+            Some(&1),
+            "{seed}"
+        );
+    }
+    let rv = |name: &str| {
+        let data = std::fs::read(root.join("rendezvous_decode").join(name)).unwrap();
+        let (node, agent) =
+            feed_record(RecordKind::Rendezvous, Domain::RendezvousRecord, &data, now).unwrap();
+        node.cached_rendezvous(now, &agent)
+    };
+    assert!(rv("live").is_some());
+    assert!(rv("expired").is_none());
+    assert!(rv("boundary").is_none());
+}

@@ -55,6 +55,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod adversary;
 pub mod discovery;
 pub mod net;
 pub mod plot;

@@ -175,6 +175,9 @@ pub struct Report {
     /// `delivery_ratio` is `direct.delivered / direct.messages` and `latency_ms` is the
     /// direct-message latency (send to delivery at the recipient).
     pub direct: Option<DirectSummary>,
+    /// What the adversaries did and what it cost the honest nodes (adversarial scenarios).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adversary: Option<crate::adversary::AdversaryReport>,
 }
 
 /// What the direct-message workload measured.

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// A number written as an integer or a float in TOML.
-fn num<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+pub(crate) fn num<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum N {
@@ -373,6 +373,8 @@ pub struct Scenario {
     pub partition: Option<PartitionSpec>,
     /// Churn.
     pub churn: Option<ChurnSpec>,
+    /// Hostile nodes ([`crate::adversary`]).
+    pub adversary: Option<crate::adversary::AdversarySpec>,
 }
 
 impl Default for Scenario {
@@ -395,6 +397,7 @@ impl Default for Scenario {
             crash: None,
             partition: None,
             churn: None,
+            adversary: None,
         }
     }
 }
@@ -458,6 +461,13 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "direct-sealed",
         include_str!("../scenarios/direct-sealed.toml"),
     ),
+    (
+        "blackhole-10",
+        include_str!("../scenarios/blackhole-10.toml"),
+    ),
+    ("forgery", include_str!("../scenarios/forgery.toml")),
+    ("sybil-flood", include_str!("../scenarios/sybil-flood.toml")),
+    ("eclipse", include_str!("../scenarios/eclipse.toml")),
 ];
 
 impl Scenario {
@@ -568,6 +578,9 @@ impl Scenario {
                 || !(0.0..=1.0).contains(&c.graceful_fraction))
         {
             return bad("churn rates must be >= 0 and graceful_fraction in [0, 1]".into());
+        }
+        if let Some(a) = &self.adversary {
+            a.validate().map_err(ScenarioError::Invalid)?;
         }
         Ok(())
     }

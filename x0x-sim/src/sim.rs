@@ -22,6 +22,8 @@ use crate::report::{BytesPerNode, DirectSummary, Drops, NodeCounters, Report, ma
 use crate::scenario::{DirectPathChoice, Publishers, Scenario};
 use crate::stats::{Bitset, LatencyRecorder, UnionFind};
 
+mod hostile;
+
 /// Simulated time starts at 2026-01-01T00:00:00Z (microseconds since the Unix epoch).
 pub const EPOCH_US: u64 = 1_767_225_600 * 1_000_000;
 
@@ -117,6 +119,8 @@ enum Ev {
     ChurnJoin,
     Discovery(Step),
     DirectSend(u32),
+    /// The adversary clock ([`crate::adversary`]).
+    Adversary,
     End,
 }
 
@@ -343,6 +347,7 @@ struct World {
     /// The discovery workload, in discovery scenarios.
     disc: Option<DiscoveryState>,
     dm: DirectRun,
+    adv: crate::adversary::Adversary,
 }
 
 struct Sim<'a> {
@@ -367,7 +372,9 @@ fn ms(x: u64) -> u64 {
 
 impl<'a> Sim<'a> {
     fn new(sc: &'a Scenario, seed: u64) -> Self {
-        let n = sc.nodes;
+        // Sybils come on top of the scenario's nodes.
+        let roles = hostile::assign_roles(sc, seed);
+        let n = sc.nodes.max(roles.len());
         let real = sc.real_crypto();
         let mut script_rng = ChaCha8Rng::from_seed(derive("x0x-sim script rng v1", seed, 0, 0));
         let net_rng = ChaCha8Rng::from_seed(derive("x0x-sim network rng v1", seed, 0, 0));
@@ -385,7 +392,7 @@ impl<'a> Sim<'a> {
         let topics: Vec<TopicId> = (0..wl.topics)
             .map(|t| TopicId::from_name(&format!("x0x-sim/topic/{t}")))
             .collect();
-        let subs: Vec<Bitset> = (0..wl.topics)
+        let mut subs: Vec<Bitset> = (0..wl.topics)
             .map(|_| match wl.subscribers_per_topic {
                 None => Bitset::full(n),
                 Some(k) => {
@@ -400,11 +407,30 @@ impl<'a> Sim<'a> {
                 }
             })
             .collect();
+        let mut adv = crate::adversary::Adversary {
+            roles,
+            ..Default::default()
+        };
+        hostile::mask_subscribers(&mut adv, &mut subs, n);
+        let warmup_end = EPOCH_US + ms(sc.warmup_ms);
         // Bootstrap choices and start times.
         let window = ms(sc.start_window_ms);
         let mut starts = Vec::with_capacity(n);
         let mut nodes = Vec::with_capacity(n);
         for (i, ident) in identities.into_iter().enumerate() {
+            if let Some((at, target)) = hostile::sybil_start(sc, warmup_end, i) {
+                nodes.push(Some(build_node(
+                    sc,
+                    real,
+                    seed,
+                    i as u32,
+                    0,
+                    ident,
+                    &[target],
+                )));
+                starts.push(at);
+                continue;
+            }
             let late = sc
                 .discovery
                 .as_ref()
@@ -424,9 +450,8 @@ impl<'a> Sim<'a> {
                     .collect()
             };
             nodes.push(Some(build_node(sc, real, seed, i as u32, 0, ident, &boot)));
-            starts.push(EPOCH_US + window * i as u64 / n as u64);
+            starts.push(EPOCH_US + window * i as u64 / sc.nodes.max(1) as u64);
         }
-        let warmup_end = EPOCH_US + ms(sc.warmup_ms);
         let mut script_end = warmup_end + ms(sc.overlay_at_ms.unwrap_or(wl.start_ms));
         if let Some(c) = &sc.crash {
             script_end = script_end.max(warmup_end + ms(c.at_ms + c.restart_after_ms.unwrap_or(0)));
@@ -487,6 +512,7 @@ impl<'a> Sim<'a> {
                 cards: vec![None; n],
                 ..DirectRun::default()
             },
+            adv,
         };
         for k in 0..sc.direct.messages {
             w.push(dm_at(k), Ev::DirectSend(k as u32));
@@ -554,13 +580,15 @@ impl<'a> Sim<'a> {
         } else {
             w.push(w.script_end + w.drain_us, Ev::End);
         }
-        Self {
+        let mut sim = Self {
             sc,
             seed,
             real,
             nodes,
             w,
-        }
+        };
+        sim.schedule_adversary();
+        sim
     }
 
     /// Upper bound of the simulated end time, for the progress bar.
@@ -654,14 +682,16 @@ impl<'a> Sim<'a> {
                 Ev::ChurnJoin => self.churn_join(),
                 Ev::Discovery(step) => self.discovery_step(step),
                 Ev::DirectSend(k) => self.direct_send(k),
+                Ev::Adversary => self.adversary_tick(),
                 Ev::End => break,
             }
         }
     }
 
     fn start_node(&mut self, i: u32) {
+        let subs = self.w.adv.subscribed.as_ref().unwrap_or(&self.w.subs);
         let topics: Vec<TopicId> = (0..self.w.topics.len())
-            .filter(|&t| self.w.subs[t].get(i as usize))
+            .filter(|&t| subs[t].get(i as usize))
             .map(|t| self.w.topics[t])
             .collect();
         let announce = self.sc.discovery.is_some();
@@ -1239,7 +1269,8 @@ impl<'a> Sim<'a> {
             .rec(self.w.now, 12, live as u32, roots.len() as u64);
     }
 
-    fn report(self, setup_secs: f64, wall_secs: f64) -> Outcome {
+    fn report(mut self, setup_secs: f64, wall_secs: f64) -> Outcome {
+        let adversary = self.adversary_report();
         let Self {
             sc,
             seed,
@@ -1412,6 +1443,7 @@ impl<'a> Sim<'a> {
             connections: m.connections,
             node_counters: counters,
             direct,
+            adversary,
         };
         let mut report = report;
         report.digest = w.trace.finish();
@@ -1595,6 +1627,9 @@ impl World {
     }
 
     fn route(&mut self, i: u32, to: MachineId, kind: FrameKind, frame: Bytes) {
+        if self.adversary_filter(i, kind, &frame) {
+            return;
+        }
         let len = frame.len() as u64;
         self.m.sent_by_kind[kind.byte() as usize] += 1;
         self.slots[i as usize].bytes_sent += len;
@@ -1760,6 +1795,7 @@ impl World {
 
     fn on_delivery(&mut self, j: u32, id: MessageId, hops: u8) {
         let Some(&mi) = self.msg_by_id.get(&id) else {
+            self.adversary_unknown_delivery(j);
             return;
         };
         let now = self.now;
@@ -1775,6 +1811,7 @@ impl World {
         }
         if rec.delivered.get(j as usize) {
             self.m.duplicate_deliveries += 1;
+            self.adversary_redelivery(j);
             return;
         }
         rec.delivered.set(j as usize);

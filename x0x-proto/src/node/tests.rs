@@ -877,3 +877,79 @@ fn sparse_topic_reaches_every_subscriber_without_payloads_at_non_subscribers() {
     let _ = at_subscribers;
     assert_eq!(at_non_subscribers, 0);
 }
+
+/// Every JOIN into a full active view evicts a neighbour into the passive view; a stream of
+/// joiners (a Sybil flood through one node) must not push the passive view past its cap.
+#[test]
+fn joins_into_a_full_active_view_keep_the_passive_view_at_its_cap() {
+    let mut n = node(1, Config::default());
+    let cap = n.config().membership.passive_view_capacity;
+    let joiners = 2 * cap;
+    for i in 0..joiners {
+        let peer = MachineId::from_bytes([i as u8 + 100; 32]);
+        let a = SocketAddr::from(([10, 1, 0, i as u8], 5483));
+        n.handle_connected(t(i as u64), peer, a, Direction::Inbound);
+        let hello: Frame = Hello {
+            agent: AgentId::from_bytes([i as u8 + 100; 32]),
+            addrs: vec![a],
+        }
+        .into();
+        n.handle_frame(t(i as u64), peer, &hello.encode().unwrap())
+            .unwrap();
+        let join: Frame = wire::Join { addrs: vec![a] }.into();
+        n.handle_frame(t(i as u64), peer, &join.encode().unwrap())
+            .unwrap();
+        n.check_invariants((4096, 65_536, 4096)).unwrap();
+        drain_transmits(&mut n);
+        drain_actions(&mut n);
+        drain_events(&mut n);
+    }
+    assert_eq!(
+        n.active_view().len(),
+        n.config().membership.active_view_capacity
+    );
+    assert!(
+        n.passive_view_len() <= cap,
+        "{} > {cap}",
+        n.passive_view_len()
+    );
+    assert!(n.membership_stats().passive_evicted > 0);
+}
+
+/// A stream of JOINs (Sybils entering through one node, an attacker re-joining) churns only
+/// the most recently admitted slot: the established neighbours stay, so joins cannot eclipse
+/// the node.
+#[test]
+fn a_join_stream_does_not_displace_established_neighbours() {
+    let mut n = node(1, Config::default());
+    let cap = n.config().membership.active_view_capacity;
+    let peer = |i: usize| MachineId::from_bytes([i as u8 + 100; 32]);
+    for i in 0..40 {
+        let a = SocketAddr::from(([10, 1, 0, i as u8], 5483));
+        n.handle_connected(t(i as u64), peer(i), a, Direction::Inbound);
+        let hello: Frame = Hello {
+            agent: AgentId::from_bytes([i as u8 + 100; 32]),
+            addrs: vec![a],
+        }
+        .into();
+        n.handle_frame(t(i as u64), peer(i), &hello.encode().unwrap())
+            .unwrap();
+        let join: Frame = wire::Join { addrs: vec![a] }.into();
+        n.handle_frame(t(i as u64), peer(i), &join.encode().unwrap())
+            .unwrap();
+        drain_transmits(&mut n);
+        drain_actions(&mut n);
+        drain_events(&mut n);
+    }
+    let view = n.active_view();
+    for i in 0..cap - 1 {
+        assert!(
+            view.contains(&peer(i)),
+            "established neighbour {i} displaced"
+        );
+    }
+    assert!(
+        view.contains(&peer(39)),
+        "the newest joiner holds the churned slot"
+    );
+}

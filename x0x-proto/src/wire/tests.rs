@@ -324,3 +324,18 @@ fn topic_ids_are_stable_and_display_short() {
     assert_eq!(format!("{t}").len(), 10);
     assert_eq!(format!("{t:#}").len(), 64);
 }
+
+/// `Ack { seq: 0x1fffff }` with its varint padded by a zero continuation byte (found by the
+/// `frame_decode` fuzz target): the same value, so the decoder refuses it rather than let one
+/// frame have two encodings.
+#[test]
+fn overlong_varints_are_refused() {
+    let canonical = Frame::from(Ack { seq: 0x1f_ffff }).encode().unwrap();
+    assert_eq!(&canonical[..], &[WIRE_VERSION, 0x19, 0xff, 0xff, 0x7f]);
+    assert!(Frame::decode(&canonical).is_ok());
+    let overlong = [WIRE_VERSION, 0x19, 0xff, 0xff, 0xff, 0x00];
+    assert!(matches!(
+        Frame::decode(&overlong),
+        Err(DecodeError::Malformed { .. })
+    ));
+}
