@@ -238,6 +238,33 @@ fn main() {
         "subscribe_publish",
         &[5, 0, 0, 4, 0, 9, 14, 2, 3, 2, 0, 200, 1, 1, 0],
     );
+    // A sealed envelope (to a key the fuzz target does not hold) and an acknowledgement.
+    let dd = root.join("direct_envelope_decode");
+    let to = x0x_proto::kem::KemKeypair::from_seed([9; x0x_proto::kem::KEM_SEED_LEN]);
+    let (request_id, created, expires) = (x0x_proto::direct::RequestId([3; 16]), 1_000, 61_000);
+    let (sender, recipient) = (agent.agent_id(), agent.agent_id());
+    let aad = x0x_proto::direct::aad(
+        &request_id,
+        &sender,
+        &machine.machine_id(),
+        &recipient,
+        created,
+        expires,
+    );
+    let mut rng = <rand_chacha::ChaCha8Rng as rand_core::SeedableRng>::from_seed([5; 32]);
+    let sealed = x0x_proto::kem::seal(&mut rng, to.public_key(), &aad, b"hello").unwrap();
+    let env = x0x_proto::direct::InboxItem::Sealed(x0x_proto::direct::SealedEnvelope {
+        request_id,
+        sender,
+        sender_machine: machine.machine_id(),
+        recipient,
+        created_at_ms: created,
+        expires_at_ms: expires,
+        attempt: 1,
+        sealed,
+    });
+    write(&dd, "sealed", &postcard::to_allocvec(&env).unwrap());
+    write(&dd, "kem_public_key", to.public_key().as_bytes());
     println!(
         "wrote {} frames and the record, key and node inputs under {}",
         frames.len(),

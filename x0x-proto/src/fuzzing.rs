@@ -252,7 +252,47 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("signed_decode", signed_decode),
     ("announcement_decode", announcement_decode),
     ("rendezvous_decode", rendezvous_decode),
+    ("direct_envelope_decode", direct_envelope_decode),
 ];
+
+/// Decodes a sealed-path inbox item (envelope or acknowledgement) and, for an envelope, runs
+/// every receiver check against a fixed recipient key at times around its window: a typed
+/// verdict each time, and nothing opens that was not sealed to that key. Also feeds the KEM
+/// public-key decoder.
+pub fn direct_envelope_decode(data: &[u8]) {
+    use crate::direct::{DirectConfig, InboxItem, check_window, open_sealed};
+    use crate::kem::{KEM_SEED_LEN, KemKeypair, KemPublicKey};
+    let _ = KemPublicKey::from_bytes(data);
+    let Ok(item) = postcard::from_bytes::<InboxItem>(data) else {
+        return;
+    };
+    let again = postcard::to_allocvec(&item).expect("encodable");
+    assert_eq!(
+        postcard::from_bytes::<InboxItem>(&again).ok().as_ref(),
+        Some(&item),
+        "an inbox item survives a round trip"
+    );
+    let InboxItem::Sealed(env) = item else {
+        return;
+    };
+    let config = DirectConfig::default();
+    let kem = KemKeypair::from_seed([7; KEM_SEED_LEN]);
+    for at in [
+        env.created_at_ms,
+        env.created_at_ms.saturating_add(1),
+        env.expires_at_ms,
+        u64::MAX / 2,
+    ] {
+        let now = crate::Time::from_millis(at);
+        let _ = check_window(&config, now, env.created_at_ms, env.expires_at_ms);
+        let opened = open_sealed(&config, now, &env.recipient, &kem, &env.sender, &env);
+        // Fuzzed bytes are not sealed to this key: the AEAD must refuse them.
+        assert!(
+            opened.is_err(),
+            "arbitrary bytes opened as a sealed message"
+        );
+    }
+}
 
 /// Drives one [`crate::Node`] with a sequence of operations decoded from `data`: connections
 /// and disconnections of a few peers, well-formed frames of every kind built from the input,
