@@ -7,6 +7,8 @@
 
 #[path = "../../x0x-driver-tokio/examples/common/loopback.rs"]
 mod loopback;
+#[path = "../../x0x-driver-tokio/examples/common/measure.rs"]
+mod measure;
 
 fn main() -> std::process::ExitCode {
     smol::block_on(loopback::main::<x0x_driver_smol::SmolRuntime>())

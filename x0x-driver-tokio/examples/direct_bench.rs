@@ -15,6 +15,10 @@
 
 use std::time::{Duration, Instant};
 
+#[path = "common/measure.rs"]
+mod measure;
+use measure::percentile;
+
 use serde_json::json;
 use x0x_driver_tokio::network::NetworkConfig;
 use x0x_driver_tokio::{Agent, DirectOptions, DirectPath, PathPreference};
@@ -27,33 +31,18 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        json: None,
-        messages: 2000,
-        sealed_messages: 300,
-        payload: 256,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
-        let number = |v: String| v.parse::<usize>().map_err(|e| format!("{v}: {e}"));
-        match flag.as_str() {
-            "--json" => args.json = Some(value()?),
-            "--messages" => args.messages = number(value()?)?,
-            "--sealed-messages" => args.sealed_messages = number(value()?)?,
-            "--payload" => args.payload = number(value()?)?,
-            other => return Err(format!("unknown argument {other}")),
-        }
-    }
-    Ok(args)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i].as_secs_f64() * 1e3
+    let (mut messages, mut sealed_messages, mut payload) = (2000, 300, 256);
+    let json = measure::parse_flags(&mut [
+        ("messages", &mut messages),
+        ("sealed-messages", &mut sealed_messages),
+        ("payload", &mut payload),
+    ])?;
+    Ok(Args {
+        json,
+        messages,
+        sealed_messages,
+        payload,
+    })
 }
 
 fn config(bootstrap: Vec<std::net::SocketAddr>) -> NetworkConfig {

@@ -9,6 +9,8 @@
 
 #[path = "common/loopback.rs"]
 mod loopback;
+#[path = "common/measure.rs"]
+mod measure;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {

@@ -19,6 +19,8 @@ use x0x_driver_tokio::core::Agent;
 use x0x_driver_tokio::core::runtime::{Runtime, timeout};
 use x0x_driver_tokio::network::NetworkConfig;
 
+use crate::measure::{parse_flags, percentile, rss_mb};
+
 const TOPIC: &str = "x0x-rs/bench";
 
 /// Command-line options.
@@ -32,46 +34,18 @@ pub(crate) struct Args {
 
 /// Parses the command line.
 pub(crate) fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        json: None,
-        latency_messages: 2000,
-        messages: 20_000,
-        payload: 1024,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
-        let number = |v: String| v.parse::<usize>().map_err(|e| format!("{v}: {e}"));
-        match flag.as_str() {
-            "--json" => args.json = Some(value()?),
-            "--latency-messages" => args.latency_messages = number(value()?)?,
-            "--messages" => args.messages = number(value()?)?,
-            "--payload" => args.payload = number(value()?)?,
-            other => return Err(format!("unknown argument {other}")),
-        }
-    }
-    Ok(args)
-}
-
-/// Resident set size of this process, MiB (Linux; 0 elsewhere).
-fn rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i].as_secs_f64() * 1e3
+    let (mut latency_messages, mut messages, mut payload) = (2000, 20_000, 1024);
+    let json = parse_flags(&mut [
+        ("latency-messages", &mut latency_messages),
+        ("messages", &mut messages),
+        ("payload", &mut payload),
+    ])?;
+    Ok(Args {
+        json,
+        latency_messages,
+        messages,
+        payload,
+    })
 }
 
 fn config(bootstrap: Vec<std::net::SocketAddr>) -> NetworkConfig {
