@@ -185,11 +185,6 @@ pub(crate) struct Membership {
     bootstrap: Vec<SocketAddr>,
     /// Active view: neighbour → its addresses.
     active: BTreeMap<MachineId, Vec<SocketAddr>>,
-    /// Admission order of the active neighbours (pruned to the active view on every
-    /// admission, so it stays within the cap + 1).
-    active_since: BTreeMap<MachineId, u64>,
-    /// Admissions so far (the order key).
-    admissions: u64,
     passive: BTreeMap<MachineId, Vec<SocketAddr>>,
     /// Dead neighbours: addresses, when they died, when we last tried them.
     graveyard: BTreeMap<MachineId, (Vec<SocketAddr>, Time, Time)>,
@@ -242,8 +237,6 @@ impl Membership {
             my_addrs: Vec::new(),
             bootstrap: Vec::new(),
             active: BTreeMap::new(),
-            active_since: BTreeMap::new(),
-            admissions: 0,
             passive: BTreeMap::new(),
             graveyard: BTreeMap::new(),
             connected: BTreeMap::new(),
@@ -777,17 +770,9 @@ impl Membership {
             return;
         }
         if self.active.len() >= self.config.active_view_capacity {
-            // The paper drops a random neighbour. We drop the most recently admitted one: a
-            // stream of JOINs or high-priority NEIGHBORs (Sybils entering through this node,
-            // attackers re-joining it) then churns one slot instead of replacing every
-            // established neighbour and eclipsing the node (x0x-sim `eclipse`, `sybil-flood`).
-            let since = &self.active_since;
-            let victim = self
-                .active
-                .keys()
-                .max_by_key(|p| since.get(*p).copied().unwrap_or(0))
-                .copied()
-                .unwrap_or(peer);
+            // "drop a random node from the active view" and tell it (DISCONNECT).
+            let victims: Vec<MachineId> = self.active.keys().copied().collect();
+            let victim = pick(rng, victims.iter()).copied().unwrap_or(peer);
             if let Some(vaddrs) = self.active.remove(&victim) {
                 self.out
                     .push_back(Out::Send(victim, wire::Disconnect { alive: true }.into()));
@@ -807,10 +792,6 @@ impl Membership {
         self.graveyard.remove(&peer);
         self.pending.remove(&peer);
         self.active.insert(peer, addrs);
-        self.admissions += 1;
-        let active = &self.active;
-        self.active_since.retain(|p, _| active.contains_key(p));
-        self.active_since.insert(peer, self.admissions);
         self.stats.neighbor_up += 1;
         self.out.push_back(Out::NeighborUp(peer));
     }

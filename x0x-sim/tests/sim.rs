@@ -151,8 +151,8 @@ fn forgeries_and_replays_are_refused_by_reason_and_never_delivered() {
     assert_eq!(a.forged_deliveries, 0);
     assert_eq!(a.replayed_redeliveries, 0);
     assert_eq!(r.delivery_ratio, Some(1.0));
-    // Each forged message reaches one honest node, which refuses it for its reason; a few do
-    // not arrive (in flight when the run ends, or on a connection that closed under them).
+    // Each forged message reaches one honest node, which refuses it for its reason (the last
+    // few may still be in flight when the run ends).
     let refused = |k: &str| {
         a.rejections
             .get(&format!("message/{k}"))
@@ -160,7 +160,7 @@ fn forgeries_and_replays_are_refused_by_reason_and_never_delivered() {
             .unwrap_or(0)
     };
     let sent = |k: &str| a.forged_injected.get(k).copied().unwrap_or(0);
-    let close = |got: u64, want: u64| got <= want && got * 100 >= want * 95;
+    let close = |got: u64, want: u64| got <= want && got + 20 >= want;
     assert!(
         close(refused("bad_signature"), sent("bad_signature")),
         "{a:?}"
