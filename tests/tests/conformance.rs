@@ -307,8 +307,13 @@ fn block_on_smol<F: Future>(fut: F) -> F::Output {
     ::smol::block_on(fut)
 }
 
+/// One module of tests per driver, each scenario listed once.
 macro_rules! conformance {
-    ($prefix:ident, $runtime:ty, $block_on:ident: $($scenario:ident),+ $(,)?) => {
+    ($($scenario:ident),+ $(,)?) => {
+        conformance!(@driver tokio, x0x_driver_tokio::TokioRuntime, block_on_tokio: $($scenario),+);
+        conformance!(@driver smol, x0x_driver_smol::SmolRuntime, block_on_smol: $($scenario),+);
+    };
+    (@driver $prefix:ident, $runtime:ty, $block_on:ident: $($scenario:ident),+) => {
         mod $prefix {
             $(
                 #[test]
@@ -320,19 +325,7 @@ macro_rules! conformance {
     };
 }
 
-conformance!(tokio, x0x_driver_tokio::TokioRuntime, block_on_tokio:
-    announce_and_discover,
-    late_joiner_discovers_earlier_agent,
-    find_agent_from_cache,
-    find_agents_by_user,
-    rendezvous_finds_an_advertised_agent,
-    pubsub_crosses_a_line_of_three,
-    restart_with_key_files_keeps_ids,
-    hostile_peer_is_closed_and_agent_keeps_serving,
-    direct_message_connected_path_with_receipt,
-);
-
-conformance!(smol, x0x_driver_smol::SmolRuntime, block_on_smol:
+conformance!(
     announce_and_discover,
     late_joiner_discovers_earlier_agent,
     find_agent_from_cache,
