@@ -657,6 +657,7 @@ mod tests {
         let signed = Signed {
             signer: SignerId::Agent(agent),
             signer_key: None,
+            batch: None,
             body: Bytes::new(),
             signature: Signature::from_bytes(&[0; SIGNATURE_LEN]).unwrap(),
         };

@@ -142,6 +142,7 @@ pub fn feed_record(
         signer: key.signer_id(),
         signer_key: Some(key.public_key().clone()),
         body: Bytes::copy_from_slice(body),
+        batch: None,
         signature: key.sign(domain, body),
     };
     let frame: Frame = wire::SyncRecords {

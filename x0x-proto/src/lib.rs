@@ -76,9 +76,11 @@
 //! ## Randomness and determinism
 //!
 //! Every random choice comes from a ChaCha8 RNG seeded at construction. Iteration that can
-//! reach an output uses ordered maps. Signatures are deterministic ML-DSA. So the same
-//! identity, config, seed and sequence of inputs produce the same outputs, byte for byte —
-//! the property the simulator and the fuzzers rely on.
+//! reach an output uses ordered maps. Signatures are deterministic ML-DSA with the default
+//! (pure-Rust) backend. So the same identity, config, seed and sequence of inputs produce the
+//! same outputs, byte for byte — the property the simulator and the fuzzers rely on. With the
+//! `aws-lc-rs` feature signatures are hedged: the signature bytes vary, while message ids,
+//! timers and every decision stay the same (ids hash the signed body, not the signature).
 //!
 //! ## Panics, errors and hostile input
 //!

@@ -117,6 +117,9 @@ pub enum DownReason {
 }
 
 /// Outputs of the membership machine, drained by the `Node`.
+// Short-lived (drained right after each input) and mostly `Send`: boxing the frame would cost
+// an allocation per send to save bytes in a queue that is nearly always empty.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Out {
     Send(MachineId, Frame),

@@ -112,6 +112,10 @@ pub struct Config {
     pub broadcast: BroadcastConfig,
     /// Most agent public keys kept decoded for verification. Default 4096 (oldest evicted).
     pub key_cache_capacity: usize,
+    /// Most verified batch roots remembered ([`wire::BatchProof`]), so the members of a batch
+    /// after the first verify by hashing alone. Default 1024 (oldest evicted): a few seconds
+    /// of batches from a few busy publishers.
+    pub batch_cache_capacity: usize,
     /// Announcement, heartbeat and discovery settings.
     pub announce: AnnounceConfig,
     /// Direct-message settings.
@@ -135,6 +139,7 @@ impl Default for Config {
             membership: MembershipConfig::default(),
             broadcast: BroadcastConfig::default(),
             key_cache_capacity: 4096,
+            batch_cache_capacity: 1024,
             announce: AnnounceConfig::default(),
             direct: DirectConfig::default(),
         }
@@ -175,6 +180,7 @@ impl Config {
             ),
             ("broadcast.seen_capacity", self.broadcast.seen_capacity == 0),
             ("key_cache_capacity", self.key_cache_capacity == 0),
+            ("batch_cache_capacity", self.batch_cache_capacity == 0),
             (
                 "announce.heartbeat_interval",
                 self.announce.heartbeat_interval.is_zero(),
@@ -454,6 +460,12 @@ pub struct Stats {
     pub messages_rejected: BTreeMap<&'static str, u64>,
     /// Broadcast frames from a connected machine that is not a neighbour.
     pub frames_from_non_neighbor: u64,
+    /// Batch members verified from a remembered batch root, without an ML-DSA verification.
+    pub batch_root_hits: u64,
+    /// Batch roots forgotten to make room ([`Config::batch_cache_capacity`]).
+    pub batch_roots_evicted: u64,
+    /// Signatures made by [`Node::publish_batch`] (one per batch of up to `wire::MAX_BATCH`).
+    pub publish_signatures: u64,
 }
 
 impl Stats {
@@ -548,6 +560,10 @@ pub struct Node {
     /// Decoded agent keys by id (bounded FIFO), so repeated authors verify warm.
     keys: BTreeMap<SignerId, PublicKey>,
     key_order: VecDeque<SignerId>,
+    /// Batch roots whose signature verified, keyed by signer and `BLAKE3(batch message)`
+    /// (bounded FIFO, [`Config::batch_cache_capacity`]).
+    batch_roots: BTreeSet<(SignerId, [u8; 32])>,
+    batch_root_order: VecDeque<(SignerId, [u8; 32])>,
     peers: BTreeMap<MachineId, Peer>,
     timers: BTreeSet<(Time, Timer)>,
     transmits: VecDeque<Transmit>,
@@ -597,6 +613,8 @@ impl Node {
             broadcast: Broadcast::new(config.broadcast.clone()),
             keys: BTreeMap::new(),
             key_order: VecDeque::new(),
+            batch_roots: BTreeSet::new(),
+            batch_root_order: VecDeque::new(),
             identity,
             config,
             rng: ChaCha8Rng::from_seed(rng_seed),
@@ -955,25 +973,55 @@ impl Node {
         if signed.signer.verify_key(&key).is_err() {
             return Err(RejectReason::KeyMismatch);
         }
+        let (domain, msg) = signed
+            .covered(domain)
+            .map_err(|_| RejectReason::BadSignature)?;
+        // A batch member whose root already verified needs no second ML-DSA verification:
+        // the root binds every member, and the proof just led this body to it.
+        let root_key = signed
+            .batch
+            .is_some()
+            .then(|| (signed.signer, *blake3::hash(&msg).as_bytes()));
+        if let Some(k) = &root_key
+            && self.batch_roots.contains(k)
+        {
+            self.stats.batch_root_hits += 1;
+            return Ok(key);
+        }
         let ok = {
             #[cfg(feature = "stand-in-crypto")]
             {
                 if self.config.allow_stand_in_signatures
                     && crate::identity::stand_in::is_stand_in(&key)
                 {
-                    crate::identity::stand_in::verify(&key, domain, &signed.body, &signed.signature)
+                    crate::identity::stand_in::verify(&key, domain, &msg, &signed.signature)
                 } else {
-                    key.verify(domain, &signed.body, &signed.signature)
+                    key.verify(domain, &msg, &signed.signature)
                 }
             }
             #[cfg(not(feature = "stand-in-crypto"))]
             {
-                key.verify(domain, &signed.body, &signed.signature)
+                key.verify(domain, &msg, &signed.signature)
             }
         };
         ok.map_err(|_| RejectReason::BadSignature)?;
         self.remember_key(signed.signer, key.clone());
+        if let Some(k) = root_key {
+            self.remember_batch_root(k);
+        }
         Ok(key)
+    }
+
+    fn remember_batch_root(&mut self, k: (SignerId, [u8; 32])) {
+        if self.batch_roots.len() >= self.config.batch_cache_capacity
+            && let Some(old) = self.batch_root_order.pop_front()
+        {
+            self.batch_roots.remove(&old);
+            self.stats.batch_roots_evicted += 1;
+        }
+        if self.batch_roots.insert(k) {
+            self.batch_root_order.push_back(k);
+        }
     }
 
     /// Verifies a pub/sub message: agent-signed, valid signature, well-formed body.
@@ -1648,10 +1696,56 @@ impl Node {
         // One signature per message, by the publishing agent; the key is attached so any
         // receiver can verify without a lookup.
         let signed = wire::Signed::sign(&self.identity.agent, Domain::PubSubMessage, &body, true);
+        self.stats.publish_signatures += 1;
         let id = signed.id();
         self.broadcast.publish(now, topic, signed);
         self.drain_layers(now);
         Ok(id)
+    }
+
+    /// Publishes several messages (on one topic or many) under **one signature** per
+    /// [`wire::MAX_BATCH`] of them ([`wire::BatchProof`]): what a driver calls with the
+    /// publishes that queued up while it was busy, so a busy publisher signs about once per
+    /// batch instead of once per message. Each message still travels, verifies and is
+    /// delivered on its own, with the same id it would have alone. Results are in input order;
+    /// a refused item (payload too large) does not stop the others.
+    pub fn publish_batch(
+        &mut self,
+        now: Time,
+        items: Vec<(TopicId, Bytes)>,
+    ) -> Vec<Result<MessageId, PublishError>> {
+        self.start(now);
+        let mut results = Vec::with_capacity(items.len());
+        let mut accepted = Vec::with_capacity(items.len());
+        for (topic, payload) in items {
+            if payload.len() > self.config.max_payload_len {
+                results.push(Err(PublishError::PayloadTooLarge {
+                    len: payload.len(),
+                    max: self.config.max_payload_len,
+                }));
+                continue;
+            }
+            let body = PubSubBody {
+                topic,
+                nonce: self.rng.next_u64(),
+                published_at_ms: now.as_millis(),
+                payload,
+            };
+            let bytes = postcard::to_allocvec(&body)
+                .unwrap_or_else(|_| unreachable!("postcard to Vec cannot fail for plain data"));
+            let bytes = Bytes::from(bytes);
+            results.push(Ok(MessageId::of_body(&bytes)));
+            accepted.push((topic, bytes));
+        }
+        let (topics, bodies): (Vec<TopicId>, Vec<Bytes>) = accepted.into_iter().unzip();
+        self.stats.publish_signatures += bodies.len().div_ceil(wire::MAX_BATCH) as u64;
+        let signed =
+            wire::Signed::sign_batch(&self.identity.agent, Domain::PubSubMessage, bodies, true);
+        for (topic, signed) in topics.into_iter().zip(signed) {
+            self.broadcast.publish(now, topic, signed);
+        }
+        self.drain_layers(now);
+        results
     }
 
     /// The membership active view: the neighbours messages flow through, in id order.
@@ -1716,6 +1810,11 @@ impl Node {
         }
         if self.keys.len() > self.config.key_cache_capacity {
             return Err("key cache over cap".into());
+        }
+        if self.batch_roots.len() > self.config.batch_cache_capacity
+            || self.batch_root_order.len() != self.batch_roots.len()
+        {
+            return Err("batch root cache over cap".into());
         }
         if self.direct.dedup.len() > self.config.direct.dedup_capacity
             || self.direct.outgoing.len() > self.config.direct.max_outstanding

@@ -177,7 +177,7 @@ pub(crate) async fn run<R: Runtime + Default>(
             "publish_seconds": published_in.as_secs_f64(),
             "msgs_per_sec": rate,
         },
-        "rss_mb": {
+        "memory_mb": {
             "process_before_agents": rss_before,
             "process_two_agents_idle": rss_idle,
             "per_agent": per_agent,
@@ -186,6 +186,11 @@ pub(crate) async fn run<R: Runtime + Default>(
             "send_queue_full": stats_a.driver.send_queue_full_drops + stats_b.driver.send_queue_full_drops,
             "subscribers_dropped": stats_b.driver.subscribers_dropped,
             "node_transmits_dropped": stats_a.node.transmits_dropped + stats_b.node.transmits_dropped,
+        },
+        "signing": {
+            "publish_batches": stats_a.driver.publish_batches,
+            "signatures": stats_a.node.publish_signatures,
+            "receiver_batch_root_hits": stats_b.node.batch_root_hits,
         },
     }))
 }

@@ -16,7 +16,7 @@ use x0x_proto::wire::{MessageId, TopicId};
 use x0x_proto::{AgentId, Config, Identity, MachineId, Node};
 
 use super::clock::Clock;
-use super::driver::{self, Command, DiscoveryCommand, DriverParts, SubId};
+use super::driver::{self, Command, DiscoveryCommand, DriverParts, PublishItem, SubId};
 use super::error::{Error, Result};
 use super::keys;
 use super::network::NetworkConfig;
@@ -127,6 +127,14 @@ impl<R: Runtime> AgentBuilder<R> {
         let machine = self.machine.resolve()?;
         let agent = self.agent.resolve()?;
         let user = self.user.map(KeySource::resolve).transpose()?;
+        // Sign through aws-lc-rs (0.1 ms instead of 0.7 ms per signature; hedged signatures
+        // that every verifier accepts alike).
+        #[cfg(feature = "aws-lc-rs")]
+        let (machine, agent, user) = (
+            machine.with_fast_signing(),
+            agent.with_fast_signing(),
+            user.map(|u| u.with_fast_signing()),
+        );
         let clock = Clock::new();
         let user = user.map(|u| {
             let cert = AgentCertificate::issue(&u, agent.agent_id(), clock.now().as_secs(), None);
@@ -168,9 +176,10 @@ impl<R: Runtime> AgentBuilder<R> {
             agent,
             user,
         };
+        let max_payload_len = config.max_payload_len;
         let node = Node::new(identity, config, seed)?;
         let (direct_tx, direct_rx) = async_channel::bounded(DIRECT_QUEUE);
-        let commands = driver::spawn(DriverParts {
+        let (commands, publishes) = driver::spawn(DriverParts {
             direct_tx,
             node,
             endpoint,
@@ -181,6 +190,8 @@ impl<R: Runtime> AgentBuilder<R> {
         });
         Ok(Agent {
             commands,
+            publishes,
+            max_payload_len,
             direct_rx,
             runtime,
             bound,
@@ -200,6 +211,9 @@ impl<R: Runtime> AgentBuilder<R> {
 #[derive(Debug)]
 pub struct Agent<R: Runtime> {
     commands: async_channel::Sender<Command>,
+    /// The publish queue ([`driver::PUBLISH_QUEUE`] slots).
+    publishes: async_channel::Sender<PublishItem>,
+    max_payload_len: usize,
     direct_rx: async_channel::Receiver<DirectMessage>,
     runtime: Arc<R>,
     bound: SocketAddr,
@@ -213,6 +227,8 @@ impl<R: Runtime> Clone for Agent<R> {
     fn clone(&self) -> Self {
         Self {
             commands: self.commands.clone(),
+            publishes: self.publishes.clone(),
+            max_payload_len: self.max_payload_len,
             direct_rx: self.direct_rx.clone(),
             runtime: self.runtime.clone(),
             bound: self.bound,
@@ -300,22 +316,52 @@ impl<R: Runtime> Agent<R> {
         })
     }
 
-    /// Publishes `payload` on `topic`, signed by the agent key.
+    /// Publishes `payload` on `topic`, signed by the agent key. Returns once the message is
+    /// queued for the driver (waiting while the queue is full or a peer's send queue is
+    /// congested), so a publisher can run ahead of the signer: the messages that queue up
+    /// meanwhile are signed together, one signature per batch ([`Node::publish_batch`]).
+    /// Publishes keep their order, and those queued before [`Agent::shutdown`] still go out.
+    ///
+    /// Fails with [`Error::Publish`] for a payload over the node's maximum, and with
+    /// [`Error::Shutdown`] once the agent stopped.
     pub async fn publish(&self, topic: &str, payload: Vec<u8>) -> Result<()> {
-        self.publish_bytes(topic, Bytes::from(payload))
+        self.check_payload(payload.len())?;
+        self.publishes
+            .send(PublishItem {
+                topic: TopicId::from_name(topic),
+                payload: Bytes::from(payload),
+                reply: None,
+            })
             .await
-            .map(|_| ())
+            .map_err(|_| Error::Shutdown)
     }
 
-    /// Publishes `payload` on `topic` and returns the message id.
+    /// Publishes `payload` on `topic` and waits for the message id (the message is then
+    /// signed and handed to the transport).
     pub async fn publish_bytes(&self, topic: &str, payload: Bytes) -> Result<MessageId> {
-        let topic = TopicId::from_name(topic);
-        self.request(|reply| Command::Publish {
-            topic,
-            payload,
-            reply,
-        })
-        .await?
+        self.check_payload(payload.len())?;
+        let (reply, answer) = oneshot();
+        self.publishes
+            .send(PublishItem {
+                topic: TopicId::from_name(topic),
+                payload,
+                reply: Some(reply),
+            })
+            .await
+            .map_err(|_| Error::Shutdown)?;
+        answer.recv().await.map_err(|_| Error::Shutdown)?
+    }
+
+    fn check_payload(&self, len: usize) -> Result<()> {
+        if len > self.max_payload_len {
+            return Err(Error::Publish(
+                x0x_proto::node::PublishError::PayloadTooLarge {
+                    len,
+                    max: self.max_payload_len,
+                },
+            ));
+        }
+        Ok(())
     }
 
     /// The machines with a live connection that completed its `Hello`.
@@ -636,6 +682,10 @@ pub struct DriverStats {
     pub send_queue_full_drops: u64,
     /// Publishes whose answer waited for a congested send queue to drain (backpressure).
     pub publishes_held: u64,
+    /// Batches of queued publishes handed to the node (one signature each per 256 messages).
+    pub publish_batches: u64,
+    /// Queued publishes ([`Agent::publish`]) the node refused after they were queued.
+    pub publishes_refused: u64,
     /// Frames for a machine with no connection, dropped.
     pub transmits_without_connection: u64,
     /// Subscribers dropped for not keeping up.

@@ -33,6 +33,9 @@ use x0x_proto::identity::UserId;
 
 /// Capacity of the command queue from `Agent` handles.
 pub(crate) const COMMAND_QUEUE: usize = 256;
+/// Capacity of the publish queue: a publisher that runs this far ahead of the driver waits
+/// (backpressure), and what queued up while the driver was busy is signed as one batch.
+pub(crate) const PUBLISH_QUEUE: usize = 1024;
 /// Capacity of the queue from connection tasks (frames wait here: backpressure to QUIC).
 /// With frames of at most `MAX_FRAME_LEN` (256 KiB) this bounds it to 64 MiB in the worst
 /// case; real frames are mostly well under 2 KiB.
@@ -58,11 +61,6 @@ pub(crate) enum Command {
         topic: TopicId,
         id: SubId,
     },
-    Publish {
-        topic: TopicId,
-        payload: Bytes,
-        reply: Reply<Result<MessageId>>,
-    },
     Peers(Reply<Vec<PeerInfo>>),
     Watch(Reply<async_channel::Receiver<AgentEvent>>),
     Stats(Reply<AgentStats>),
@@ -74,6 +72,17 @@ pub(crate) enum Command {
         reply: Reply<Result<DirectReceipt>>,
     },
     Shutdown(Reply<()>),
+}
+
+/// A publish, on its own queue so the driver can take every queued one at once and sign them
+/// as one batch, and can stop taking them while a peer's send queue is congested.
+#[derive(Debug)]
+pub(crate) struct PublishItem {
+    pub(crate) topic: TopicId,
+    pub(crate) payload: Bytes,
+    /// Where the message id goes; `None` for [`crate::core::Agent::publish`], which returns
+    /// once the item is queued.
+    pub(crate) reply: Option<Reply<Result<MessageId>>>,
 }
 
 /// Discovery requests: each is one node call; the two queries keep their reply until the
@@ -118,9 +127,15 @@ pub(crate) struct DriverParts {
     pub(crate) direct_tx: async_channel::Sender<DirectMessage>,
 }
 
-/// Starts the driver and the accept loop; returns the command sender.
-pub(crate) fn spawn(parts: DriverParts) -> async_channel::Sender<Command> {
+/// Starts the driver and the accept loop; returns the command and publish senders.
+pub(crate) fn spawn(
+    parts: DriverParts,
+) -> (
+    async_channel::Sender<Command>,
+    async_channel::Sender<PublishItem>,
+) {
     let (cmd_tx, cmd_rx) = async_channel::bounded(COMMAND_QUEUE);
+    let (pub_tx, pub_rx) = async_channel::bounded(PUBLISH_QUEUE);
     let (ev_tx, ev_rx) = async_channel::bounded(CONN_EVENT_QUEUE);
     let all = TaskTracker::new();
     let writers = TaskTracker::new();
@@ -164,9 +179,11 @@ pub(crate) fn spawn(parts: DriverParts) -> async_channel::Sender<Command> {
     };
     // The driver task itself is not tracked: it is the one that waits for the others.
     rt.spawn(Box::pin(
-        driver.run(cmd_rx, ev_rx, all, writers).instrument(span),
+        driver
+            .run(cmd_rx, pub_rx, ev_rx, all, writers)
+            .instrument(span),
     ));
-    cmd_tx
+    (cmd_tx, pub_tx)
 }
 
 /// Accepts incoming connections until the endpoint closes; one handshake task each.
@@ -230,6 +247,7 @@ struct ConnEntry {
 
 enum Wake {
     Command(Option<Command>),
+    Publish(Option<PublishItem>),
     Conn(Option<ConnEvent>),
     Timer,
 }
@@ -271,6 +289,7 @@ impl Driver {
     async fn run(
         mut self,
         cmd_rx: async_channel::Receiver<Command>,
+        pub_rx: async_channel::Receiver<PublishItem>,
         ev_rx: async_channel::Receiver<ConnEvent>,
         all: TaskTracker,
         writers: TaskTracker,
@@ -279,15 +298,27 @@ impl Driver {
         let mut timer = self.rt.quinn_runtime().new_timer(self.next_deadline());
         let reply = loop {
             timer.as_mut().reset(self.next_deadline());
+            // Backpressure: while a peer's send queue is more than half full, publishes stay
+            // in their queue (the writer's drain notice wakes this loop again).
+            let take_publishes = !self.congested();
             let wake = future::race(
                 async { Wake::Command(cmd_rx.recv().await.ok()) },
-                future::race(async { Wake::Conn(ev_rx.recv().await.ok()) }, async {
-                    future::poll_fn(|cx| match timer.as_mut().poll(cx) {
-                        Poll::Ready(()) => Poll::Ready(Wake::Timer),
-                        Poll::Pending => Poll::Pending,
-                    })
-                    .await
-                }),
+                future::race(
+                    async {
+                        if take_publishes {
+                            Wake::Publish(pub_rx.recv().await.ok())
+                        } else {
+                            future::pending().await
+                        }
+                    },
+                    future::race(async { Wake::Conn(ev_rx.recv().await.ok()) }, async {
+                        future::poll_fn(|cx| match timer.as_mut().poll(cx) {
+                            Poll::Ready(()) => Poll::Ready(Wake::Timer),
+                            Poll::Pending => Poll::Pending,
+                        })
+                        .await
+                    }),
+                ),
             )
             .await;
             match wake {
@@ -295,11 +326,33 @@ impl Driver {
                 Wake::Command(Some(cmd)) => self.on_command(cmd),
                 // Every `Agent` handle is gone: nobody can use this agent any more.
                 Wake::Command(None) => break None,
+                Wake::Publish(Some(first)) => {
+                    // Everything that queued up while the driver was busy goes out under one
+                    // signature (`Node::publish_batch`).
+                    let mut items = vec![first];
+                    while items.len() < x0x_proto::wire::MAX_BATCH
+                        && let Ok(item) = pub_rx.try_recv()
+                    {
+                        items.push(item);
+                    }
+                    self.publish(items);
+                }
                 Wake::Conn(Some(ev)) => self.on_conn_event(ev),
-                Wake::Conn(None) | Wake::Timer => {}
+                Wake::Publish(None) | Wake::Conn(None) | Wake::Timer => {}
             }
             self.on_tick();
         };
+        // Publishes queued before the shutdown request still go out (they were accepted).
+        pub_rx.close();
+        loop {
+            let items: Vec<PublishItem> = std::iter::from_fn(|| pub_rx.try_recv().ok())
+                .take(x0x_proto::wire::MAX_BATCH)
+                .collect();
+            if items.is_empty() {
+                break;
+            }
+            self.publish(items);
+        }
         self.shutdown(cmd_rx, ev_rx, all, writers).await;
         if let Some(reply) = reply {
             reply.send(());
@@ -376,22 +429,6 @@ impl Driver {
                         self.node.unsubscribe(now, topic);
                         self.drain();
                     }
-                }
-            }
-            Command::Publish {
-                topic,
-                payload,
-                reply,
-            } => {
-                let result = self.node.publish(now, topic, payload).map_err(Error::from);
-                self.drain();
-                // Backpressure: while a peer's send queue is more than half full, the publisher
-                // waits for it to drain instead of outrunning it into dropped frames.
-                if result.is_ok() && self.congested() {
-                    self.stats.publishes_held += 1;
-                    self.held_publishes.push((reply, result));
-                } else {
-                    reply.send(result);
                 }
             }
             Command::Peers(reply) => reply.send(self.peers()),
@@ -477,6 +514,40 @@ impl Driver {
 
     /// Whether some connection's send queue is over half full; marks each such writer so it
     /// reports when it drained.
+    /// Publishes `items` under one signature per batch and answers those that wait for their
+    /// message id.
+    fn publish(&mut self, items: Vec<PublishItem>) {
+        let now = self.clock.now();
+        let (work, replies): (Vec<_>, Vec<_>) = items
+            .into_iter()
+            .map(|i| ((i.topic, i.payload), i.reply))
+            .unzip();
+        self.stats.publish_batches += 1;
+        let results = self.node.publish_batch(now, work);
+        self.drain();
+        let congested = self.congested();
+        for (result, reply) in results.into_iter().zip(replies) {
+            let result = result.map_err(Error::from);
+            match reply {
+                // Backpressure for callers that wait: while a peer's send queue is more than
+                // half full, the answer waits for it to drain.
+                Some(reply) if result.is_ok() && congested => {
+                    self.stats.publishes_held += 1;
+                    self.held_publishes.push((reply, result));
+                }
+                Some(reply) => reply.send(result),
+                None => {
+                    if let Err(e) = result {
+                        // `Agent::publish` checked the size before queueing, so only a
+                        // node-side refusal lands here; count it rather than lose it silently.
+                        self.stats.publishes_refused += 1;
+                        warn!(error = %e, "queued publish refused");
+                    }
+                }
+            }
+        }
+    }
+
     fn congested(&self) -> bool {
         let (frames, bytes) = (self.net.send_queue_frames.max(1), self.send_cap());
         let mut any = false;

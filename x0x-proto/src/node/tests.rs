@@ -436,6 +436,53 @@ fn crashed_neighbours_are_detected_and_delivery_continues() {
 }
 
 #[test]
+fn a_batch_is_signed_once_and_every_message_delivered_once() {
+    let n = 12;
+    let mut net = subscribed_net(n);
+    let before = net.deliveries.len();
+    let mut results = Vec::new();
+    let max = Config::default().max_payload_len;
+    let mut items: Vec<(TopicId, Bytes)> = (0..20u8)
+        .map(|i| (topic(), Bytes::from(vec![i; 100])))
+        .collect();
+    // One refused item in the middle does not stop the rest.
+    items.insert(7, (topic(), Bytes::from(vec![0; max + 1])));
+    net.with(0, |node, now| results = node.publish_batch(now, items));
+    assert_eq!(results.len(), 21);
+    assert_eq!(
+        results[7],
+        Err(PublishError::PayloadTooLarge { len: max + 1, max })
+    );
+    let ids: BTreeSet<MessageId> = results.iter().filter_map(|r| r.clone().ok()).collect();
+    assert_eq!(ids.len(), 20);
+    net.run_for(Duration::from_secs(3));
+    let publisher = net.nodes[0].as_ref().unwrap();
+    assert_eq!(
+        publisher.stats().publish_signatures,
+        1,
+        "one signature for 20"
+    );
+    for id in &ids {
+        let got: BTreeSet<usize> = net.deliveries[before..]
+            .iter()
+            .filter(|(_, d, _)| d.id == *id)
+            .map(|(i, _, _)| *i)
+            .collect();
+        assert_eq!(got.len(), n - 1, "every other node delivers each message");
+    }
+    assert_eq!(net.deliveries.len() - before, 20 * (n - 1), "exactly once");
+    // Every receiver verified the signature once and folded hashes for the rest.
+    for node in net.nodes.iter().flatten().skip(1) {
+        assert!(
+            node.stats().batch_root_hits >= 19,
+            "{}",
+            node.stats().batch_root_hits
+        );
+        node.check_invariants((4096, 65_536, 4096)).unwrap();
+    }
+}
+
+#[test]
 fn oversized_publish_is_refused_with_a_typed_error() {
     let mut a = node(1, Config::default());
     let max = Config::default().max_payload_len;

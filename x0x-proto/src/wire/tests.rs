@@ -41,11 +41,19 @@ fn arb_signed() -> impl Strategy<Value = Signed> {
         any::<bool>(),
         proptest::collection::vec(any::<u8>(), 0..512),
         any::<u8>(),
+        proptest::option::of((any::<u16>(), any::<u16>(), 0usize..10)),
     )
-        .prop_map(|(signer, with_key, body, fill)| Signed {
+        .prop_map(|(signer, with_key, body, fill, batch)| Signed {
             signer: SignerId::Agent(AgentId::from_bytes(signer)),
             signer_key: with_key.then(|| PublicKey::from_bytes(&[fill; PUBLIC_KEY_LEN]).unwrap()),
             body: Bytes::from(body),
+            batch: batch.map(|(index, count, depth)| {
+                Box::new(BatchProof {
+                    index,
+                    count,
+                    path: vec![[fill; 32]; depth],
+                })
+            }),
             signature: Signature::from_bytes(&[fill; SIGNATURE_LEN]).unwrap(),
         })
 }
@@ -338,4 +346,100 @@ fn overlong_varints_are_refused() {
         Frame::decode(&overlong),
         Err(DecodeError::Malformed { .. })
     ));
+}
+
+// ----- batch signatures -----
+
+proptest! {
+    /// Every leaf's path leads to the root, and no other leaf, index or count does.
+    #[test]
+    fn batch_paths_lead_to_the_root(n in 2usize..=MAX_BATCH, salt in any::<u8>(), pick in any::<usize>()) {
+        let leaves: Vec<[u8; 32]> = (0..n).map(|i| *blake3::hash(&[salt, i as u8, (i >> 8) as u8]).as_bytes()).collect();
+        let (root, paths) = batch_tree(&leaves);
+        for (i, (leaf, path)) in leaves.iter().zip(&paths).enumerate() {
+            let proof = BatchProof { index: i as u16, count: n as u16, path: path.clone() };
+            prop_assert_eq!(proof.root(leaf), Some(root));
+            prop_assert!(path.len() <= 8);
+        }
+        let i = pick % n;
+        let j = (i + 1) % n;
+        let proof = BatchProof { index: i as u16, count: n as u16, path: paths[i].clone() };
+        // Another leaf with this path does not reach the root.
+        prop_assert_ne!(proof.root(&leaves[j]), Some(root));
+        // Nor does this leaf claiming another index. (Another count can reach the same
+        // root; the count is bound by the signed batch message instead, see
+        // `a_batch_is_signed_once_and_each_member_opens_alone`.)
+        let moved = BatchProof { index: j as u16, ..proof.clone() };
+        prop_assert_ne!(moved.root(&leaves[i]), Some(root));
+        // A longer path is refused outright.
+        let mut longer = proof.clone();
+        longer.path.push([0; 32]);
+        prop_assert_eq!(longer.root(&leaves[i]), None);
+    }
+}
+
+#[test]
+fn batch_proofs_of_the_wrong_shape_are_refused() {
+    let leaf = [1u8; 32];
+    for (index, count) in [(0, 0), (0, 1), (2, 2), (0, (MAX_BATCH + 1) as u16)] {
+        let proof = BatchProof {
+            index,
+            count,
+            path: vec![[0; 32]; 9],
+        };
+        assert_eq!(proof.root(&leaf), None, "index {index} count {count}");
+    }
+}
+
+#[test]
+fn a_batch_is_signed_once_and_each_member_opens_alone() {
+    let key = AgentKeypair::from_seed([3; 32]);
+    let bodies: Vec<Bytes> = (0u8..5)
+        .map(|i| Bytes::from(postcard::to_allocvec(&vec![i; 10]).unwrap()))
+        .collect();
+    let signed = Signed::sign_batch(&key, Domain::PubSubMessage, bodies.clone(), true);
+    assert_eq!(signed.len(), 5);
+    for (s, b) in signed.iter().zip(&bodies) {
+        assert_eq!(s.body, *b);
+        assert_eq!(
+            s.signature, signed[0].signature,
+            "one signature for the batch"
+        );
+        assert_eq!(
+            s.id(),
+            MessageId::of_body(b),
+            "ids do not depend on batching"
+        );
+        let v: Vec<u8> = s.open(key.public_key(), Domain::PubSubMessage).unwrap();
+        assert_eq!(v.len(), 10);
+        // Not valid for another domain.
+        assert!(
+            s.open::<Vec<u8>>(key.public_key(), Domain::DirectMessage)
+                .is_err()
+        );
+    }
+    // A member with a swapped body does not verify.
+    let mut forged = signed[1].clone();
+    forged.body = signed[2].body.clone();
+    assert!(
+        forged
+            .open::<Vec<u8>>(key.public_key(), Domain::PubSubMessage)
+            .is_err()
+    );
+    // A member claiming a larger batch (same path shape for index 0 of 5 vs 6) does not.
+    let mut recounted = signed[0].clone();
+    if let Some(p) = recounted.batch.as_mut() {
+        p.count = 6;
+    }
+    assert!(
+        recounted
+            .open::<Vec<u8>>(key.public_key(), Domain::PubSubMessage)
+            .is_err()
+    );
+    // A lone body is signed alone.
+    let one = Signed::sign_batch(&key, Domain::PubSubMessage, vec![bodies[0].clone()], false);
+    assert!(one[0].batch.is_none());
+    let _: Vec<u8> = one[0]
+        .open(key.public_key(), Domain::PubSubMessage)
+        .unwrap();
 }
