@@ -313,7 +313,11 @@ fn topic() -> TopicId {
 }
 
 fn subscribed_net(n: usize) -> testnet::Net {
-    let mut net = testnet::Net::new(n, |_| Config::default());
+    subscribed_net_with(n, Config::default)
+}
+
+fn subscribed_net_with(n: usize, config: impl Fn() -> Config) -> testnet::Net {
+    let mut net = testnet::Net::new(n, |_| config());
     net.run_for(Duration::from_millis(10));
     for i in 0..n {
         net.with(i, |node, now| node.subscribe(now, topic()));
@@ -399,6 +403,43 @@ fn broadcast_reaches_every_subscriber_once_and_tree_settles() {
     assert!(
         mean / (n - 1) as f64 - 1.0 <= 0.05,
         "frames per round {payload_frames:?}"
+    );
+}
+
+/// With `initial_eager` capped, a node may push to a peer that holds it in its *lazy* set;
+/// that peer must still PRUNE it on a duplicate, or the duplicates never stop.
+#[test]
+fn duplicates_from_a_lazy_set_peer_are_pruned_too() {
+    let n = 40;
+    let mut net = subscribed_net_with(n, || {
+        let mut c = Config::default();
+        c.broadcast.initial_eager = 1;
+        c
+    });
+    let mut dups = Vec::new();
+    for round in 0..8u8 {
+        let before: u64 = net
+            .nodes
+            .iter()
+            .flatten()
+            .map(|x| x.broadcast_stats().duplicates)
+            .sum();
+        net.with(0, |node, now| {
+            node.publish(now, topic(), Bytes::from(vec![round; 10]))
+                .unwrap();
+        });
+        net.run_for(Duration::from_secs(3));
+        let after: u64 = net
+            .nodes
+            .iter()
+            .flatten()
+            .map(|x| x.broadcast_stats().duplicates)
+            .sum();
+        dups.push(after - before);
+    }
+    assert!(
+        dups[4..].iter().all(|d| *d <= 1),
+        "duplicates per round {dups:?}"
     );
 }
 
