@@ -56,6 +56,14 @@ pub struct BroadcastConfig {
     pub seen_capacity: usize,
     /// How long an id is remembered. Default 120 s (iroh-gossip: 90 s).
     pub seen_retention: Duration,
+    /// Pub/sub messages published longer ago than this are refused (`stale`), so a replay
+    /// after its id left the dedup window is never delivered again. Default 60 s: twice the
+    /// cache retention, so catch-up and GRAFT answers are well inside it. `max_message_age +
+    /// max_clock_skew` must stay below `seen_retention` (checked by `Node::new`).
+    pub max_message_age: Duration,
+    /// Pub/sub messages stamped further in the future than this are refused
+    /// (`future_timestamp`). Default 30 s of clock difference between publisher and receiver.
+    pub max_clock_skew: Duration,
     /// Most recent ids sent in the catch-up digest to a new carrier of a topic. Default 128.
     pub catch_up_ids: usize,
     /// Most ids awaiting a GRAFT at once. Default 4096 (new ones refused and counted).
@@ -97,6 +105,8 @@ impl Default for BroadcastConfig {
             cache_retention: Duration::from_secs(30),
             seen_capacity: 65_536,
             seen_retention: Duration::from_secs(120),
+            max_message_age: Duration::from_secs(60),
+            max_clock_skew: Duration::from_secs(30),
             catch_up_ids: 128,
             max_missing: 4096,
             max_topics: 1024,
@@ -769,7 +779,7 @@ impl Broadcast {
         }
     }
 
-    fn mark_seen(&mut self, now: Time, id: MessageId) {
+    pub(crate) fn mark_seen(&mut self, now: Time, id: MessageId) {
         if self.seen.contains_key(&id) {
             return;
         }

@@ -152,6 +152,9 @@ pub enum ConfigError {
     /// A cap or interval that must be positive is zero.
     #[error("{0} must be greater than zero")]
     Zero(&'static str),
+    /// Settings that contradict each other.
+    #[error("inconsistent settings: {0}")]
+    Inconsistent(&'static str),
 }
 
 impl Config {
@@ -203,10 +206,18 @@ impl Config {
                 self.direct.default_lifetime.is_zero(),
             ),
         ];
-        match nonzero.iter().find(|(_, zero)| *zero) {
-            Some((name, _)) => Err(ConfigError::Zero(name)),
-            None => Ok(()),
+        if let Some((name, _)) = nonzero.iter().find(|(_, zero)| *zero) {
+            return Err(ConfigError::Zero(name));
         }
+        let b = &self.broadcast;
+        // A message must be refused as too old before its id can leave the dedup window, or
+        // a replay after the window would be delivered again.
+        if b.max_message_age + b.max_clock_skew >= b.seen_retention {
+            return Err(ConfigError::Inconsistent(
+                "broadcast.max_message_age + max_clock_skew must be below seen_retention",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -905,6 +916,12 @@ impl Node {
                 }
                 match self.open_pubsub(&g.message) {
                     Ok((author, body)) if body.topic == g.topic => {
+                        if let Some(why) = self.too_old(now, &body) {
+                            Stats::bump(&mut self.stats.messages_rejected, why.name());
+                            // Remembered so a repeat costs a lookup, not another verification.
+                            self.broadcast.mark_seen(now, id);
+                            return;
+                        }
                         let deliver = self.broadcast.on_gossip_verified(
                             now,
                             peer,
@@ -1021,6 +1038,23 @@ impl Node {
         }
         if self.batch_roots.insert(k) {
             self.batch_root_order.push_back(k);
+        }
+    }
+
+    /// Why a verified pub/sub message is refused for its age: published longer ago than
+    /// `max_message_age` (a replay after the dedup window would be), or further ahead than
+    /// `max_clock_skew`.
+    fn too_old(&self, now: Time, body: &PubSubBody) -> Option<RejectReason> {
+        let cfg = &self.config.broadcast;
+        let now_ms = now.as_millis();
+        let age_ms = u64::try_from(cfg.max_message_age.as_millis()).unwrap_or(u64::MAX);
+        let skew_ms = u64::try_from(cfg.max_clock_skew.as_millis()).unwrap_or(u64::MAX);
+        if body.published_at_ms > now_ms.saturating_add(skew_ms) {
+            Some(RejectReason::FutureTimestamp)
+        } else if now_ms.saturating_sub(body.published_at_ms) > age_ms {
+            Some(RejectReason::Stale)
+        } else {
+            None
         }
     }
 
