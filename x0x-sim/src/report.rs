@@ -178,6 +178,42 @@ pub struct Report {
     /// What the adversaries did and what it cost the honest nodes (adversarial scenarios).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adversary: Option<crate::adversary::AdversaryReport>,
+    /// SWIM failure detection: how soon crashed neighbours were declared dead, and how often
+    /// a live one was.
+    #[serde(default)]
+    pub swim: SwimSummary,
+}
+
+/// SWIM failure detection over a run (`NeighborDown` with reason `Dead`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct SwimSummary {
+    /// The probe period of the nodes (detection times are compared with it).
+    pub probe_interval_ms: f64,
+    /// Nodes that crashed.
+    pub crashed: u64,
+    /// Crashed nodes some live neighbour declared dead.
+    pub detected: u64,
+    /// Crash to the first `Dead` by any neighbour, over crashed nodes.
+    pub first_detection_ms: Option<DetectionMs>,
+    /// Crash to `Dead`, over every (neighbour, crashed node) pair.
+    pub detection_ms: Option<DetectionMs>,
+    /// `Dead` declared about a node that was alive.
+    pub false_positives: u64,
+    /// Nodes × simulated time, in hours (the denominator of the false-positive rate).
+    pub node_hours: f64,
+}
+
+/// A detection-time distribution, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct DetectionMs {
+    /// Mean.
+    pub mean: f64,
+    /// Median.
+    pub p50: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// Largest.
+    pub max: f64,
 }
 
 /// What the direct-message workload measured.
@@ -293,6 +329,20 @@ impl Report {
         if let Some(r) = self.topic_sparse_nonsub_ratio {
             row("topic_sparse_nonsub_ratio", format!("{r:.4}"));
         }
+        let sw = &self.swim;
+        if let Some(d) = sw.first_detection_ms {
+            row(
+                "swim first detection ms",
+                format!(
+                    "mean {:.0} / p99 {:.0} ({} of {} crashed, probe {:.0} ms)",
+                    d.mean, d.p99, sw.detected, sw.crashed, sw.probe_interval_ms
+                ),
+            );
+        }
+        row(
+            "swim false positives",
+            format!("{} in {:.1} node-hours", sw.false_positives, sw.node_hours),
+        );
         row("digest", self.digest.clone());
         s
     }

@@ -1,7 +1,7 @@
 //! The event loop: nodes, connections, the event queue, the script and the measurements.
 
 use std::cmp::{Ordering, Reverse};
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -12,6 +12,7 @@ use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 use rand_core::SeedableRng;
 use x0x_proto::direct::{DirectOptions, PathPreference, RequestId};
+use x0x_proto::membership::DownReason;
 use x0x_proto::node::Direction;
 use x0x_proto::wire::{Frame, FrameKind, MessageId, Record, TopicId};
 use x0x_proto::{Action, AgentId, Config, Event, Identity, MachineId, Node, Time};
@@ -270,6 +271,70 @@ struct DirectRun {
     receipt_latency: LatencyRecorder,
 }
 
+/// SWIM failure detection as the nodes report it (`NeighborDown` with reason `Dead`).
+#[derive(Debug, Default)]
+struct SwimTrack {
+    /// Crash time of every node that is down now.
+    crashed_at: BTreeMap<u32, u64>,
+    /// Crashed nodes some live node already declared dead.
+    detected: BTreeSet<u32>,
+    /// Crash → first `Dead` by any neighbour, per crashed node (µs).
+    first: Vec<u64>,
+    /// Crash → `Dead`, per (neighbour, crashed node) pair (µs).
+    all: Vec<u64>,
+    /// `Dead` declared about a node that was alive.
+    false_positives: u64,
+}
+
+impl SwimTrack {
+    fn on_dead(&mut self, now: u64, peer: u32) {
+        match self.crashed_at.get(&peer) {
+            Some(&at) => {
+                let d = now.saturating_sub(at);
+                self.all.push(d);
+                if self.detected.insert(peer) {
+                    self.first.push(d);
+                }
+            }
+            None => self.false_positives += 1,
+        }
+    }
+
+    fn summary(&self, node_hours: f64, probe_interval_ms: f64) -> crate::report::SwimSummary {
+        fn stats(v: &[u64]) -> Option<crate::report::DetectionMs> {
+            if v.is_empty() {
+                return None;
+            }
+            let mut s = v.to_vec();
+            s.sort_unstable();
+            let pick = |q: f64| s[((s.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0;
+            Some(crate::report::DetectionMs {
+                mean: s.iter().sum::<u64>() as f64 / s.len() as f64 / 1000.0,
+                p50: pick(0.5),
+                p99: pick(0.99),
+                max: pick(1.0),
+            })
+        }
+        crate::report::SwimSummary {
+            probe_interval_ms,
+            crashed: self.crashed_at.len() as u64 + self.detected_restarted(),
+            detected: self.first.len() as u64,
+            first_detection_ms: stats(&self.first),
+            detection_ms: stats(&self.all),
+            false_positives: self.false_positives,
+            node_hours,
+        }
+    }
+
+    /// Crashed nodes that restarted since (kept out of `crashed_at`).
+    fn detected_restarted(&self) -> u64 {
+        self.detected
+            .iter()
+            .filter(|j| !self.crashed_at.contains_key(j))
+            .count() as u64
+    }
+}
+
 /// The event trace digest: a BLAKE3 hasher fed through a buffer.
 struct Trace {
     hasher: blake3::Hasher,
@@ -347,6 +412,7 @@ struct World {
     /// The discovery workload, in discovery scenarios.
     disc: Option<DiscoveryState>,
     dm: DirectRun,
+    swim: SwimTrack,
     adv: crate::adversary::Adversary,
 }
 
@@ -512,6 +578,7 @@ impl<'a> Sim<'a> {
                 cards: vec![None; n],
                 ..DirectRun::default()
             },
+            swim: SwimTrack::default(),
             adv,
         };
         for k in 0..sc.direct.messages {
@@ -944,6 +1011,7 @@ impl<'a> Sim<'a> {
         s.armed = NONE;
         let conns = std::mem::take(&mut s.conns);
         w.trace.rec(now, 7, j, 0);
+        w.swim.crashed_at.insert(j, now);
         if let Some(t) = w.net.config().crash_idle_timeout_ms {
             for c in conns {
                 w.push(
@@ -981,6 +1049,7 @@ impl<'a> Sim<'a> {
         ));
         self.w.slots[j as usize].alive = true;
         self.w.slots[j as usize].started_at = self.w.now;
+        self.w.swim.crashed_at.remove(&j);
         self.w.trace.rec(self.w.now, 8, j, u64::from(inc));
         self.start_node(j);
     }
@@ -1444,6 +1513,10 @@ impl<'a> Sim<'a> {
             node_counters: counters,
             direct,
             adversary,
+            swim: w.swim.summary(
+                n as f64 * (w.now - EPOCH_US) as f64 / 1e6 / 3600.0,
+                Config::default().membership.probe_interval.as_secs_f64() * 1000.0,
+            ),
         };
         let mut report = report;
         report.digest = w.trace.finish();
@@ -1588,6 +1661,14 @@ impl World {
                         if let Some(disc) = self.disc.as_mut() {
                             let m = found.map(|f| f.machine_id);
                             disc.on_query_finished(i, query, m, self.now);
+                        }
+                    }
+                    Event::NeighborDown {
+                        peer,
+                        reason: DownReason::Dead,
+                    } => {
+                        if let Some(&j) = self.by_id.get(&peer) {
+                            self.swim.on_dead(self.now, j);
                         }
                     }
                     Event::DirectMessage(m) => self.on_direct_message(i, m.request_id),
