@@ -91,6 +91,16 @@ pub struct BroadcastConfig {
     /// instead of 130 and LDH 13 instead of 10, because the first tree is built over fewer,
     /// slower links. Topic links (sparse topics) are always eager.
     pub initial_eager: usize,
+    /// After a PRUNE on a link (sent or received), messages arriving over it within this
+    /// time do not make the sender eager again. Default 1 s (several round trips).
+    ///
+    /// Deviation from the paper, whose GOSSIP handler makes every sender of a new message
+    /// eager (§3.5). Under concurrent traffic that undoes PRUNEs: messages the peer sent
+    /// before our PRUNE reached it arrive after it, re-eager the link, and the duplicates and
+    /// PRUNEs repeat every round (`broadcast-all`, 100 publishers at once: RMR 1.40 in every
+    /// round before this). A message sent after the peer processed our PRUNE never comes
+    /// eagerly, so only in-flight ones are ignored; a peer that is really needed is grafted.
+    pub prune_grace: Duration,
 }
 
 impl Default for BroadcastConfig {
@@ -115,6 +125,7 @@ impl Default for BroadcastConfig {
             topic_walk_length: 16,
             topic_maintenance_interval: Duration::from_secs(2),
             initial_eager: usize::MAX,
+            prune_grace: Duration::from_secs(1),
         }
     }
 }
@@ -189,6 +200,10 @@ struct TopicState {
     links: BTreeSet<MachineId>,
     /// Recent ids of this topic, newest last (for catch-up digests).
     recent: VecDeque<(MessageId, u8)>,
+    /// Peers of a recent PRUNE (either way) and until when their in-flight messages do not
+    /// make them eager again (`prune_grace`). At most one entry per topic peer: entries go
+    /// with the peer and are replaced, so the map is bounded by the eager and lazy sets.
+    pruned: BTreeMap<MachineId, Time>,
 }
 
 impl TopicState {
@@ -405,6 +420,7 @@ impl Broadcast {
             }
             t.eager.remove(&peer);
             t.lazy.remove(&peer);
+            t.pruned.remove(&peer);
         }
         self.lazy_queue.remove(&peer);
         for m in self.missing.values_mut() {
@@ -434,6 +450,7 @@ impl Broadcast {
             if !theirs.contains(topic) {
                 t.eager.remove(&peer);
                 t.lazy.remove(&peer);
+                t.pruned.remove(&peer);
                 continue;
             }
             if t.eager.contains(&peer) || t.lazy.contains(&peer) {
@@ -640,16 +657,21 @@ impl Broadcast {
     }
 
     /// A GOSSIP whose id was already seen: PRUNE the link it came over.
-    pub(crate) fn on_duplicate(&mut self, from: MachineId, topic: TopicId) {
+    pub(crate) fn on_duplicate(&mut self, now: Time, from: MachineId, topic: TopicId) {
         self.stats.gossip_received += 1;
         self.stats.duplicates += 1;
+        let grace = self.config.prune_grace;
         // The sender pushes to us eagerly whether or not we count it eager (it may sit in our
         // lazy set when we admitted it past `initial_eager`): prune it either way, or it would
-        // keep sending duplicates.
+        // keep sending duplicates. Within the grace of our last PRUNE to it, the duplicate was
+        // in flight before that PRUNE arrived: no second PRUNE.
         if let Some(t) = self.topics.get_mut(&topic)
-            && (t.eager.remove(&from) || t.lazy.contains(&from))
+            && (t.eager.remove(&from)
+                || (t.lazy.contains(&from)
+                    && !t.pruned.get(&from).is_some_and(|until| now < *until)))
         {
             t.lazy.insert(from);
+            t.pruned.insert(from, now + grace);
             self.stats.prunes_sent += 1;
             self.out
                 .push_back(Out::Send(from, wire::Prune { topic }.into()));
@@ -675,8 +697,17 @@ impl Broadcast {
             return false;
         };
         self.stats.accepted += 1;
-        if (self.neighbors.contains(&from) || t.links.contains(&from)) && t.lazy.remove(&from) {
-            // "Upon first receipt, the sender becomes an eager peer" (§3.5, GOSSIP handler).
+        // "Upon first receipt, the sender becomes an eager peer" (§3.5, GOSSIP handler) —
+        // unless the link was pruned moments ago and this message was in flight before the
+        // peer saw the PRUNE (`prune_grace`).
+        let in_grace = t.pruned.get(&from).is_some_and(|until| now < *until);
+        if !in_grace {
+            t.pruned.remove(&from);
+        }
+        if (self.neighbors.contains(&from) || t.links.contains(&from))
+            && !in_grace
+            && t.lazy.remove(&from)
+        {
             t.eager.insert(from);
         }
         let subscribed = t.subscribed;
@@ -888,12 +919,14 @@ impl Broadcast {
         }
     }
 
-    pub(crate) fn on_prune(&mut self, from: MachineId, topic: TopicId) {
+    pub(crate) fn on_prune(&mut self, now: Time, from: MachineId, topic: TopicId) {
+        let grace = self.config.prune_grace;
         if let Some(t) = self.topics.get_mut(&topic)
             && t.eager.remove(&from)
             && (self.neighbors.contains(&from) || t.links.contains(&from))
         {
             t.lazy.insert(from);
+            t.pruned.insert(from, now + grace);
         }
     }
 

@@ -893,7 +893,7 @@ impl Node {
                 }
                 let id = g.message.id();
                 if self.broadcast.is_known(&id) {
-                    self.broadcast.on_duplicate(peer, g.topic);
+                    self.broadcast.on_duplicate(now, peer, g.topic);
                     return;
                 }
                 // Verify (and, for discovery records, merge) before relaying: a forged,
@@ -958,7 +958,7 @@ impl Node {
             Frame::QueryHit(h) => self.on_query_hit(now, peer, h),
             Frame::IHave(i) => self.broadcast.on_ihave(now, peer, i.topic, &i.entries),
             Frame::Graft(g) => self.broadcast.on_graft(peer, g.topic, &g.ids),
-            Frame::Prune(p) => self.broadcast.on_prune(peer, p.topic),
+            Frame::Prune(p) => self.broadcast.on_prune(now, peer, p.topic),
             Frame::Interest(i) => self.broadcast.on_interest(peer, &i.topics),
             Frame::TopicWalk(w) => self.broadcast.on_topic_walk(peer, &w),
             Frame::TopicLink(l) => self.broadcast.on_topic_link(peer, l.topic, l.accepted),

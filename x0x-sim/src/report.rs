@@ -197,7 +197,9 @@ pub struct SwimSummary {
     pub first_detection_ms: Option<DetectionMs>,
     /// Crash to `Dead`, over every (neighbour, crashed node) pair.
     pub detection_ms: Option<DetectionMs>,
-    /// `Dead` declared about a node that was alive.
+    /// `Dead` declared about a node that was alive. Under a partition this counts the nodes
+    /// across the cut, which are alive but unreachable; read it as SWIM's false-positive
+    /// count only for runs without partitions (`swim-steady`).
     pub false_positives: u64,
     /// Nodes × simulated time, in hours (the denominator of the false-positive rate).
     pub node_hours: f64,
