@@ -30,6 +30,15 @@ fn crypto(c: &mut Criterion) {
             key.sign(Domain::PubSubMessage, black_box(&varied))
         })
     });
+    // The drivers' signer (aws-lc-rs, hedged): `--features aws-lc-rs`, which also moves the
+    // verify benches below to aws-lc-rs.
+    #[cfg(feature = "aws-lc-rs")]
+    {
+        let fast = key.with_fast_signing();
+        c.bench_function("sign_1KiB_aws_lc", |b| {
+            b.iter(|| fast.sign(Domain::PubSubMessage, black_box(&msg)))
+        });
+    }
     let pk_bytes = *key.public_key().as_bytes();
     c.bench_function("verify_1KiB_cold_key", |b| {
         b.iter(|| {
