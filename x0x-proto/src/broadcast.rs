@@ -668,7 +668,7 @@ impl Broadcast {
         if let Some(t) = self.topics.get_mut(&topic)
             && (t.eager.remove(&from)
                 || (t.lazy.contains(&from)
-                    && !t.pruned.get(&from).is_some_and(|until| now < *until)))
+                    && t.pruned.get(&from).is_none_or(|until| now >= *until)))
         {
             t.lazy.insert(from);
             t.pruned.insert(from, now + grace);
