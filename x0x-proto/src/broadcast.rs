@@ -1024,3 +1024,55 @@ impl Broadcast {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::{AgentId, Signature, SignerId};
+
+    fn msg(n: u8) -> (MessageId, Signed) {
+        let signed = Signed {
+            signer: SignerId::Agent(AgentId::from_bytes([1; 32])),
+            signer_key: None,
+            body: Bytes::from(vec![n; 8]),
+            batch: None,
+            signature: Signature::from_bytes(&[0; crate::identity::SIGNATURE_LEN])
+                .unwrap_or_else(|_| unreachable!("right length")),
+        };
+        (signed.id(), signed)
+    }
+
+    fn is_eager(b: &Broadcast, topic: TopicId, peer: MachineId) -> bool {
+        b.topic_peers(&topic)
+            .is_some_and(|(eager, _)| eager.contains(&peer))
+    }
+
+    /// A message the peer sent before our PRUNE reached it must not make it eager again; one
+    /// after the grace does (the paper's rule).
+    #[test]
+    fn messages_in_flight_after_a_prune_do_not_undo_it() {
+        let topic = TopicId::from_name("t");
+        let peer = MachineId::from_bytes([9; 32]);
+        let mut b = Broadcast::new(BroadcastConfig::default());
+        b.subscribe(topic);
+        b.neighbor_up(peer);
+        b.on_interest(peer, &[topic]);
+        assert!(is_eager(&b, topic, peer));
+        let t0 = Time::from_millis(1_000_000);
+        let (id, m) = msg(1);
+        assert!(b.on_gossip_verified(t0, peer, topic, id, 1, m));
+        b.on_duplicate(t0, peer, topic);
+        assert!(!is_eager(&b, topic, peer), "pruned");
+        // In flight: sent before the PRUNE arrived.
+        let (id, m) = msg(2);
+        b.on_gossip_verified(t0 + Duration::from_millis(50), peer, topic, id, 1, m);
+        assert!(
+            !is_eager(&b, topic, peer),
+            "the PRUNE holds during the grace"
+        );
+        // After the grace, a new message from it means it pushes to us on purpose.
+        let (id, m) = msg(3);
+        b.on_gossip_verified(t0 + Duration::from_secs(2), peer, topic, id, 1, m);
+        assert!(is_eager(&b, topic, peer));
+    }
+}
