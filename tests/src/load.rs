@@ -125,17 +125,14 @@ impl LoadReport {
     }
 }
 
+// The benchmark examples' helpers; only `rss_mb` is used here.
+#[allow(dead_code)]
+#[path = "../../x0x-driver-tokio/examples/common/measure.rs"]
+mod measure;
+
 /// Resident set size of this process in MiB, from `/proc/self/status` (0 where absent).
 pub fn rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
+    measure::rss_mb()
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -241,10 +238,14 @@ pub async fn run(cfg: LoadConfig) -> Result<LoadReport, BoxError> {
     let warm = tokio::time::timeout(Duration::from_secs(20), async {
         let mut stalled_got = 0usize;
         loop {
+            // Armed before publishing, so a delivery in between is not missed.
+            let delivered = progress.notified();
             agents[0]
                 .publish(TOPIC, payload(u64::MAX, cfg.payload))
                 .await?;
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            // Until a reader takes a message, or 100 ms: then publish again (a message sent
+            // before the trees reached every reader is not repaired for it).
+            let _ = tokio::time::timeout(Duration::from_millis(100), delivered).await;
             if let Some(s) = stalled_sub.as_mut() {
                 while let Ok(Some(_)) =
                     tokio::time::timeout(Duration::from_millis(1), s.recv()).await

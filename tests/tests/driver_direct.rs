@@ -8,8 +8,11 @@ use x0x_driver_tokio::{Agent, DirectOptions, DirectPath, Error, PathPreference};
 use x0x_tests::{addr, joined_agent, within};
 
 /// Waits until `agent` has discovered `target` (and its ML-KEM key when `kem`): announcements
-/// arrive by gossip, the KEM record right after the identity announcement.
+/// arrive by gossip, the KEM record right after the identity announcement. The cache is read
+/// again on every agent event (`AgentDiscovered` wakes it for the identity); the KEM record has
+/// no event of its own, so for it the wait also wakes every 20 ms. `within` bounds it all.
 async fn wait_known(agent: &Agent, target: AgentId, kem: bool) {
+    let mut events = agent.events().await.unwrap();
     within(async {
         loop {
             let known = agent.discovered_agents().await.unwrap();
@@ -19,7 +22,10 @@ async fn wait_known(agent: &Agent, target: AgentId, kem: bool) {
             {
                 return;
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            if let Ok(None) = tokio::time::timeout(Duration::from_millis(20), events.recv()).await {
+                // A watcher that fell behind is dropped: watch again.
+                events = agent.events().await.unwrap();
+            }
         }
     })
     .await;

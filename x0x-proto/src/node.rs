@@ -1714,27 +1714,9 @@ impl Node {
         topic: TopicId,
         payload: Bytes,
     ) -> Result<MessageId, PublishError> {
-        self.start(now);
-        if payload.len() > self.config.max_payload_len {
-            return Err(PublishError::PayloadTooLarge {
-                len: payload.len(),
-                max: self.config.max_payload_len,
-            });
-        }
-        let body = PubSubBody {
-            topic,
-            nonce: self.rng.next_u64(),
-            published_at_ms: now.as_millis(),
-            payload,
-        };
-        // One signature per message, by the publishing agent; the key is attached so any
-        // receiver can verify without a lookup.
-        let signed = wire::Signed::sign(&self.identity.agent, Domain::PubSubMessage, &body, true);
-        self.stats.publish_signatures += 1;
-        let id = signed.id();
-        self.broadcast.publish(now, topic, signed);
-        self.drain_layers(now);
-        Ok(id)
+        self.publish_batch(now, vec![(topic, payload)])
+            .pop()
+            .unwrap_or_else(|| unreachable!("one result per item"))
     }
 
     /// Publishes several messages (on one topic or many) under **one signature** per

@@ -127,6 +127,18 @@ pub(crate) struct DriverParts {
     pub(crate) direct_tx: async_channel::Sender<DirectMessage>,
 }
 
+/// `first` and what is already queued behind it, up to one batch (`wire::MAX_BATCH`).
+fn queued_batch(
+    first: Option<PublishItem>,
+    rx: &async_channel::Receiver<PublishItem>,
+) -> Vec<PublishItem> {
+    first
+        .into_iter()
+        .chain(std::iter::from_fn(|| rx.try_recv().ok()))
+        .take(x0x_proto::wire::MAX_BATCH)
+        .collect()
+}
+
 /// Starts the driver and the accept loop; returns the command and publish senders.
 pub(crate) fn spawn(
     parts: DriverParts,
@@ -329,13 +341,7 @@ impl Driver {
                 Wake::Publish(Some(first)) => {
                     // Everything that queued up while the driver was busy goes out under one
                     // signature (`Node::publish_batch`).
-                    let mut items = vec![first];
-                    while items.len() < x0x_proto::wire::MAX_BATCH
-                        && let Ok(item) = pub_rx.try_recv()
-                    {
-                        items.push(item);
-                    }
-                    self.publish(items);
+                    self.publish(queued_batch(Some(first), &pub_rx));
                 }
                 Wake::Conn(Some(ev)) => self.on_conn_event(ev),
                 Wake::Publish(None) | Wake::Conn(None) | Wake::Timer => {}
@@ -345,9 +351,7 @@ impl Driver {
         // Publishes queued before the shutdown request still go out (they were accepted).
         pub_rx.close();
         loop {
-            let items: Vec<PublishItem> = std::iter::from_fn(|| pub_rx.try_recv().ok())
-                .take(x0x_proto::wire::MAX_BATCH)
-                .collect();
+            let items = queued_batch(None, &pub_rx);
             if items.is_empty() {
                 break;
             }
