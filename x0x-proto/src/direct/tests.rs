@@ -19,6 +19,20 @@ struct Fixture {
     config: DirectConfig,
 }
 
+impl Fixture {
+    /// The recipient opening `env` at `now` with its own key, from the expected sender.
+    fn open(&self, now: Time, env: &SealedEnvelope) -> Result<Bytes, DirectReject> {
+        open_sealed(
+            &self.config,
+            now,
+            &self.recipient,
+            &self.recipient_kem,
+            &self.sender,
+            env,
+        )
+    }
+}
+
 fn fixture() -> Fixture {
     let a = AgentKeypair::from_seed([1; 32]);
     let b = AgentKeypair::from_seed([2; 32]);
@@ -95,43 +109,16 @@ fn direct_tampered_ciphertext_is_rejected() {
     let mut c = bad.sealed.ciphertext.to_vec();
     c[3] ^= 0x40;
     bad.sealed.ciphertext = c.into();
-    let r = open_sealed(
-        &f.config,
-        now,
-        &f.recipient,
-        &f.recipient_kem,
-        &f.sender,
-        &bad,
-    );
+    let r = f.open(now, &bad);
     assert_eq!(r, Err(DirectReject::Tampered));
     assert_eq!(r.unwrap_err().name(), "tampered");
     // The AAD binds the header: changing the claimed machine or timestamps breaks the tag.
     let mut moved = env.clone();
     moved.sender_machine = MachineKeypair::from_seed([9; 32]).machine_id();
-    assert_eq!(
-        open_sealed(
-            &f.config,
-            now,
-            &f.recipient,
-            &f.recipient_kem,
-            &f.sender,
-            &moved
-        ),
-        Err(DirectReject::Tampered)
-    );
+    assert_eq!(f.open(now, &moved), Err(DirectReject::Tampered));
     let mut later = env;
     later.expires_at_ms += 1;
-    assert_eq!(
-        open_sealed(
-            &f.config,
-            now,
-            &f.recipient,
-            &f.recipient_kem,
-            &f.sender,
-            &later
-        ),
-        Err(DirectReject::Tampered)
-    );
+    assert_eq!(f.open(now, &later), Err(DirectReject::Tampered));
 }
 
 #[test]
@@ -165,17 +152,7 @@ fn direct_expired_and_far_future_envelopes_are_rejected() {
     // The same checks apply to sealed envelopes, before any decryption.
     let f = fixture();
     let env = sealed_env(&f, ms - 200_000, ms - 100_000, b"old");
-    assert_eq!(
-        open_sealed(
-            &f.config,
-            now,
-            &f.recipient,
-            &f.recipient_kem,
-            &f.sender,
-            &env
-        ),
-        Err(DirectReject::Expired)
-    );
+    assert_eq!(f.open(now, &env), Err(DirectReject::Expired));
 }
 
 #[test]
@@ -265,7 +242,7 @@ proptest! {
             2 => bad.sealed.nonce[pos % 12] ^= 1 << bit,
             _ => bad.request_id.0[pos % 16] ^= 1 << bit,
         }
-        let r = open_sealed(&f.config, now, &f.recipient, &f.recipient_kem, &f.sender, &bad);
+        let r = f.open(now, &bad);
         prop_assert_eq!(r, Err(DirectReject::Tampered));
     }
 

@@ -293,6 +293,18 @@ fn net_receipts(net: &testnet::Net, i: usize) -> Vec<DirectReceipt> {
         .collect()
 }
 
+/// The highest-numbered node with no connection to `src`.
+fn unconnected_to(net: &mut testnet::Net, src: usize) -> usize {
+    (0..net.ids.len())
+        .rev()
+        .filter(|&j| j != src)
+        .find(|&j| {
+            let m = net.ids[j];
+            !net.node(src).connected_peers().contains(&m)
+        })
+        .expect("some node is not connected to the source")
+}
+
 #[test]
 fn direct_sealed_path_delivers_through_the_mesh() {
     let n = 8;
@@ -300,13 +312,7 @@ fn direct_sealed_path_delivers_through_the_mesh() {
     let src = 0;
     // A recipient with no connection to the sender: the sealed path never dials, so the
     // message can only arrive relayed by other nodes.
-    let dst = (1..n)
-        .rev()
-        .find(|&j| {
-            let m = net.ids[j];
-            !net.node(src).connected_peers().contains(&m)
-        })
-        .expect("some node is not connected to node 0");
+    let dst = unconnected_to(&mut net, src);
     let to = net.node(dst).agent_id();
     let dst_machine = net.ids[dst];
     let from_machine = net.node(src).machine_id();
@@ -363,13 +369,7 @@ fn direct_auto_path_dials_an_unconnected_recipient() {
     let n = 8;
     let mut net = announced(n);
     let src = 0;
-    let dst = (1..n)
-        .rev()
-        .find(|&j| {
-            let m = net.ids[j];
-            !net.node(src).connected_peers().contains(&m)
-        })
-        .expect("some node is not connected to node 0");
+    let dst = unconnected_to(&mut net, src);
     let to = net.node(dst).agent_id();
     net.with(src, |node, now| {
         node.send_direct(now, to, Bytes::from_static(b"dialled"))
