@@ -1,4 +1,4 @@
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use super::*;
 use crate::wire::{Frame, Hello, Ping};
@@ -1085,4 +1085,113 @@ fn joins_into_a_full_active_view_keep_the_passive_view_at_its_cap() {
         n.passive_view_len()
     );
     assert!(n.membership_stats().passive_evicted > 0);
+}
+
+/// A node with `active` neighbours (through JOIN) and ten passive candidates (through a
+/// SHUFFLE), then one maintenance tick: returns the node, the time, and the dialled addresses.
+fn node_asking_for_neighbours(active: u8) -> (Node, Time, Vec<SocketAddr>) {
+    let mut n = node(1, Config::default());
+    n.start(t(0));
+    let peer = |i: u8| MachineId::from_bytes([i; 32]);
+    let peer_addr = |i: u8| SocketAddr::from(([10, 2, 0, i], 5483));
+    for i in 100..100 + active {
+        n.handle_connected(t(1), peer(i), peer_addr(i), Direction::Inbound);
+        for f in [
+            Frame::from(Hello {
+                agent: AgentId::from_bytes([i; 32]),
+                addrs: vec![peer_addr(i)],
+            }),
+            wire::Join {
+                addrs: vec![peer_addr(i)],
+            }
+            .into(),
+        ] {
+            n.handle_frame(t(1), peer(i), &f.encode().unwrap()).unwrap();
+        }
+    }
+    let shuffle: Frame = wire::Shuffle {
+        origin: wire::PeerAddr {
+            id: peer(100),
+            addrs: vec![peer_addr(100)],
+        },
+        peers: (10..20)
+            .map(|i| wire::PeerAddr {
+                id: peer(i),
+                addrs: vec![peer_addr(i)],
+            })
+            .collect(),
+        ttl: 0,
+    }
+    .into();
+    n.handle_frame(t(2), peer(100), &shuffle.encode().unwrap())
+        .unwrap();
+    assert_eq!(n.active_view().len(), usize::from(active));
+    drain_transmits(&mut n);
+    drain_events(&mut n);
+    drain_actions(&mut n);
+    // The maintenance tick asks passive candidates for the free slots.
+    let now = n.poll_timeout().unwrap().max(t(1_000));
+    n.handle_timeout(now);
+    let dials = drain_actions(&mut n)
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Dial { addr, .. } => Some(addr),
+            _ => None,
+        })
+        .collect();
+    (n, now, dials)
+}
+
+/// Connects the node to the candidate at `a`, and returns whether it sent that candidate a
+/// NEIGHBOR request.
+fn neighbor_requested(n: &mut Node, now: Time, a: SocketAddr) -> bool {
+    let IpAddr::V4(v4) = a.ip() else {
+        unreachable!()
+    };
+    let i = v4.octets()[3];
+    let id = MachineId::from_bytes([i; 32]);
+    n.handle_connected(now, id, a, Direction::Outbound);
+    let hello: Frame = Hello {
+        agent: AgentId::from_bytes([i; 32]),
+        addrs: vec![a],
+    }
+    .into();
+    n.handle_frame(now, id, &hello.encode().unwrap()).unwrap();
+    drain_transmits(n)
+        .iter()
+        .any(|tx| tx.to == id && matches!(Frame::decode(&tx.frame), Ok(Frame::Neighbor(_))))
+}
+
+/// The paper retries a refused NEIGHBOR at once with another passive peer (§4.3). A view at
+/// least half full waits instead (`refill_backoff_max`), so nodes one short of a full view do
+/// not chain through their passive views; a thin view still retries at once.
+#[test]
+fn refused_neighbor_requests_back_off_unless_the_view_is_thin() {
+    let refuse: Frame = wire::NeighborReply { accepted: false }.into();
+    for (active, retries_at_once) in [(3u8, false), (1, true)] {
+        let (mut n, now, dials) = node_asking_for_neighbours(active);
+        assert_eq!(
+            dials.len(),
+            5 - usize::from(active),
+            "one dial per free slot"
+        );
+        assert!(neighbor_requested(&mut n, now, dials[0]));
+        let IpAddr::V4(v4) = dials[0].ip() else {
+            unreachable!()
+        };
+        let asked = MachineId::from_bytes([v4.octets()[3]; 32]);
+        n.handle_frame(now, asked, &refuse.encode().unwrap())
+            .unwrap();
+        assert_eq!(n.membership_stats().neighbor_refused, 1);
+        let new_dials = drain_actions(&mut n)
+            .iter()
+            .filter(|a| matches!(a, Action::Dial { .. }))
+            .count();
+        assert_eq!(
+            new_dials > 0,
+            retries_at_once,
+            "{active} active: retried at once = {}",
+            new_dials > 0
+        );
+    }
 }
