@@ -190,14 +190,71 @@ pub(crate) enum Out {
     Pin(MachineId, bool),
 }
 
+/// A small ordered set of peers: a sorted vector. A topic's eager, lazy and link sets hold a
+/// handful of peers (bounded by the active view and `topic_max_links`), and a node carries
+/// several topics (four internal ones plus its own); a `BTreeSet` leaf reserves room for
+/// eleven ids (368 bytes) from the first insert, this holds what it holds. Iteration is in id
+/// order, as with the `BTreeSet` it replaces (outputs stay deterministic).
+#[derive(Debug, Default)]
+struct PeerSet(Vec<MachineId>);
+
+impl PeerSet {
+    fn contains(&self, p: &MachineId) -> bool {
+        self.0.binary_search(p).is_ok()
+    }
+    /// Whether `p` was new.
+    fn insert(&mut self, p: MachineId) -> bool {
+        match self.0.binary_search(&p) {
+            Ok(_) => false,
+            Err(i) => {
+                self.0.insert(i, p);
+                true
+            }
+        }
+    }
+    /// Whether `p` was there.
+    fn remove(&mut self, p: &MachineId) -> bool {
+        match self.0.binary_search(p) {
+            Ok(i) => {
+                self.0.remove(i);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn iter(&self) -> std::slice::Iter<'_, MachineId> {
+        self.0.iter()
+    }
+}
+
+/// The topics a neighbour carries, sorted: one allocation of what it holds, where a
+/// `BTreeSet` per neighbour reserved a 368-byte leaf (heaptrack, simulator `idle`).
+#[derive(Debug)]
+struct TopicList(Box<[TopicId]>);
+
+impl TopicList {
+    fn new(topics: &[TopicId]) -> Self {
+        let mut v = topics.to_vec();
+        v.sort_unstable();
+        v.dedup();
+        Self(v.into_boxed_slice())
+    }
+    fn contains(&self, t: &TopicId) -> bool {
+        self.0.binary_search(t).is_ok()
+    }
+}
+
 #[derive(Debug, Default)]
 struct TopicState {
     subscribed: bool,
-    eager: BTreeSet<MachineId>,
-    lazy: BTreeSet<MachineId>,
+    eager: PeerSet,
+    lazy: PeerSet,
     /// Topic links: connections to other carriers of this topic that are not membership
     /// neighbours, found by a topic walk (sparse topics).
-    links: BTreeSet<MachineId>,
+    links: PeerSet,
     /// Recent ids of this topic, newest last (for catch-up digests).
     recent: VecDeque<(MessageId, u8)>,
     /// Peers of a recent PRUNE (either way) and until when their in-flight messages do not
@@ -249,7 +306,7 @@ pub(crate) struct Broadcast {
     /// `idle`); boxed, the leaf holds pointers.
     topics: BTreeMap<TopicId, Box<TopicState>>,
     /// Topics each connected peer carries (from its INTEREST).
-    interest: BTreeMap<MachineId, BTreeSet<TopicId>>,
+    interest: BTreeMap<MachineId, TopicList>,
     neighbors: BTreeSet<MachineId>,
     cache: BTreeMap<MessageId, Cached>,
     cache_order: VecDeque<(Time, MessageId)>,
@@ -365,7 +422,7 @@ impl Broadcast {
 
     pub(crate) fn unsubscribe(&mut self, topic: TopicId) {
         if let Some(t) = self.topics.remove(&topic) {
-            for link in t.links {
+            for link in t.links.0 {
                 self.unpin_if_unused(link);
             }
             self.announce_interest();
@@ -648,7 +705,7 @@ impl Broadcast {
     // ----- frames -----
 
     pub(crate) fn on_interest(&mut self, from: MachineId, topics: &[TopicId]) {
-        self.interest.insert(from, topics.iter().copied().collect());
+        self.interest.insert(from, TopicList::new(topics));
         // Topics it no longer carries: out of both sets. New ones: adopt.
         for (topic, t) in self.topics.iter_mut() {
             if !topics.contains(topic) {
@@ -788,11 +845,18 @@ impl Broadcast {
         message: Signed,
     ) {
         self.mark_seen(now, id);
-        if self.cache.len() >= self.config.cache_capacity
-            && let Some((_, old)) = self.cache_order.pop_front()
-        {
-            self.cache.remove(&old);
-            self.stats.drop("cache_evicted");
+        if self.cache.contains_key(&id) {
+            // Already cached (and queued for eviction once): a second order entry would make
+            // a later eviction pop an id that is gone and let the cache pass its cap.
+            return;
+        }
+        while self.cache.len() >= self.config.cache_capacity {
+            let Some((_, old)) = self.cache_order.pop_front() else {
+                break;
+            };
+            if self.cache.remove(&old).is_some() {
+                self.stats.drop("cache_evicted");
+            }
         }
         self.cache.insert(
             id,

@@ -69,6 +69,11 @@ struct RunArgs {
     expect_rmr_max: Option<f64>,
 }
 
+/// The simulator allocates and frees millions of small frames and map nodes per simulated
+/// minute; glibc's allocator spent about a sixth of a 10 000-node run (perf), mimalloc less.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
