@@ -138,6 +138,8 @@ pub(crate) enum Out {
     Close(MachineId),
     NeighborUp(MachineId),
     NeighborDown(MachineId, DownReason),
+    /// A neighbour missed its probe: suspected from now on (SWIM's detection).
+    Suspected(MachineId),
 }
 
 /// What to do with a peer once a connection to it is up.
@@ -155,6 +157,7 @@ enum Pending {
 enum Timer {
     Probe,
     ProbeDirectTimeout(u64),
+    ProbeIndirectTimeout(u64),
     SuspectTimeout(MachineId),
     Shuffle,
     Maintenance,
@@ -216,6 +219,8 @@ pub(crate) struct Membership {
     timers: BTreeSet<(Time, Timer)>,
     probe: Option<Probe>,
     probe_order: Vec<MachineId>,
+    /// When each active neighbour last sent us anything (probe target choice).
+    last_heard: BTreeMap<MachineId, Time>,
     next_seq: u64,
     suspects: BTreeMap<MachineId, Time>,
     /// Indirect probes we run for others: our seq → (requester, their seq, target).
@@ -268,6 +273,7 @@ impl Membership {
             timers: BTreeSet::new(),
             probe: None,
             probe_order: Vec::new(),
+            last_heard: BTreeMap::new(),
             next_seq: 1,
             suspects: BTreeMap::new(),
             relays: BTreeMap::new(),
@@ -405,7 +411,10 @@ impl Membership {
     }
 
     /// Any frame from `peer` is a sign of life: it refutes a suspicion.
-    pub(crate) fn on_heard(&mut self, peer: &MachineId) {
+    pub(crate) fn on_heard(&mut self, now: Time, peer: &MachineId) {
+        if self.active.contains_key(peer) {
+            self.last_heard.insert(*peer, now);
+        }
         if self.suspects.remove(peer).is_some() {
             self.stats.refuted += 1;
         }
@@ -849,6 +858,7 @@ impl Membership {
         self.refill_wait = self.config.maintenance_interval;
         self.suspects.remove(&peer);
         self.probe_order.retain(|p| *p != peer);
+        self.last_heard.remove(&peer);
         if matches!(reason, DownReason::Dead | DownReason::ConnectionLost) && !addrs.is_empty() {
             if self.graveyard.len() >= self.config.graveyard_capacity
                 && let Some(oldest) = self
@@ -942,27 +952,40 @@ impl Membership {
     }
 
     fn probe_tick(&mut self, now: Time, rng: &mut ChaCha8Rng) {
-        // Close the previous period: an unanswered probe makes its target a suspect.
-        if let Some(p) = self.probe.take()
-            && !p.acked
-            && self.active.contains_key(&p.target)
-            && !self.suspects.contains_key(&p.target)
-        {
-            self.stats.suspected += 1;
-            self.suspects.insert(p.target, now);
-            self.timers.insert((
-                now + self.config.suspect_timeout,
-                Timer::SuspectTimeout(p.target),
-            ));
-        }
-        // Round-robin over a shuffled active view, as SWIM's §4.3 suggests, bounds the time
-        // until every neighbour is probed.
+        // Close the previous period if the indirect timeout did not (it runs past the period
+        // when 2 × probe_timeout exceeds it).
+        self.close_probe(now);
+        // Probe the neighbour we have heard from least recently; ties go round-robin over a
+        // shuffled order. Deviation from SWIM's plain round-robin (§4.3): any frame is a sign
+        // of life, so a neighbour that just sent us gossip needs no ping, while one that went
+        // silent is the likeliest to have failed. In a busy overlay a crashed neighbour is the
+        // stalest of every one of its neighbours at their next period, so one of them probes
+        // it within a fraction of a period instead of after about |active| / (k + 1) periods.
+        // With no other traffic, acks are the only news and the order stays round-robin: the
+        // neighbour probed longest ago is the stalest, so every neighbour is still probed
+        // within |active| periods (SWIM's time-bounded completeness).
         self.probe_order.retain(|p| self.active.contains_key(p));
-        if self.probe_order.is_empty() {
-            let all: Vec<MachineId> = self.active.keys().copied().collect();
-            self.probe_order = sample(rng, &all, all.len());
+        self.last_heard.retain(|p, _| self.active.contains_key(p));
+        if self.probe_order.len() < self.active.len() {
+            let fresh: Vec<MachineId> = self
+                .active
+                .keys()
+                .filter(|p| !self.probe_order.contains(p))
+                .copied()
+                .collect();
+            let n = fresh.len();
+            self.probe_order.extend(sample(rng, &fresh, n));
         }
-        if let Some(target) = self.probe_order.pop() {
+        let stalest = self
+            .probe_order
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, p)| self.last_heard.get(p).copied().unwrap_or(Time::ZERO))
+            .map(|(i, _)| i);
+        if let Some(i) = stalest {
+            // To the back of the order: among equally stale neighbours, the next one is next.
+            let target = self.probe_order.remove(i);
+            self.probe_order.push(target);
             let seq = self.next_seq;
             self.next_seq += 1;
             self.probe = Some(Probe {
@@ -981,7 +1004,7 @@ impl Membership {
             .insert((now + self.config.probe_interval, Timer::Probe));
     }
 
-    fn probe_direct_timeout(&mut self, rng: &mut ChaCha8Rng, seq: u64) {
+    fn probe_direct_timeout(&mut self, now: Time, rng: &mut ChaCha8Rng, seq: u64) {
         let Some(p) = &self.probe else { return };
         if p.seq != seq || p.acked {
             return;
@@ -996,6 +1019,31 @@ impl Membership {
         for h in sample(rng, &helpers, self.config.indirect_probes) {
             self.out
                 .push_back(Out::Send(h, wire::PingReq { target, seq }.into()));
+        }
+        // The indirect probes get another `probe_timeout` (two hops each way, still inside
+        // it on every link we model). Deviation from SWIM, which waits for the end of the
+        // protocol period (§3.1): the verdict is the same, and it comes that much sooner.
+        self.timers.insert((
+            now + self.config.probe_timeout,
+            Timer::ProbeIndirectTimeout(seq),
+        ));
+    }
+
+    /// Ends the current probe: unanswered, directly and indirectly, its target becomes a
+    /// suspect.
+    fn close_probe(&mut self, now: Time) {
+        if let Some(p) = self.probe.take()
+            && !p.acked
+            && self.active.contains_key(&p.target)
+            && !self.suspects.contains_key(&p.target)
+        {
+            self.stats.suspected += 1;
+            self.suspects.insert(p.target, now);
+            self.out.push_back(Out::Suspected(p.target));
+            self.timers.insert((
+                now + self.config.suspect_timeout,
+                Timer::SuspectTimeout(p.target),
+            ));
         }
     }
 
@@ -1024,7 +1072,12 @@ impl Membership {
             self.timers.pop_first();
             match timer {
                 Timer::Probe => self.probe_tick(now, rng),
-                Timer::ProbeDirectTimeout(seq) => self.probe_direct_timeout(rng, seq),
+                Timer::ProbeDirectTimeout(seq) => self.probe_direct_timeout(now, rng, seq),
+                Timer::ProbeIndirectTimeout(seq) => {
+                    if self.probe.as_ref().is_some_and(|p| p.seq == seq) {
+                        self.close_probe(now);
+                    }
+                }
                 Timer::SuspectTimeout(peer) => self.suspect_timeout(now, rng, peer),
                 Timer::Shuffle => {
                     self.start_shuffle(rng);

@@ -320,6 +320,13 @@ pub enum Event {
         /// The neighbour.
         peer: MachineId,
     },
+    /// A neighbour did not answer its probe, directly or through others: SWIM suspects it.
+    /// It is declared dead ([`Event::NeighborDown`] with [`DownReason::Dead`]) unless it shows
+    /// a sign of life within `suspect_timeout`.
+    NeighborSuspected {
+        /// The neighbour.
+        peer: MachineId,
+    },
     /// A machine left the membership active view.
     NeighborDown {
         /// The neighbour.
@@ -869,7 +876,7 @@ impl Node {
             (Frame::Hello(_), true) => self.violation(peer, "second hello"),
             (_, false) => self.violation(peer, "frame before hello"),
             (frame, true) => {
-                self.membership.on_heard(&peer);
+                self.membership.on_heard(now, &peer);
                 self.on_frame(now, peer, frame);
                 Ok(())
             }
@@ -1657,6 +1664,9 @@ impl Node {
                     membership::Out::NeighborDown(peer, reason) => {
                         self.broadcast.neighbor_down(peer);
                         self.emit(Event::NeighborDown { peer, reason });
+                    }
+                    membership::Out::Suspected(peer) => {
+                        self.emit(Event::NeighborSuspected { peer });
                     }
                 }
             }

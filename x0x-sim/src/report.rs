@@ -193,7 +193,13 @@ pub struct SwimSummary {
     pub crashed: u64,
     /// Crashed nodes some live neighbour declared dead.
     pub detected: u64,
-    /// Crash to the first `Dead` by any neighbour, over crashed nodes.
+    /// Crash to the first suspicion by any neighbour (`NeighborSuspected`), over crashed
+    /// nodes: SWIM's detection time (its paper, §3.1), compared with the probe period.
+    pub first_suspicion_ms: Option<DetectionMs>,
+    /// Suspicions of nodes that were alive (most are refuted before `suspect_timeout`).
+    pub live_suspicions: u64,
+    /// Crash to the first `Dead` by any neighbour, over crashed nodes (suspicion plus
+    /// `suspect_timeout`).
     pub first_detection_ms: Option<DetectionMs>,
     /// Crash to `Dead`, over every (neighbour, crashed node) pair.
     pub detection_ms: Option<DetectionMs>,
@@ -332,6 +338,15 @@ impl Report {
             row("topic_sparse_nonsub_ratio", format!("{r:.4}"));
         }
         let sw = &self.swim;
+        if let Some(d) = sw.first_suspicion_ms {
+            row(
+                "swim first suspicion ms",
+                format!(
+                    "mean {:.0} / p99 {:.0} (probe {:.0} ms; {} suspicions of live nodes)",
+                    d.mean, d.p99, sw.probe_interval_ms, sw.live_suspicions
+                ),
+            );
+        }
         if let Some(d) = sw.first_detection_ms {
             row(
                 "swim first detection ms",

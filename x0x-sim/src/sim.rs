@@ -278,6 +278,12 @@ struct SwimTrack {
     crashed_at: BTreeMap<u32, u64>,
     /// Crashed nodes some live node already declared dead.
     detected: BTreeSet<u32>,
+    /// Crashed nodes some live node already suspected.
+    suspected: BTreeSet<u32>,
+    /// Crash → first suspicion by any neighbour, per crashed node (µs).
+    first_suspicion: Vec<u64>,
+    /// Suspicions of a node that was alive (refuted, or a false positive if `Dead` follows).
+    live_suspicions: u64,
     /// Crash → first `Dead` by any neighbour, per crashed node (µs).
     first: Vec<u64>,
     /// Crash → `Dead`, per (neighbour, crashed node) pair (µs).
@@ -287,6 +293,17 @@ struct SwimTrack {
 }
 
 impl SwimTrack {
+    fn on_suspected(&mut self, now: u64, peer: u32) {
+        match self.crashed_at.get(&peer) {
+            Some(&at) => {
+                if self.suspected.insert(peer) {
+                    self.first_suspicion.push(now.saturating_sub(at));
+                }
+            }
+            None => self.live_suspicions += 1,
+        }
+    }
+
     fn on_dead(&mut self, now: u64, peer: u32) {
         match self.crashed_at.get(&peer) {
             Some(&at) => {
@@ -319,6 +336,8 @@ impl SwimTrack {
             probe_interval_ms,
             crashed: self.crashed_at.len() as u64 + self.detected_restarted(),
             detected: self.first.len() as u64,
+            first_suspicion_ms: stats(&self.first_suspicion),
+            live_suspicions: self.live_suspicions,
             first_detection_ms: stats(&self.first),
             detection_ms: stats(&self.all),
             false_positives: self.false_positives,
@@ -1669,6 +1688,11 @@ impl World {
                     } => {
                         if let Some(&j) = self.by_id.get(&peer) {
                             self.swim.on_dead(self.now, j);
+                        }
+                    }
+                    Event::NeighborSuspected { peer } => {
+                        if let Some(&j) = self.by_id.get(&peer) {
+                            self.swim.on_suspected(self.now, j);
                         }
                     }
                     Event::DirectMessage(m) => self.on_direct_message(i, m.request_id),

@@ -1087,28 +1087,34 @@ fn joins_into_a_full_active_view_keep_the_passive_view_at_its_cap() {
     assert!(n.membership_stats().passive_evicted > 0);
 }
 
-/// A node with `active` neighbours (through JOIN) and ten passive candidates (through a
-/// SHUFFLE), then one maintenance tick: returns the node, the time, and the dialled addresses.
-fn node_asking_for_neighbours(active: u8) -> (Node, Time, Vec<SocketAddr>) {
+/// A node with `active` neighbours (machine ids `[100; 32]`, `[101; 32]`, …), joined at t(1).
+fn node_with_neighbours(active: u8) -> Node {
     let mut n = node(1, Config::default());
     n.start(t(0));
-    let peer = |i: u8| MachineId::from_bytes([i; 32]);
-    let peer_addr = |i: u8| SocketAddr::from(([10, 2, 0, i], 5483));
     for i in 100..100 + active {
-        n.handle_connected(t(1), peer(i), peer_addr(i), Direction::Inbound);
+        let a = SocketAddr::from(([10, 2, 0, i], 5483));
+        let id = MachineId::from_bytes([i; 32]);
+        n.handle_connected(t(1), id, a, Direction::Inbound);
         for f in [
             Frame::from(Hello {
                 agent: AgentId::from_bytes([i; 32]),
-                addrs: vec![peer_addr(i)],
+                addrs: vec![a],
             }),
-            wire::Join {
-                addrs: vec![peer_addr(i)],
-            }
-            .into(),
+            wire::Join { addrs: vec![a] }.into(),
         ] {
-            n.handle_frame(t(1), peer(i), &f.encode().unwrap()).unwrap();
+            n.handle_frame(t(1), id, &f.encode().unwrap()).unwrap();
         }
     }
+    assert_eq!(n.active_view().len(), usize::from(active));
+    n
+}
+
+/// A node with `active` neighbours (through JOIN) and ten passive candidates (through a
+/// SHUFFLE), then one maintenance tick: returns the node, the time, and the dialled addresses.
+fn node_asking_for_neighbours(active: u8) -> (Node, Time, Vec<SocketAddr>) {
+    let mut n = node_with_neighbours(active);
+    let peer = |i: u8| MachineId::from_bytes([i; 32]);
+    let peer_addr = |i: u8| SocketAddr::from(([10, 2, 0, i], 5483));
     let shuffle: Frame = wire::Shuffle {
         origin: wire::PeerAddr {
             id: peer(100),
@@ -1125,7 +1131,6 @@ fn node_asking_for_neighbours(active: u8) -> (Node, Time, Vec<SocketAddr>) {
     .into();
     n.handle_frame(t(2), peer(100), &shuffle.encode().unwrap())
         .unwrap();
-    assert_eq!(n.active_view().len(), usize::from(active));
     drain_transmits(&mut n);
     drain_events(&mut n);
     drain_actions(&mut n);
@@ -1194,4 +1199,61 @@ fn refused_neighbor_requests_back_off_unless_the_view_is_thin() {
             new_dials > 0
         );
     }
+}
+
+/// The probe goes to the neighbour heard from least recently (a silent one, while the others
+/// keep talking), and an unanswered probe makes it a suspect two probe timeouts later, with
+/// an event: SWIM's detection, measured by the simulator's `first_suspicion_ms`.
+#[test]
+fn the_silent_neighbour_is_probed_and_suspected_within_the_period() {
+    let mut n = node_with_neighbours(3);
+    let (talkers, silent) = (
+        [
+            MachineId::from_bytes([100; 32]),
+            MachineId::from_bytes([101; 32]),
+        ],
+        MachineId::from_bytes([102; 32]),
+    );
+    let cfg = n.config().membership.clone();
+    drain_transmits(&mut n);
+    drain_events(&mut n);
+    let ping: Frame = Ping { seq: 7 }.into();
+    let ping = ping.encode().unwrap();
+    let mut first_probe = None;
+    let mut suspected_at = None;
+    // Until the suspicion: the silent neighbour is declared dead 3 s later and leaves the
+    // view, after which only talkers are left to probe.
+    while suspected_at.is_none() {
+        let now = n.poll_timeout().unwrap();
+        assert!(now < t(6_000), "no suspicion within 6 s");
+        // The talkers are heard at every step; the silent neighbour never again.
+        for p in talkers {
+            n.handle_frame(now, p, &ping).unwrap();
+        }
+        n.handle_timeout(now);
+        for tx in drain_transmits(&mut n) {
+            if let Ok(Frame::Ping(_)) = Frame::decode(&tx.frame) {
+                assert_eq!(
+                    tx.to, silent,
+                    "a neighbour that keeps talking needs no probe"
+                );
+                first_probe.get_or_insert(now);
+            }
+        }
+        for e in drain_events(&mut n) {
+            if e == (Event::NeighborSuspected { peer: silent }) {
+                suspected_at.get_or_insert(now);
+            }
+        }
+    }
+    let probed = first_probe.expect("the silent neighbour was probed");
+    assert!(
+        probed <= t(1) + cfg.probe_interval,
+        "first probe at the first period"
+    );
+    assert_eq!(
+        suspected_at.expect("and suspected"),
+        probed + cfg.probe_timeout * 2,
+        "suspected when the indirect probes time out, not at the end of the period"
+    );
 }
