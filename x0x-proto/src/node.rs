@@ -966,7 +966,7 @@ impl Node {
             Frame::Query(q) => self.on_query(now, peer, q),
             Frame::QueryHit(h) => self.on_query_hit(now, peer, h),
             Frame::IHave(i) => self.broadcast.on_ihave(now, peer, i.topic, &i.entries),
-            Frame::Graft(g) => self.broadcast.on_graft(peer, g.topic, &g.ids),
+            Frame::Graft(g) => self.broadcast.on_graft(now, peer, g.topic, &g.ids),
             Frame::Prune(p) => self.broadcast.on_prune(now, peer, p.topic),
             Frame::Interest(i) => self.broadcast.on_interest(peer, &i.topics),
             Frame::TopicWalk(w) => self.broadcast.on_topic_walk(peer, &w),
