@@ -1218,7 +1218,10 @@ mod tests {
         let grafted = std::iter::from_fn(|| b.poll_out())
             .any(|o| matches!(o, Out::Send(to, Frame::Graft(g)) if to == peer && g.ids == [id2]));
         assert!(grafted, "the missing message is pulled");
-        assert!(!is_eager(&b, topic, peer), "our pull does not re-graft either");
+        assert!(
+            !is_eager(&b, topic, peer),
+            "our pull does not re-graft either"
+        );
 
         // After the grace, a GRAFT re-grafts the link.
         b.on_graft(t0 + Duration::from_secs(2), peer, topic, &[id]);
