@@ -9,10 +9,13 @@
 //! * **Failure detection is active.** The paper relies on TCP noticing a broken connection;
 //!   QUIC only does so after its idle timeout (30 s). We ping one neighbour per probe period,
 //!   ask up to `indirect_probes` other neighbours to ping it on our behalf when it does not
-//!   answer, suspect it at the end of the period and declare it dead `suspect_timeout` later
-//!   unless any frame from it arrives first.
+//!   answer, suspect it when their answers are overdue too (`Out::Suspected`, an event) and
+//!   declare it dead `suspect_timeout` later unless any frame from it arrives first.
+//! * **The stalest neighbour is probed**, not the next in a round-robin (SWIM §4.3): any frame
+//!   proves life, so a neighbour that went silent is probed first (`probe_tick` says why).
 //! * **Proactive refill.** The paper refills the active view only when a member fails; we also
-//!   top it up on a timer whenever it is below capacity (iroh-gossip leaves it under-full).
+//!   top it up on a timer whenever it is below capacity (iroh-gossip leaves it under-full), and
+//!   back off while a view at least half full keeps being refused (`refill_backoff_max`).
 //! * **Partitions re-merge.** Dead neighbours go to a small *graveyard* with their addresses.
 //!   At every shuffle tick a node re-contacts one graveyard entry (or a bootstrap address) with a
 //!   high-priority NEIGHBOR request; once a partition heals, those requests cross it and join the
@@ -218,9 +221,9 @@ pub(crate) struct Membership {
     dialing: BTreeMap<SocketAddr, Option<MachineId>>,
     timers: BTreeSet<(Time, Timer)>,
     probe: Option<Probe>,
-    probe_order: Vec<MachineId>,
-    /// When each active neighbour last sent us anything (probe target choice).
-    last_heard: BTreeMap<MachineId, Time>,
+    /// Active neighbours in probing order, each with when it last sent us anything (the
+    /// probe goes to the stalest). A vector: it holds at most the active view.
+    probe_order: Vec<(MachineId, Time)>,
     next_seq: u64,
     suspects: BTreeMap<MachineId, Time>,
     /// Indirect probes we run for others: our seq → (requester, their seq, target).
@@ -273,7 +276,6 @@ impl Membership {
             timers: BTreeSet::new(),
             probe: None,
             probe_order: Vec::new(),
-            last_heard: BTreeMap::new(),
             next_seq: 1,
             suspects: BTreeMap::new(),
             relays: BTreeMap::new(),
@@ -413,7 +415,10 @@ impl Membership {
     /// Any frame from `peer` is a sign of life: it refutes a suspicion.
     pub(crate) fn on_heard(&mut self, now: Time, peer: &MachineId) {
         if self.active.contains_key(peer) {
-            self.last_heard.insert(*peer, now);
+            match self.probe_order.iter_mut().find(|(p, _)| p == peer) {
+                Some(entry) => entry.1 = now,
+                None => self.probe_order.push((*peer, now)),
+            }
         }
         if self.suspects.remove(peer).is_some() {
             self.stats.refuted += 1;
@@ -857,8 +862,7 @@ impl Membership {
         self.refill_after = now;
         self.refill_wait = self.config.maintenance_interval;
         self.suspects.remove(&peer);
-        self.probe_order.retain(|p| *p != peer);
-        self.last_heard.remove(&peer);
+        self.probe_order.retain(|(p, _)| *p != peer);
         if matches!(reason, DownReason::Dead | DownReason::ConnectionLost) && !addrs.is_empty() {
             if self.graveyard.len() >= self.config.graveyard_capacity
                 && let Some(oldest) = self
@@ -964,28 +968,32 @@ impl Membership {
         // With no other traffic, acks are the only news and the order stays round-robin: the
         // neighbour probed longest ago is the stalest, so every neighbour is still probed
         // within |active| periods (SWIM's time-bounded completeness).
-        self.probe_order.retain(|p| self.active.contains_key(p));
-        self.last_heard.retain(|p, _| self.active.contains_key(p));
+        self.probe_order
+            .retain(|(p, _)| self.active.contains_key(p));
         if self.probe_order.len() < self.active.len() {
             let fresh: Vec<MachineId> = self
                 .active
                 .keys()
-                .filter(|p| !self.probe_order.contains(p))
+                .filter(|p| !self.probe_order.iter().any(|(q, _)| q == *p))
                 .copied()
                 .collect();
             let n = fresh.len();
-            self.probe_order.extend(sample(rng, &fresh, n));
+            // Never heard since it joined the view: stalest of all.
+            self.probe_order
+                .extend(sample(rng, &fresh, n).into_iter().map(|p| (p, Time::ZERO)));
         }
+        // The first of the stalest (`min_by_key` keeps the first of equal keys).
         let stalest = self
             .probe_order
             .iter()
             .enumerate()
-            .min_by_key(|(_, p)| self.last_heard.get(p).copied().unwrap_or(Time::ZERO))
+            .min_by_key(|(_, (_, heard))| *heard)
             .map(|(i, _)| i);
         if let Some(i) = stalest {
             // To the back of the order: among equally stale neighbours, the next one is next.
-            let target = self.probe_order.remove(i);
-            self.probe_order.push(target);
+            let entry = self.probe_order.remove(i);
+            self.probe_order.push(entry);
+            let target = entry.0;
             let seq = self.next_seq;
             self.next_seq += 1;
             self.probe = Some(Probe {
