@@ -414,11 +414,12 @@ impl Membership {
 
     /// Any frame from `peer` is a sign of life: it refutes a suspicion.
     pub(crate) fn on_heard(&mut self, now: Time, peer: &MachineId) {
-        if self.active.contains_key(peer) {
-            match self.probe_order.iter_mut().find(|(p, _)| p == peer) {
-                Some(entry) => entry.1 = now,
-                None => self.probe_order.push((*peer, now)),
-            }
+        // Called for every frame: the short probe order first, the view's map only for a
+        // neighbour not in it yet.
+        if let Some(entry) = self.probe_order.iter_mut().find(|(p, _)| p == peer) {
+            entry.1 = now;
+        } else if self.active.contains_key(peer) {
+            self.probe_order.push((*peer, now));
         }
         if self.suspects.remove(peer).is_some() {
             self.stats.refuted += 1;
