@@ -110,23 +110,36 @@ fn cfg_b_vps_only() -> NetworkConfig {
 /// Rendezvous advertisement validity used in VPS tests: 1 hour in milliseconds.
 const RENDEZVOUS_VALIDITY_MS: u64 = 3_600_000;
 
-/// Poll `discovered_agents()` until `target_id` appears or the timeout elapses.
+/// Wait until `target_id` is in `observer`'s discovery cache, or the timeout elapses: the
+/// cache is checked once, then the agent's `AgentDiscovered` events are awaited (the watcher
+/// is opened before the check, so a discovery in between is not missed).
 async fn wait_for_discovery(
     observer: &Agent,
     target_id: x0x::identity::AgentId,
     timeout: std::time::Duration,
 ) -> bool {
-    let start = tokio::time::Instant::now();
-    loop {
-        let agents = observer.discovered_agents().await.unwrap_or_default();
-        if agents.iter().any(|a| a.agent_id == target_id) {
-            return true;
-        }
-        if start.elapsed() >= timeout {
-            return false;
-        }
-        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let Ok(mut events) = observer.events().await else {
+        return false;
+    };
+    let agents = observer.discovered_agents().await.unwrap_or_default();
+    if agents.iter().any(|a| a.agent_id == target_id) {
+        return true;
     }
+    let discovered = async {
+        while let Some(ev) = events.recv().await {
+            if ev
+                == (x0x::AgentEvent::AgentDiscovered {
+                    agent_id: target_id,
+                })
+            {
+                return true;
+            }
+        }
+        false
+    };
+    tokio::time::timeout(timeout, discovered)
+        .await
+        .unwrap_or(false)
 }
 
 // ---------------------------------------------------------------------------
@@ -219,6 +232,7 @@ async fn test_local_late_join_heartbeat_discovery() {
 
     // B joins 8s after A — after the initial announcement but before the
     // second heartbeat (fires at t ≈ 10s).
+    // (The scenario's timing, from x0x's test; not a wait for a condition.)
     tokio::time::sleep(std::time::Duration::from_secs(8)).await;
 
     let agent_b = Agent::builder()
@@ -425,6 +439,8 @@ async fn test_local_rendezvous_find_agent() -> Result<(), Box<dyn std::error::Er
 
     let target_id = agent_a.agent_id();
     let lookup = agent_b.find_agent_rendezvous(target_id, 10);
+    // The scenario, not a wait for a condition: the advertisement comes a second after the
+    // lookup started, so the lookup must find a record that did not exist when it began.
     let advertise = async {
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         agent_a.advertise_identity(RENDEZVOUS_VALIDITY_MS).await

@@ -200,31 +200,44 @@ pub(crate) enum Out {
     Pin(MachineId, bool),
 }
 
-/// A small ordered set of peers: a sorted vector. A topic's eager, lazy and link sets hold a
-/// handful of peers (bounded by the active view and `topic_max_links`), and a node carries
-/// several topics (four internal ones plus its own); a `BTreeSet` leaf reserves room for
-/// eleven ids (368 bytes) from the first insert, this holds what it holds. Iteration is in id
-/// order, as with the `BTreeSet` it replaces (outputs stay deterministic).
-#[derive(Debug, Default)]
-struct PeerSet(Vec<MachineId>);
+/// A small ordered set: a sorted vector. A topic's eager, lazy and link sets hold a handful
+/// of peers (bounded by the active view and `topic_max_links`), each neighbour's topic list a
+/// handful of topics, and a node carries several topics (four internal ones plus its own); a
+/// `BTreeSet` leaf reserves room for eleven entries (368 bytes for ids) from the first insert,
+/// this holds what it holds (heaptrack, simulator `idle`). Iteration is in order, as with the
+/// `BTreeSet` it replaces (outputs stay deterministic).
+#[derive(Debug)]
+struct SmallSet<T>(Vec<T>);
 
-impl PeerSet {
-    fn contains(&self, p: &MachineId) -> bool {
-        self.0.binary_search(p).is_ok()
+impl<T> Default for SmallSet<T> {
+    fn default() -> Self {
+        Self(Vec::new())
     }
-    /// Whether `p` was new.
-    fn insert(&mut self, p: MachineId) -> bool {
-        match self.0.binary_search(&p) {
+}
+
+impl<T: Ord + Copy> SmallSet<T> {
+    fn from_slice(items: &[T]) -> Self {
+        let mut v = items.to_vec();
+        v.sort_unstable();
+        v.dedup();
+        Self(v)
+    }
+    fn contains(&self, x: &T) -> bool {
+        self.0.binary_search(x).is_ok()
+    }
+    /// Whether `x` was new.
+    fn insert(&mut self, x: T) -> bool {
+        match self.0.binary_search(&x) {
             Ok(_) => false,
             Err(i) => {
-                self.0.insert(i, p);
+                self.0.insert(i, x);
                 true
             }
         }
     }
-    /// Whether `p` was there.
-    fn remove(&mut self, p: &MachineId) -> bool {
-        match self.0.binary_search(p) {
+    /// Whether `x` was there.
+    fn remove(&mut self, x: &T) -> bool {
+        match self.0.binary_search(x) {
             Ok(i) => {
                 self.0.remove(i);
                 true
@@ -235,36 +248,19 @@ impl PeerSet {
     fn len(&self) -> usize {
         self.0.len()
     }
-    fn iter(&self) -> std::slice::Iter<'_, MachineId> {
+    fn iter(&self) -> std::slice::Iter<'_, T> {
         self.0.iter()
-    }
-}
-
-/// The topics a neighbour carries, sorted: one allocation of what it holds, where a
-/// `BTreeSet` per neighbour reserved a 368-byte leaf (heaptrack, simulator `idle`).
-#[derive(Debug)]
-struct TopicList(Box<[TopicId]>);
-
-impl TopicList {
-    fn new(topics: &[TopicId]) -> Self {
-        let mut v = topics.to_vec();
-        v.sort_unstable();
-        v.dedup();
-        Self(v.into_boxed_slice())
-    }
-    fn contains(&self, t: &TopicId) -> bool {
-        self.0.binary_search(t).is_ok()
     }
 }
 
 #[derive(Debug, Default)]
 struct TopicState {
     subscribed: bool,
-    eager: PeerSet,
-    lazy: PeerSet,
+    eager: SmallSet<MachineId>,
+    lazy: SmallSet<MachineId>,
     /// Topic links: connections to other carriers of this topic that are not membership
     /// neighbours, found by a topic walk (sparse topics).
-    links: PeerSet,
+    links: SmallSet<MachineId>,
     /// Recent ids of this topic, newest last (for catch-up digests).
     recent: VecDeque<(MessageId, u8)>,
     /// Peers of a recent PRUNE (either way) and until when their in-flight messages do not
@@ -316,7 +312,7 @@ pub(crate) struct Broadcast {
     /// `idle`); boxed, the leaf holds pointers.
     topics: BTreeMap<TopicId, Box<TopicState>>,
     /// Topics each connected peer carries (from its INTEREST).
-    interest: BTreeMap<MachineId, TopicList>,
+    interest: BTreeMap<MachineId, SmallSet<TopicId>>,
     neighbors: BTreeSet<MachineId>,
     cache: BTreeMap<MessageId, Cached>,
     cache_order: VecDeque<(Time, MessageId)>,
@@ -715,7 +711,7 @@ impl Broadcast {
     // ----- frames -----
 
     pub(crate) fn on_interest(&mut self, from: MachineId, topics: &[TopicId]) {
-        self.interest.insert(from, TopicList::new(topics));
+        self.interest.insert(from, SmallSet::from_slice(topics));
         // Topics it no longer carries: out of both sets. New ones: adopt.
         for (topic, t) in self.topics.iter_mut() {
             if !topics.contains(topic) {
@@ -920,7 +916,7 @@ impl Broadcast {
                     && eager_from != from
                 {
                     self.stats.optimizations += 1;
-                    self.graft(from, topic, Vec::new());
+                    self.graft(now, from, topic, Vec::new());
                     if let Some(t) = self.topics.get_mut(&topic)
                         && t.eager.remove(&eager_from)
                     {
@@ -962,8 +958,11 @@ impl Broadcast {
         }
     }
 
-    fn graft(&mut self, to: MachineId, topic: TopicId, ids: Vec<MessageId>) {
-        if let Some(t) = self.topics.get_mut(&topic) {
+    /// Sends a GRAFT, making the link eager unless it only pulls (`pulls_only`).
+    fn graft(&mut self, now: Time, to: MachineId, topic: TopicId, ids: Vec<MessageId>) {
+        if !self.pulls_only(now, topic, &to, &ids)
+            && let Some(t) = self.topics.get_mut(&topic)
+        {
             t.lazy.remove(&to);
             t.eager.insert(to);
         }
@@ -972,12 +971,17 @@ impl Broadcast {
             .push_back(Out::Send(to, wire::Graft { topic, ids }.into()));
     }
 
-    /// Whether a PRUNE on the link to `peer` (either way) is younger than `prune_grace`.
-    fn in_prune_grace(&self, now: Time, topic: TopicId, peer: &MachineId) -> bool {
-        self.topics
-            .get(&topic)
-            .and_then(|t| t.pruned.get(peer))
-            .is_some_and(|until| now < *until)
+    /// Whether a GRAFT on the link to `peer` only pulls `ids`, leaving the link lazy: it asks
+    /// for messages and a PRUNE on the link (either way) is younger than `prune_grace`. Both
+    /// ends apply the same rule to their own PRUNE record; an empty GRAFT (tree optimisation)
+    /// always re-grafts.
+    fn pulls_only(&self, now: Time, topic: TopicId, peer: &MachineId, ids: &[MessageId]) -> bool {
+        !ids.is_empty()
+            && self
+                .topics
+                .get(&topic)
+                .and_then(|t| t.pruned.get(peer))
+                .is_some_and(|until| now < *until)
     }
 
     pub(crate) fn on_graft(
@@ -991,10 +995,9 @@ impl Broadcast {
             self.stats.drop("graft_from_non_neighbor");
             return;
         }
-        // Within the grace of a PRUNE on this link a GRAFT for ids only pulls them
-        // (`prune_grace`); an empty GRAFT (tree optimisation) always re-grafts.
-        let pull_only = !ids.is_empty() && self.in_prune_grace(now, topic, &from);
-        if !pull_only && let Some(t) = self.topics.get_mut(&topic) {
+        if !self.pulls_only(now, topic, &from, ids)
+            && let Some(t) = self.topics.get_mut(&topic)
+        {
             t.lazy.remove(&from);
             t.eager.insert(from);
         }
@@ -1061,20 +1064,7 @@ impl Broadcast {
             self.stats.graft_exhausted += 1;
             return;
         };
-        if self.in_prune_grace(now, topic, &peer) {
-            // Pruned moments ago: pull the message, leave the link lazy (`prune_grace`).
-            self.stats.grafts_sent += 1;
-            self.out.push_back(Out::Send(
-                peer,
-                wire::Graft {
-                    topic,
-                    ids: vec![id],
-                }
-                .into(),
-            ));
-        } else {
-            self.graft(peer, topic, vec![id]);
-        }
+        self.graft(now, peer, topic, vec![id]);
         self.timers
             .insert((now + self.config.graft_retry, Timer::Graft(id)));
     }

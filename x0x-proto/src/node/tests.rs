@@ -356,12 +356,7 @@ fn broadcast_reaches_every_subscriber_once_and_tree_settles() {
     let mut payload_frames = Vec::new();
     for round in 0..12u8 {
         let before = net.deliveries.len();
-        let gossip_before: u64 = net
-            .nodes
-            .iter()
-            .flatten()
-            .map(|x| x.broadcast_stats().gossip_received)
-            .sum();
+        let gossip_before: u64 = net.sum(|x| x.broadcast_stats().gossip_received);
         let mut id = None;
         net.with(0, |node, now| {
             id = Some(
@@ -383,12 +378,7 @@ fn broadcast_reaches_every_subscriber_once_and_tree_settles() {
             "round {round}: every other node delivers exactly once"
         );
         assert_eq!(who.len(), n - 1);
-        let gossip_after: u64 = net
-            .nodes
-            .iter()
-            .flatten()
-            .map(|x| x.broadcast_stats().gossip_received)
-            .sum();
+        let gossip_after: u64 = net.sum(|x| x.broadcast_stats().gossip_received);
         payload_frames.push(gossip_after - gossip_before);
     }
     // Once the tree settled, a message crosses each tree edge once: n-1 payload frames. The
@@ -418,23 +408,13 @@ fn duplicates_from_a_lazy_set_peer_are_pruned_too() {
     });
     let mut dups = Vec::new();
     for round in 0..8u8 {
-        let before: u64 = net
-            .nodes
-            .iter()
-            .flatten()
-            .map(|x| x.broadcast_stats().duplicates)
-            .sum();
+        let before: u64 = net.sum(|x| x.broadcast_stats().duplicates);
         net.with(0, |node, now| {
             node.publish(now, topic(), Bytes::from(vec![round; 10]))
                 .unwrap();
         });
         net.run_for(Duration::from_secs(3));
-        let after: u64 = net
-            .nodes
-            .iter()
-            .flatten()
-            .map(|x| x.broadcast_stats().duplicates)
-            .sum();
+        let after: u64 = net.sum(|x| x.broadcast_stats().duplicates);
         dups.push(after - before);
     }
     assert!(

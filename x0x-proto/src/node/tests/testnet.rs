@@ -90,6 +90,11 @@ impl Net {
         net
     }
 
+    /// The sum of a counter over the live nodes.
+    pub(super) fn sum(&self, counter: impl Fn(&Node) -> u64) -> u64 {
+        self.nodes.iter().flatten().map(counter).sum()
+    }
+
     fn latency(&self, a: usize, b: usize) -> Duration {
         let (x, y) = if a < b { (a, b) } else { (b, a) };
         let h = blake3::hash(&[x.to_le_bytes(), y.to_le_bytes()].concat());
