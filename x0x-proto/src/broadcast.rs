@@ -80,17 +80,6 @@ pub struct BroadcastConfig {
     pub topic_walk_length: u8,
     /// Interval of the topic-link check. Default 2 s.
     pub topic_maintenance_interval: Duration,
-    /// Most peers a topic starts in the eager set; later carriers start lazy. Default
-    /// unlimited: every new carrier starts eager, as in the paper (§3.5).
-    ///
-    /// With every carrier eager, the first message of a topic crosses every overlay link once
-    /// or twice: a 1000-node overlay of degree 5 pays about three duplicates per node for it
-    /// (`rmr_per_round[0]` ≈ 3 in `broadcast-single`), most of a 30-round run's redundancy. A
-    /// cap trades that for latency: measured at n=1000 (docs/benchmarks.md), a cap of 3 gives a
-    /// first round of 1.4 and a mean RMR of 0.057 instead of 0.101, but p50 latency 189 ms
-    /// instead of 130 and LDH 13 instead of 10, because the first tree is built over fewer,
-    /// slower links. Topic links (sparse topics) are always eager.
-    pub initial_eager: usize,
     /// After a PRUNE on a link (sent or received), messages arriving over it within this
     /// time do not make the sender eager again. Default 1 s (several round trips).
     ///
@@ -111,6 +100,8 @@ pub struct BroadcastConfig {
     /// duplicates per delivery on this prune/graft flapping, 0.6 with the pull-only GRAFT. A
     /// link still needed after the grace is grafted as usual.
     pub prune_grace: Duration,
+    /// How the first message of a topic is pushed, before the topic has a tree.
+    pub first_push: FirstPushConfig,
 }
 
 impl Default for BroadcastConfig {
@@ -134,8 +125,79 @@ impl Default for BroadcastConfig {
             topic_max_links: 6,
             topic_walk_length: 16,
             topic_maintenance_interval: Duration::from_secs(2),
-            initial_eager: usize::MAX,
             prune_grace: Duration::from_secs(1),
+            first_push: FirstPushConfig::default(),
+        }
+    }
+}
+
+/// How a node pushes the first message of a topic it forwards, before PRUNEs have shaped the
+/// topic's tree. Deviation from the paper, where every carrier starts eager (§3.5).
+///
+/// Why: with every carrier eager, the first message crosses every overlay link once or twice.
+/// A 1000-node overlay of degree 5 pays about three duplicates per node for it
+/// (`rmr_per_round[0]` ≈ 2.9 in `broadcast-single`), which is most of a 30-round run's
+/// redundancy. The tree that survives the PRUNEs is made of the links that delivered first,
+/// which are mostly fast ones. So a node pushes its first message only over its fastest links
+/// (round trips measured by SWIM's probes; a peer not yet measured ranks last) and sends an
+/// IHAVE over the rest. Carriers that announced the message before it arrived have it already
+/// and get neither.
+///
+/// Few fast links per node make long chains, though, so the fanout depends on how far the
+/// node is from the publisher: the number of nodes grows with each hop, so extra pushes near
+/// the publisher are cheap and shorten every path below them. Measured at n=1000
+/// (docs/benchmarks.md): two fastest links everywhere give a first round of 1.06 duplicates
+/// per node but a last delivery 16 hops out; these defaults give 1.3 and 10–12 hops, where
+/// the paper's flood gives 2.9 and 10.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct FirstPushConfig {
+    /// Nodes at most this many hops from the publisher push to every carrier. Default 2.
+    pub flood_within: u8,
+    /// Nodes further out, but at most this many hops from the publisher, push to
+    /// `wide_fanout` carriers. Default 4.
+    pub wide_within: u8,
+    /// Fanout between `flood_within` and `wide_within`. Default 3.
+    pub wide_fanout: usize,
+    /// Fanout of every node further out. Default 2: a random graph in which every node links
+    /// to two others is connected with high probability, and IHAVEs repair what it misses.
+    pub fanout: usize,
+    /// Grace between an IHAVE and its GRAFT while this node has not yet seen a message of the
+    /// topic. Default 20 ms (one IHAVE batch): with few eager pushes per node, an announced
+    /// message is often not on its way eagerly, and a chain of fast links that does bring it
+    /// is long. A late eager copy then loses its link (see `on_gossip_verified`).
+    pub graft_timeout: Duration,
+}
+
+impl FirstPushConfig {
+    /// The paper's start: every carrier eager.
+    pub fn flood() -> Self {
+        Self {
+            flood_within: u8::MAX,
+            ..Self::default()
+        }
+    }
+
+    /// Carriers a node `distance` hops from the publisher pushes to.
+    fn fanout_at(&self, distance: u8) -> usize {
+        if distance <= self.flood_within {
+            usize::MAX
+        } else if distance <= self.wide_within {
+            self.wide_fanout
+        } else {
+            self.fanout
+        }
+    }
+}
+
+impl Default for FirstPushConfig {
+    fn default() -> Self {
+        Self {
+            flood_within: 2,
+            wide_within: 4,
+            wide_fanout: 3,
+            fanout: 2,
+            graft_timeout: Duration::from_millis(20),
         }
     }
 }
@@ -253,6 +315,52 @@ impl<T: Ord + Copy> SmallSet<T> {
     }
 }
 
+/// The active neighbours, sorted by id, each with the smallest round trip measured to it.
+///
+/// The smallest sample tracks a link's propagation delay rather than momentary queueing; it
+/// ranks the links of a topic's first push ([`FirstPushConfig`]). A sorted vector: a view
+/// holds a handful of neighbours, and a B-tree leaf has room for eleven.
+#[derive(Debug, Default)]
+struct Neighbors(Vec<(MachineId, u32)>);
+
+/// `Neighbors`' mark of a neighbour whose round trip is not measured yet.
+const UNMEASURED: u32 = u32::MAX;
+
+impl Neighbors {
+    fn find(&self, peer: &MachineId) -> Result<usize, usize> {
+        self.0.binary_search_by(|(p, _)| p.cmp(peer))
+    }
+    fn contains(&self, peer: &MachineId) -> bool {
+        self.find(peer).is_ok()
+    }
+    fn insert(&mut self, peer: MachineId) {
+        if let Err(i) = self.find(&peer) {
+            self.0.insert(i, (peer, UNMEASURED));
+        }
+    }
+    fn remove(&mut self, peer: &MachineId) {
+        if let Ok(i) = self.find(peer) {
+            self.0.remove(i);
+        }
+    }
+    fn iter(&self) -> impl Iterator<Item = &MachineId> {
+        self.0.iter().map(|(p, _)| p)
+    }
+    fn rtt(&self, peer: &MachineId) -> Option<Duration> {
+        let us = self.0[self.find(peer).ok()?].1;
+        (us != UNMEASURED).then(|| Duration::from_micros(u64::from(us)))
+    }
+    /// Keeps the smallest sample, in microseconds (an hour at most); a peer that is not a
+    /// neighbour is ignored.
+    fn rtt_sample(&mut self, peer: &MachineId, rtt: Duration) {
+        if let Ok(i) = self.find(peer) {
+            let us = u32::try_from(rtt.as_micros()).unwrap_or(UNMEASURED - 1);
+            let best = &mut self.0[i].1;
+            *best = (*best).min(us);
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct TopicState {
     subscribed: bool,
@@ -267,17 +375,8 @@ struct TopicState {
     /// make them eager again (`prune_grace`). At most one entry per topic peer: entries go
     /// with the peer and are replaced, so the map is bounded by the eager and lazy sets.
     pruned: BTreeMap<MachineId, Time>,
-}
-
-impl TopicState {
-    /// A new carrier: eager while fewer than `eager_cap` are, lazy after that.
-    fn admit(&mut self, peer: MachineId, eager_cap: usize) {
-        if self.eager.len() < eager_cap {
-            self.eager.insert(peer);
-        } else {
-            self.lazy.insert(peer);
-        }
-    }
+    /// Whether this node has forwarded a message of the topic yet (`first_eager`).
+    forwarded: bool,
 }
 
 #[derive(Debug)]
@@ -289,10 +388,15 @@ struct Cached {
     at: Time,
 }
 
+/// Most GRAFT answers awaited at once (`Broadcast::graft_answers`).
+const GRAFT_ANSWERS_CAP: usize = 16;
+
 #[derive(Debug)]
 struct Missing {
     topic: TopicId,
     announcers: VecDeque<(MachineId, u8)>,
+    /// The announcer of the last GRAFT sent for it, if any.
+    grafted: Option<MachineId>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -313,7 +417,11 @@ pub(crate) struct Broadcast {
     topics: BTreeMap<TopicId, Box<TopicState>>,
     /// Topics each connected peer carries (from its INTEREST).
     interest: BTreeMap<MachineId, SmallSet<TopicId>>,
-    neighbors: BTreeSet<MachineId>,
+    neighbors: Neighbors,
+    /// GRAFTs answered late because a slower eager copy came first, whose answers must not
+    /// PRUNE the grafted peer: (id, peer), oldest first, at most `GRAFT_ANSWERS_CAP`; the
+    /// oldest is dropped (its answer then prunes as usual).
+    graft_answers: VecDeque<(MessageId, MachineId)>,
     cache: BTreeMap<MessageId, Cached>,
     cache_order: VecDeque<(Time, MessageId)>,
     seen: BTreeMap<MessageId, Time>,
@@ -335,7 +443,8 @@ impl Broadcast {
             config,
             topics: BTreeMap::new(),
             interest: BTreeMap::new(),
-            neighbors: BTreeSet::new(),
+            neighbors: Neighbors::default(),
+            graft_answers: VecDeque::new(),
             cache: BTreeMap::new(),
             cache_order: VecDeque::new(),
             seen: BTreeMap::new(),
@@ -414,12 +523,11 @@ impl Broadcast {
             .filter(|p| self.interest.get(p).is_some_and(|t| t.contains(&topic)))
             .copied()
             .collect();
-        let cap = self.config.initial_eager;
         let t = self.topics.entry(topic).or_default();
         t.subscribed = true;
         for p in carriers {
             if !t.lazy.contains(&p) {
-                t.admit(p, cap);
+                t.eager.insert(p);
             }
         }
         self.announce_interest();
@@ -465,7 +573,7 @@ impl Broadcast {
         self.stats.published += 1;
         let id = message.id();
         self.remember(now, id, topic, 0, None, message.clone());
-        self.forward(topic, id, 1, None, &message);
+        self.forward(topic, id, 0, None, &[], &message);
         self.arm_flush(now);
     }
 
@@ -492,6 +600,17 @@ impl Broadcast {
         for m in self.missing.values_mut() {
             m.announcers.retain(|(p, _)| *p != peer);
         }
+    }
+
+    /// A round trip to a neighbour was measured (SWIM's direct probe).
+    pub(crate) fn rtt_sample(&mut self, peer: MachineId, rtt: Duration) {
+        self.neighbors.rtt_sample(&peer, rtt);
+    }
+
+    /// The smallest round trip measured to a neighbour.
+    #[cfg(test)]
+    pub(crate) fn neighbor_rtt(&self, peer: &MachineId) -> Option<Duration> {
+        self.neighbors.rtt(peer)
     }
 
     pub(crate) fn connection_down(&mut self, peer: MachineId) {
@@ -522,8 +641,8 @@ impl Broadcast {
             if t.eager.contains(&peer) || t.lazy.contains(&peer) {
                 continue;
             }
-            // "New neighbours start in the eager set" (paper, §3.5) — up to `initial_eager`.
-            t.admit(peer, self.config.initial_eager);
+            // "New neighbours start in the eager set" (paper, §3.5).
+            t.eager.insert(peer);
             digests.push(*topic);
         }
         for topic in digests {
@@ -723,12 +842,27 @@ impl Broadcast {
     }
 
     /// A GOSSIP whose id was already seen: PRUNE the link it came over.
-    pub(crate) fn on_duplicate(&mut self, now: Time, from: MachineId, topic: TopicId) {
+    pub(crate) fn on_duplicate(
+        &mut self,
+        now: Time,
+        from: MachineId,
+        topic: TopicId,
+        id: &MessageId,
+    ) {
         self.stats.gossip_received += 1;
         self.stats.duplicates += 1;
+        if let Some(i) = self
+            .graft_answers
+            .iter()
+            .position(|(m, p)| m == id && *p == from)
+        {
+            // The answer to a GRAFT whose peer replaced a slower eager sender: keep the link.
+            self.graft_answers.remove(i);
+            return;
+        }
         let grace = self.config.prune_grace;
         // The sender pushes to us eagerly whether or not we count it eager (it may sit in our
-        // lazy set when we admitted it past `initial_eager`): prune it either way, or it would
+        // lazy set after its first push skipped it): prune it either way, or it would
         // keep sending duplicates. Within the grace of our last PRUNE to it, the duplicate was
         // in flight before that PRUNE arrived: no second PRUNE.
         if let Some(t) = self.topics.get_mut(&topic)
@@ -777,9 +911,68 @@ impl Broadcast {
             t.eager.insert(from);
         }
         let subscribed = t.subscribed;
-        self.missing.remove(&id);
+        let missing = self.missing.remove(&id);
+        // Carriers that announced the message have it: the first push skips them.
+        let announced: Vec<MachineId> = match &missing {
+            Some(m) if !t.forwarded => m
+                .announcers
+                .iter()
+                .map(|(p, _)| *p)
+                .chain(m.grafted)
+                .collect(),
+            _ => Vec::new(),
+        };
+        let mut new_parent = None;
+        if let Some(m) = &missing
+            && !t.links.contains(&from)
+        {
+            match m.grafted {
+                // A GRAFT for this id went out before this copy came: the grafted peer
+                // announced it at least a graft timeout earlier, so its path is the faster
+                // one. Keep it (its answer, a duplicate by now, must not prune it) and prune
+                // this late sender instead; otherwise the tree keeps the slow path and the
+                // same GRAFT, duplicate and PRUNE repeat for every later message. Deviation
+                // from the paper, which prunes whichever copy comes second (§3.5).
+                Some(grafted) if grafted != from && t.eager.contains(&grafted) => {
+                    if self.graft_answers.len() >= GRAFT_ANSWERS_CAP {
+                        self.graft_answers.pop_front();
+                        self.stats.drop("graft_answers_cap");
+                    }
+                    self.graft_answers.push_back((id, grafted));
+                    new_parent = Some((grafted, false));
+                }
+                Some(_) => {}
+                // Tree optimisation (§3.8) for an IHAVE that came before the message: it was
+                // both earlier and much shorter than this path; make its sender the parent.
+                // The paper only compares IHAVEs that come after the message.
+                None => {
+                    new_parent = m
+                        .announcers
+                        .iter()
+                        .filter(|(p, _)| *p != from)
+                        .min_by_key(|(_, h)| *h)
+                        .filter(|(_, h)| {
+                            hops > h.saturating_add(self.config.optimization_threshold)
+                        })
+                        .map(|(p, _)| (*p, true));
+                }
+            }
+        }
+        if let Some((parent, graft)) = new_parent {
+            if t.eager.remove(&from) {
+                t.lazy.insert(from);
+                t.pruned.insert(from, now + self.config.prune_grace);
+                self.stats.prunes_sent += 1;
+                self.out
+                    .push_back(Out::Send(from, wire::Prune { topic }.into()));
+            }
+            if graft {
+                self.stats.optimizations += 1;
+                self.graft(now, parent, topic, Vec::new());
+            }
+        }
         self.remember(now, id, topic, hops, Some(from), message.clone());
-        self.forward(topic, id, hops.saturating_add(1), Some(from), &message);
+        self.forward(topic, id, hops, Some(from), &announced, &message);
         self.arm_flush(now);
         if subscribed {
             self.stats.delivered += 1;
@@ -787,21 +980,30 @@ impl Broadcast {
         subscribed
     }
 
+    /// Pushes a message this node is `distance` hops from the publisher of (0: its own) to
+    /// the eager carriers of `topic` and queues an IHAVE for the lazy ones.
     fn forward(
         &mut self,
         topic: TopicId,
         id: MessageId,
-        hops: u8,
+        distance: u8,
         from: Option<MachineId>,
+        announced: &[MachineId],
         message: &Signed,
     ) {
+        let hops = distance.saturating_add(1);
         if hops > self.config.max_hops {
             self.stats.hop_limited += 1;
             return;
         }
-        let Some(t) = self.topics.get(&topic) else {
+        let Some(t) = self.topics.get_mut(&topic) else {
             return;
         };
+        if !t.forwarded {
+            t.forwarded = true;
+            let fanout = self.config.first_push.fanout_at(distance);
+            Self::seed_tree(t, &self.neighbors, from, announced, fanout);
+        }
         let eager: Vec<MachineId> = t
             .eager
             .iter()
@@ -811,7 +1013,7 @@ impl Broadcast {
         let lazy: Vec<MachineId> = t
             .lazy
             .iter()
-            .filter(|p| Some(**p) != from)
+            .filter(|p| Some(**p) != from && !announced.contains(p))
             .copied()
             .collect();
         if !eager.is_empty() {
@@ -830,6 +1032,37 @@ impl Broadcast {
                 .entry(topic)
                 .or_default()
                 .push(IHaveEntry { id, hops });
+        }
+    }
+
+    /// Before the first message of a topic leaves this node: carriers that `announced` it
+    /// and all but the `fanout` fastest other eager carriers become lazy. The sender and
+    /// topic links stay eager. See [`FirstPushConfig`].
+    fn seed_tree(
+        t: &mut TopicState,
+        neighbors: &Neighbors,
+        from: Option<MachineId>,
+        announced: &[MachineId],
+        fanout: usize,
+    ) {
+        for p in announced {
+            if Some(*p) != from && !t.links.contains(p) && t.eager.remove(p) {
+                t.lazy.insert(*p);
+            }
+        }
+        let mut ranked: Vec<(Duration, MachineId)> = t
+            .eager
+            .iter()
+            .filter(|p| Some(**p) != from && !t.links.contains(p) && !announced.contains(p))
+            .map(|p| (neighbors.rtt(p).unwrap_or(Duration::MAX), *p))
+            .collect();
+        if ranked.len() <= fanout {
+            return;
+        }
+        ranked.sort_unstable();
+        for (_, p) in ranked.into_iter().skip(fanout) {
+            t.eager.remove(&p);
+            t.lazy.insert(p);
         }
     }
 
@@ -947,12 +1180,18 @@ impl Broadcast {
                         Missing {
                             topic,
                             announcers: VecDeque::from([(from, e.hops)]),
+                            grafted: None,
                         },
                     );
                     // "Upon reception of an IHAVE for a message not received, set a timer; if it
                     // expires before the message arrives, GRAFT" (§3.5).
-                    self.timers
-                        .insert((now + self.config.graft_timeout, Timer::Graft(e.id)));
+                    let fresh = self.topics.get(&topic).is_some_and(|t| !t.forwarded);
+                    let grace = if fresh {
+                        self.config.first_push.graft_timeout
+                    } else {
+                        self.config.graft_timeout
+                    };
+                    self.timers.insert((now + grace, Timer::Graft(e.id)));
                 }
             }
         }
@@ -1064,6 +1303,7 @@ impl Broadcast {
             self.stats.graft_exhausted += 1;
             return;
         };
+        m.grafted = Some(peer);
         self.graft(now, peer, topic, vec![id]);
         self.timers
             .insert((now + self.config.graft_retry, Timer::Graft(id)));
@@ -1158,7 +1398,7 @@ mod tests {
         let t0 = Time::from_millis(1_000_000);
         let (id, m) = msg(1);
         assert!(b.on_gossip_verified(t0, peer, topic, id, 1, m));
-        b.on_duplicate(t0, peer, topic);
+        b.on_duplicate(t0, peer, topic, &id);
         assert!(!is_eager(&b, topic, peer), "pruned");
         // In flight: sent before the PRUNE arrived.
         let (id, m) = msg(2);
@@ -1189,7 +1429,7 @@ mod tests {
         let t0 = Time::from_millis(1_000_000);
         let (id, m) = msg(1);
         b.on_gossip_verified(t0, other, topic, id, 1, m);
-        b.on_duplicate(t0, peer, topic);
+        b.on_duplicate(t0, peer, topic, &id);
         assert!(!is_eager(&b, topic, peer), "pruned");
         while b.poll_out().is_some() {}
 
@@ -1216,5 +1456,152 @@ mod tests {
         // After the grace, a GRAFT re-grafts the link.
         b.on_graft(t0 + Duration::from_secs(2), peer, topic, &[id]);
         assert!(is_eager(&b, topic, peer));
+    }
+
+    /// A broadcast layer with `peers` as carrying neighbours of `topic`, each with a round
+    /// trip of (its index + 1) × 10 ms.
+    fn carriers(topic: TopicId, peers: &[MachineId]) -> Broadcast {
+        let mut b = Broadcast::new(BroadcastConfig::default());
+        b.subscribe(topic);
+        for (i, p) in peers.iter().enumerate() {
+            b.neighbor_up(*p);
+            b.on_interest(*p, &[topic]);
+            b.rtt_sample(*p, Duration::from_millis(10 * (i as u64 + 1)));
+            b.rtt_sample(*p, Duration::from_millis(500)); // the smallest sample counts
+        }
+        while b.poll_out().is_some() {}
+        b
+    }
+
+    /// Pushed-to and announced-to peers in the output, after the IHAVE flush.
+    fn pushes_and_ihaves(b: &mut Broadcast, now: Time) -> (Vec<MachineId>, Vec<MachineId>) {
+        b.handle_timeout(now + b.config.ihave_interval);
+        let (mut pushed, mut told) = (Vec::new(), Vec::new());
+        while let Some(o) = b.poll_out() {
+            match o {
+                Out::SendMany(to, Frame::Gossip(_)) => pushed.extend(to),
+                Out::Send(to, Frame::Gossip(_)) => pushed.push(to),
+                Out::Send(to, Frame::IHave(_)) => told.push(to),
+                _ => {}
+            }
+        }
+        pushed.sort();
+        told.sort();
+        (pushed, told)
+    }
+
+    /// Far from the publisher, the first message of a topic goes eagerly to the `fanout`
+    /// fastest carriers only; slower ones get an IHAVE, and one that announced it gets
+    /// nothing. Near the publisher every carrier gets it.
+    #[test]
+    fn the_first_push_goes_to_the_fastest_carriers() {
+        let topic = TopicId::from_name("t");
+        let peers: Vec<MachineId> = (1..=6).map(|i| MachineId::from_bytes([i; 32])).collect();
+        let t0 = Time::from_millis(1_000_000);
+
+        let mut b = carriers(topic, &peers);
+        // peers[1] (20 ms, the fastest after the sender) announced the message first.
+        let (id, m) = msg(1);
+        b.on_ihave(t0, peers[1], topic, &[IHaveEntry { id, hops: 6 }]);
+        assert!(b.on_gossip_verified(t0, peers[0], topic, id, 7, m));
+        let (pushed, told) = pushes_and_ihaves(&mut b, t0);
+        assert_eq!(b.config.first_push.fanout, 2);
+        assert_eq!(
+            pushed,
+            vec![peers[2], peers[3]],
+            "the two fastest that lack it"
+        );
+        assert_eq!(told, vec![peers[4], peers[5]]);
+        // The choice sticks: the next message follows the same eager set (the tree).
+        let (id, m) = msg(2);
+        let t1 = t0 + Duration::from_secs(1);
+        b.on_gossip_verified(t1, peers[0], topic, id, 7, m);
+        let (pushed, _) = pushes_and_ihaves(&mut b, t1);
+        assert_eq!(pushed, vec![peers[2], peers[3]]);
+
+        // Two hops from the publisher: every carrier but the sender.
+        let mut b = carriers(topic, &peers);
+        let (id, m) = msg(1);
+        b.on_gossip_verified(t0, peers[5], topic, id, 2, m);
+        let (pushed, told) = pushes_and_ihaves(&mut b, t0);
+        assert_eq!(pushed, peers[..5].to_vec());
+        assert!(told.is_empty());
+    }
+
+    /// A GRAFT went out, then the eager copy came late: the late sender is pruned and the
+    /// grafted peer's answer, a duplicate by then, does not prune it; it is the parent now.
+    #[test]
+    fn a_late_eager_copy_loses_its_link_to_the_grafted_peer() {
+        let topic = TopicId::from_name("t");
+        let slow = MachineId::from_bytes([1; 32]);
+        let fast = MachineId::from_bytes([2; 32]);
+        let mut b = carriers(topic, &[slow, fast]);
+        let t0 = Time::from_millis(1_000_000);
+        // Message 1 makes `fast` lazy (its copy is the duplicate).
+        let (id, m) = msg(1);
+        b.on_gossip_verified(t0, slow, topic, id, 1, m.clone());
+        b.on_duplicate(t0, fast, topic, &id);
+        assert!(is_eager(&b, topic, slow) && !is_eager(&b, topic, fast));
+        while b.poll_out().is_some() {}
+
+        // Message 2: `fast` announces it, the GRAFT goes out (after the prune grace, so it
+        // re-grafts), and only then the eager copy from `slow` comes.
+        let t1 = t0 + Duration::from_secs(5);
+        let (id, m) = msg(2);
+        b.on_ihave(t1, fast, topic, &[IHaveEntry { id, hops: 2 }]);
+        let t2 = t1 + b.config.graft_timeout;
+        b.handle_timeout(t2);
+        assert!(is_eager(&b, topic, fast), "grafted");
+        while b.poll_out().is_some() {}
+        b.on_gossip_verified(t2 + Duration::from_millis(5), slow, topic, id, 2, m);
+        let out: Vec<Out> = std::iter::from_fn(|| b.poll_out()).collect();
+        assert!(
+            out.iter()
+                .any(|o| matches!(o, Out::Send(to, Frame::Prune(_)) if *to == slow)),
+            "the late sender is pruned"
+        );
+        assert!(!is_eager(&b, topic, slow));
+        // The GRAFT's answer is a duplicate now, and keeps its link.
+        b.on_duplicate(t2 + Duration::from_millis(20), fast, topic, &id);
+        assert!(
+            !std::iter::from_fn(|| b.poll_out())
+                .any(|o| matches!(o, Out::Send(_, Frame::Prune(_)))),
+            "no PRUNE to the grafted peer"
+        );
+        assert!(is_eager(&b, topic, fast));
+        // Any other duplicate from it still prunes.
+        b.on_duplicate(t2 + Duration::from_millis(30), fast, topic, &id);
+        assert!(!is_eager(&b, topic, fast));
+    }
+
+    /// An IHAVE that came before the message over a much shorter path makes its sender the
+    /// parent (tree optimisation), even though the eager copy came within the graft grace.
+    #[test]
+    fn an_earlier_much_shorter_announcement_becomes_the_parent() {
+        let topic = TopicId::from_name("t");
+        let deep = MachineId::from_bytes([1; 32]);
+        let near = MachineId::from_bytes([2; 32]);
+        let mut b = carriers(topic, &[deep, near]);
+        let t0 = Time::from_millis(1_000_000);
+        let (id, m) = msg(1);
+        b.on_gossip_verified(t0, deep, topic, id, 1, m.clone());
+        b.on_duplicate(t0, near, topic, &id);
+        while b.poll_out().is_some() {}
+
+        let t1 = t0 + Duration::from_secs(5);
+        let (id, m) = msg(2);
+        b.on_ihave(t1, near, topic, &[IHaveEntry { id, hops: 2 }]);
+        let gap = b.config.optimization_threshold + 3;
+        b.on_gossip_verified(t1 + Duration::from_millis(10), deep, topic, id, gap, m);
+        let out: Vec<Out> = std::iter::from_fn(|| b.poll_out()).collect();
+        assert!(out.iter().any(
+            |o| matches!(o, Out::Send(to, Frame::Graft(g)) if *to == near && g.ids.is_empty())
+        ));
+        assert!(
+            out.iter()
+                .any(|o| matches!(o, Out::Send(to, Frame::Prune(_)) if *to == deep))
+        );
+        assert!(is_eager(&b, topic, near) && !is_eager(&b, topic, deep));
+        assert_eq!(b.stats.optimizations, 1);
     }
 }

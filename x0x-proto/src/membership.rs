@@ -143,6 +143,8 @@ pub(crate) enum Out {
     NeighborDown(MachineId, DownReason),
     /// A neighbour missed its probe: suspected from now on (SWIM's detection).
     Suspected(MachineId),
+    /// A direct probe of a neighbour was answered after this round-trip time.
+    Rtt(MachineId, Duration),
 }
 
 /// What to do with a peer once a connection to it is up.
@@ -172,6 +174,8 @@ struct Probe {
     target: MachineId,
     seq: u64,
     acked: bool,
+    /// When the direct PING left, for the round-trip time of its ACK.
+    sent: Time,
 }
 
 /// Counters of the membership layer.
@@ -445,7 +449,7 @@ impl Membership {
             Frame::Ping(p) => self
                 .out
                 .push_back(Out::Send(from, wire::Ack { seq: p.seq }.into())),
-            Frame::Ack(a) => self.on_ack(from, a.seq),
+            Frame::Ack(a) => self.on_ack(now, from, a.seq),
             Frame::PingReq(r) => self.on_ping_req(from, r.target, r.seq),
             Frame::PingReqAck(a) => {
                 if a.alive
@@ -909,12 +913,16 @@ impl Membership {
 
     // ----- SWIM -----
 
-    fn on_ack(&mut self, from: MachineId, seq: u64) {
+    fn on_ack(&mut self, now: Time, from: MachineId, seq: u64) {
         if let Some(p) = &mut self.probe
             && p.seq == seq
             && p.target == from
         {
-            p.acked = true;
+            if !p.acked {
+                p.acked = true;
+                self.out
+                    .push_back(Out::Rtt(from, now.saturating_since(p.sent)));
+            }
             return;
         }
         if let Some((requester, their_seq, target)) = self.relays.remove(&seq)
@@ -1001,6 +1009,7 @@ impl Membership {
                 target,
                 seq,
                 acked: false,
+                sent: now,
             });
             self.out
                 .push_back(Out::Send(target, wire::Ping { seq }.into()));

@@ -900,7 +900,7 @@ impl Node {
                 }
                 let id = g.message.id();
                 if self.broadcast.is_known(&id) {
-                    self.broadcast.on_duplicate(now, peer, g.topic);
+                    self.broadcast.on_duplicate(now, peer, g.topic, &id);
                     return;
                 }
                 // Verify (and, for discovery records, merge) before relaying: a forged,
@@ -1668,6 +1668,7 @@ impl Node {
                     membership::Out::Suspected(peer) => {
                         self.emit(Event::NeighborSuspected { peer });
                     }
+                    membership::Out::Rtt(peer, rtt) => self.broadcast.rtt_sample(peer, rtt),
                 }
             }
             while let Some(out) = self.broadcast.poll_out() {

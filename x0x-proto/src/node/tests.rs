@@ -396,14 +396,47 @@ fn broadcast_reaches_every_subscriber_once_and_tree_settles() {
     );
 }
 
-/// With `initial_eager` capped, a node may push to a peer that holds it in its *lazy* set;
-/// that peer must still PRUNE it on a duplicate, or the duplicates never stop.
+/// SWIM's direct probes measure each neighbour's round trip for the broadcast layer, which
+/// ranks the links of a topic's first push by it.
+#[test]
+fn probes_measure_the_round_trip_of_every_neighbour() {
+    let net = subscribed_net(12);
+    let mut measured = 0;
+    for (i, node) in net.nodes.iter().enumerate() {
+        let node = node.as_ref().unwrap();
+        for peer in node.active_view() {
+            let j = net.ids.iter().position(|id| *id == peer).unwrap();
+            let rtt = node.broadcast.neighbor_rtt(&peer);
+            // Neighbours of the last few seconds may not have been probed yet.
+            if let Some(rtt) = rtt {
+                assert_eq!(rtt, net.latency(i, j) * 2, "node {i}, neighbour {j}");
+                measured += 1;
+            }
+        }
+    }
+    let links: usize = net
+        .nodes
+        .iter()
+        .flatten()
+        .map(|n| n.active_view().len())
+        .sum();
+    assert!(
+        measured * 10 >= links * 9,
+        "{measured} of {links} links measured"
+    );
+}
+
+/// A first push over one link per node leaves most links lazy at one end and eager at the
+/// other, so a node may push to a peer that holds it in its *lazy* set; that peer must still
+/// PRUNE it on a duplicate, or the duplicates never stop.
 #[test]
 fn duplicates_from_a_lazy_set_peer_are_pruned_too() {
     let n = 40;
     let mut net = subscribed_net_with(n, || {
         let mut c = Config::default();
-        c.broadcast.initial_eager = 1;
+        c.broadcast.first_push.flood_within = 0;
+        c.broadcast.first_push.wide_within = 0;
+        c.broadcast.first_push.fanout = 1;
         c
     });
     let mut dups = Vec::new();

@@ -95,7 +95,8 @@ impl Net {
         self.nodes.iter().flatten().map(counter).sum()
     }
 
-    fn latency(&self, a: usize, b: usize) -> Duration {
+    /// One-way latency between nodes `a` and `b` (fixed per pair).
+    pub(crate) fn latency(&self, a: usize, b: usize) -> Duration {
         let (x, y) = if a < b { (a, b) } else { (b, a) };
         let h = blake3::hash(&[x.to_le_bytes(), y.to_le_bytes()].concat());
         Duration::from_millis(10 + u64::from(h.as_bytes()[0]) % 41)
