@@ -18,6 +18,15 @@
 //!   cache), instead of losing "the first message after join" as x0x does.
 //! * **Hop limit.** Every GOSSIP carries the hops travelled; a node does not forward past
 //!   `max_hops` (x0x never decrements its TTL).
+//! * **First push over the fastest links.** The paper starts every carrier eager, so a topic's
+//!   first message crosses every overlay link. Here a node pushes it only to its fastest
+//!   carriers (SWIM's round trips), more of them near the publisher
+//!   ([`FirstPushConfig`]), and grafts sooner while it has not seen the topic.
+//! * **Time wins over arrival order.** If a GRAFT for a message went out before its eager
+//!   copy came, the grafted peer's path was the faster one: the late eager sender is pruned,
+//!   not the grafted peer (the paper prunes whichever copy comes second).
+//! * **Optimisation on early IHAVEs too.** The paper's tree optimisation (§3.8) compares an
+//!   IHAVE with a message already received; we also apply it when the IHAVE came first.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;

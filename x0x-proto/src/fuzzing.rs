@@ -7,10 +7,19 @@
 use crate::identity::{
     AgentCertificate, AgentKeypair, MachineKeypair, PublicKey, Signature, UserKeypair,
 };
+use bytes::Bytes;
+
 use crate::wire::{Frame, MAX_FRAME_LEN};
 
-/// Decodes a frame; whatever decodes must re-encode to the same bytes.
+/// Decodes a frame, copying and sharing; whatever decodes must re-encode to the same bytes.
 pub fn frame_decode(data: &[u8]) {
+    // The shared decoder (message parts borrowed from the buffer) agrees with the copying one.
+    let shared = Frame::decode_shared(&Bytes::copy_from_slice(data));
+    match (&Frame::decode(data), &shared) {
+        (Ok(a), Ok(b)) => assert_eq!(a, b, "shared decoding differs"),
+        (Err(_), Err(_)) => {}
+        (a, b) => panic!("decoders disagree: {a:?} / {b:?}"),
+    }
     if let Ok(frame) = Frame::decode(data) {
         let again = frame
             .encode()
@@ -118,8 +127,6 @@ pub fn feed_record(
     body: &[u8],
     now: crate::Time,
 ) -> Option<(crate::Node, crate::AgentId)> {
-    use bytes::Bytes;
-
     use crate::identity::SigningKey;
     use crate::node::{Config, Direction, Node};
     use crate::wire::{self, Record, Signed};
@@ -303,8 +310,6 @@ pub fn node_ops(data: &[u8]) {
     use std::net::SocketAddr;
     use std::time::Duration;
 
-    use bytes::Bytes;
-
     use crate::identity::{Domain, MachineId};
     use crate::node::{Config, Direction, Node};
     use crate::time::Time;
@@ -346,7 +351,7 @@ pub fn node_ops(data: &[u8]) {
             3 => {
                 let len = usize::from(x);
                 let raw: Vec<u8> = (0..len).map(|_| next().unwrap_or(0)).collect();
-                let _ = node.handle_frame(now, p, &raw);
+                let _ = node.handle_frame(now, p, &Bytes::from(raw));
             }
             4 => {
                 let _ = node.publish(now, topic, Bytes::from(vec![x; usize::from(x)]));

@@ -36,6 +36,7 @@
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
+use bytes::Bytes;
 #[cfg(not(feature = "aws-lc-rs"))]
 use ml_dsa::EncodedVerifyingKey;
 use ml_dsa::{ExpandedSigningKey, MlDsa65, VerifyingKey};
@@ -582,7 +583,7 @@ impl<'de> Deserialize<'de> for PublicKey {
 /// Shared on clone: a verified record is kept by the broadcast cache and the discovery caches
 /// at once, and 3309 bytes per copy add up.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Signature(Arc<[u8]>);
+pub struct Signature(Bytes);
 
 impl Signature {
     /// Wraps an encoded signature, checking only its length.
@@ -593,7 +594,18 @@ impl Signature {
                 got: bytes.len(),
             });
         }
-        Ok(Self(bytes.into()))
+        Ok(Self(Bytes::copy_from_slice(bytes)))
+    }
+
+    /// Wraps a shared buffer (e.g. a slice of a received frame) without copying it.
+    pub(crate) fn from_shared(bytes: Bytes) -> Result<Self, KeyDecodeError> {
+        if bytes.len() != SIGNATURE_LEN {
+            return Err(KeyDecodeError::Length {
+                expected: SIGNATURE_LEN,
+                got: bytes.len(),
+            });
+        }
+        Ok(Self(bytes))
     }
 
     /// The encoded signature.
@@ -732,7 +744,7 @@ impl KeypairInner {
         let sig = esk
             .sign_deterministic(msg, b"")
             .unwrap_or_else(|_| unreachable!("the empty context is < 255 bytes"));
-        Signature(sig.encode().as_slice().into())
+        Signature(Bytes::copy_from_slice(sig.encode().as_slice()))
     }
 
     fn to_bytes(&self, role: Role) -> Vec<u8> {
@@ -1252,7 +1264,7 @@ mod tests {
         assert!(!vk.verify_with_context(&m, Domain::PubSubMessage.context(), &ours));
         // RustCrypto's verifies under ours.
         let theirs = esk.sign_deterministic(&m, b"").unwrap();
-        let theirs = Signature(theirs.encode().as_slice().into());
+        let theirs = Signature(Bytes::copy_from_slice(theirs.encode().as_slice()));
         k.public_key()
             .verify(Domain::PubSubMessage, b"payload", &theirs)
             .unwrap();

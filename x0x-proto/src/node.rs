@@ -826,11 +826,14 @@ impl Node {
 
     /// A frame arrived from `peer`. Errors are informational: the node has counted them and
     /// queued any close it wants.
+    ///
+    /// A pub/sub message the node keeps (cache, events) holds slices of `bytes` rather than
+    /// copies of its parts ([`Frame::decode_shared`]).
     pub fn handle_frame(
         &mut self,
         now: Time,
         peer: MachineId,
-        bytes: &[u8],
+        bytes: &Bytes,
     ) -> Result<(), FrameError> {
         self.start(now);
         let Some(p) = self.peers.get_mut(&peer) else {
@@ -840,7 +843,7 @@ impl Node {
         if p.closing {
             return Ok(());
         }
-        let frame = match Frame::decode(bytes) {
+        let frame = match Frame::decode_shared(bytes) {
             Ok(f) => f,
             Err(DecodeError::UnknownKind(k)) => {
                 // A newer peer's message: skip it, keep the connection.

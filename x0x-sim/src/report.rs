@@ -141,6 +141,8 @@ pub struct Report {
     pub delivery_per_round: Vec<Option<f64>>,
     /// RMR of each round.
     pub rmr_per_round: Vec<Option<f64>>,
+    /// Last delivery hop of each round (max over its messages).
+    pub ldh_per_round: Vec<Option<u32>>,
     /// Mean `Delivery.hops`.
     pub ldh_mean: Option<f64>,
     /// Deliveries per hop count (index = hops).

@@ -211,6 +211,8 @@ struct MsgRec {
     eligible_end: u32,
     credited_end: u32,
     gossip_frames: u64,
+    /// Largest hop count of a first delivery.
+    ldh: u8,
 }
 
 #[derive(Debug)]
@@ -1288,6 +1290,7 @@ impl<'a> Sim<'a> {
                     eligible_end: 0,
                     credited_end: 0,
                     gossip_frames: 0,
+                    ldh: 0,
                 });
                 result = Some(id);
             }
@@ -1370,6 +1373,7 @@ impl<'a> Sim<'a> {
         let m = &w.m;
         // Per-round RMR and delivery.
         let mut rmr_per_round = Vec::new();
+        let mut ldh_per_round = Vec::new();
         let mut delivery_per_round = Vec::new();
         let mut delivery_ratio: Option<f64> = None;
         for r in &w.rounds {
@@ -1380,6 +1384,13 @@ impl<'a> Sim<'a> {
                 .collect();
             rmr_per_round
                 .push((!vals.is_empty()).then(|| vals.iter().sum::<f64>() / vals.len() as f64));
+            let msgs = &w.msgs[r.msgs.start as usize..r.msgs.end as usize];
+            ldh_per_round.push(
+                msgs.iter()
+                    .filter(|x| x.delivered_count > 0)
+                    .map(|x| u32::from(x.ldh))
+                    .max(),
+            );
             delivery_per_round.push(r.ratio);
             if let Some(x) = r.ratio {
                 delivery_ratio = Some(delivery_ratio.map_or(x, |d: f64| d.min(x)));
@@ -1514,6 +1525,7 @@ impl<'a> Sim<'a> {
             deliveries_after_restart: m.deliveries_after_restart,
             delivery_per_round,
             rmr_per_round,
+            ldh_per_round,
             ldh_mean,
             hops_histogram,
             degree_histogram: m.degrees.clone(),
@@ -1924,6 +1936,7 @@ impl World {
         self.m.deliveries += 1;
         self.m.latency.record(now - rec.published);
         self.m.hops[hops as usize] += 1;
+        rec.ldh = rec.ldh.max(hops);
         self.trace
             .rec(now, 14, j, (u64::from(mi) << 8) | u64::from(hops));
         let (r, topic) = (rec.round, rec.topic);

@@ -126,7 +126,11 @@ fn garbage_closes_the_connection_with_a_counted_reason() {
     connect(&mut a, &mut b, t(0));
     drain_actions(&mut a);
     let err = a
-        .handle_frame(t(1), b.machine_id(), &[1, 0x10, 0xff, 0xff])
+        .handle_frame(
+            t(1),
+            b.machine_id(),
+            &Bytes::from_static(&[1, 0x10, 0xff, 0xff]),
+        )
         .unwrap_err();
     assert!(matches!(
         err,
@@ -142,7 +146,7 @@ fn garbage_closes_the_connection_with_a_counted_reason() {
     assert_eq!(a.stats().frames_rejected.get("malformed"), Some(&1));
     assert_eq!(a.stats().closes.get("bad_frames"), Some(&1));
     // Further frames from the closing connection are ignored, not re-closed.
-    let _ = a.handle_frame(t(2), b.machine_id(), &[0xff]);
+    let _ = a.handle_frame(t(2), b.machine_id(), &Bytes::from_static(&[0xff]));
     assert!(drain_actions(&mut a).is_empty());
 }
 
@@ -153,7 +157,11 @@ fn unknown_kinds_are_skipped_not_fatal() {
     connect(&mut a, &mut b, t(0));
     drain_actions(&mut a);
     assert_eq!(
-        a.handle_frame(t(1), b.machine_id(), &[1, 0xee, 1, 2, 3]),
+        a.handle_frame(
+            t(1),
+            b.machine_id(),
+            &Bytes::from_static(&[1, 0xee, 1, 2, 3])
+        ),
         Err(FrameError::Decode(DecodeError::UnknownKind(0xee)))
     );
     assert!(drain_actions(&mut a).is_empty());
@@ -270,7 +278,7 @@ fn frames_from_unknown_peers_are_counted() {
     let mut a = node(1, Config::default());
     let b = node(2, Config::default());
     assert_eq!(
-        a.handle_frame(t(0), b.machine_id(), &[1, 1]),
+        a.handle_frame(t(0), b.machine_id(), &Bytes::from_static(&[1, 1])),
         Err(FrameError::UnknownPeer(b.machine_id()))
     );
     assert_eq!(a.stats().frames_from_unknown_peer, 1);

@@ -140,7 +140,8 @@ proptest! {
         let bytes = frame.encode().unwrap();
         prop_assert_eq!(bytes[0], WIRE_VERSION);
         prop_assert_eq!(bytes[1], frame.kind().byte());
-        prop_assert_eq!(Frame::decode(&bytes).unwrap(), frame);
+        prop_assert_eq!(Frame::decode(&bytes).unwrap(), frame.clone());
+        prop_assert_eq!(Frame::decode_shared(&bytes).unwrap(), frame);
     }
 
     #[test]
@@ -155,10 +156,15 @@ proptest! {
     ) {
         let mut bytes = vec![WIRE_VERSION, kind.byte()];
         bytes.extend_from_slice(&body);
-        if let Ok(f) = Frame::decode(&bytes) {
-            // Whatever decodes re-encodes to the same bytes: one encoding per frame.
-            let again = f.encode().unwrap();
-            prop_assert_eq!(again.as_ref(), &bytes[..]);
+        let shared = Frame::decode_shared(&Bytes::copy_from_slice(&bytes));
+        match Frame::decode(&bytes) {
+            Ok(f) => {
+                // Whatever decodes re-encodes to the same bytes: one encoding per frame.
+                let again = f.encode().unwrap();
+                prop_assert_eq!(again.as_ref(), &bytes[..]);
+                prop_assert_eq!(shared, Ok(f));
+            }
+            Err(_) => prop_assert!(shared.is_err()),
         }
     }
 
@@ -324,6 +330,32 @@ fn signed_content_opens_only_with_the_right_key_and_domain() {
     );
 }
 
+/// A GOSSIP decoded from a shared buffer keeps its message body and signature in that buffer
+/// (no copies), and is the same frame `decode` gives.
+#[test]
+fn shared_decoding_borrows_the_gossip_message_from_the_frame() {
+    let key = AgentKeypair::from_seed([4; 32]);
+    let message = Signed::sign(&key, Domain::PubSubMessage, &7u32, false);
+    let bytes = Frame::Gossip(Gossip {
+        topic: TopicId::from_name("t"),
+        hops: 2,
+        message,
+    })
+    .encode()
+    .unwrap();
+    let Frame::Gossip(g) = Frame::decode_shared(&bytes).unwrap() else {
+        panic!("kind")
+    };
+    let inside = |p: *const u8| bytes.as_ptr_range().contains(&p);
+    assert!(inside(g.message.body.as_ptr()));
+    assert!(inside(g.message.signature.as_bytes().as_ptr()));
+    assert_eq!(Frame::Gossip(g), Frame::decode(&bytes).unwrap());
+    // The canonical-encoding rule holds on this path too.
+    let mut overlong = bytes.to_vec();
+    overlong.push(0);
+    assert!(Frame::decode_shared(&Bytes::from(overlong)).is_err());
+}
+
 #[test]
 fn topic_ids_are_stable_and_display_short() {
     let t = TopicId::from_name("chat");
@@ -344,6 +376,10 @@ fn overlong_varints_are_refused() {
     let overlong = [WIRE_VERSION, 0x19, 0xff, 0xff, 0xff, 0x00];
     assert!(matches!(
         Frame::decode(&overlong),
+        Err(DecodeError::Malformed { .. })
+    ));
+    assert!(matches!(
+        Frame::decode_shared(&Bytes::copy_from_slice(&overlong)),
         Err(DecodeError::Malformed { .. })
     ));
 }
