@@ -384,7 +384,7 @@ struct TopicState {
     /// make them eager again (`prune_grace`). At most one entry per topic peer: entries go
     /// with the peer and are replaced, so the map is bounded by the eager and lazy sets.
     pruned: BTreeMap<MachineId, Time>,
-    /// Whether this node has forwarded a message of the topic yet (`first_eager`).
+    /// Whether this node has forwarded a message of the topic yet (`first_push`).
     forwarded: bool,
 }
 
