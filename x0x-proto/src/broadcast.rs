@@ -51,8 +51,8 @@ pub struct BroadcastConfig {
     pub graft_retry: Duration,
     /// Lazy-push batching: IHAVEs are collected and flushed at this interval. Default 20 ms.
     pub ihave_interval: Duration,
-    /// Tree optimisation: when an IHAVE shows a path this many hops shorter than the eager one,
-    /// graft the announcer and prune the eager sender. Default 4 (the paper's experiments use
+    /// Tree optimisation: when an IHAVE shows a path more than this many hops shorter than
+    /// the eager one, graft the announcer and prune the eager sender. Default 4 (the paper's experiments use
     /// 7; our overlays are small-diameter after warm-up, so a smaller gap matters).
     pub optimization_threshold: u8,
     /// Messages are not forwarded beyond this many hops. Default 32.
@@ -150,7 +150,7 @@ impl Default for BroadcastConfig {
 /// which are mostly fast ones. So a node pushes its first message only over its fastest links
 /// (round trips measured by SWIM's probes; a peer not yet measured ranks last) and sends an
 /// IHAVE over the rest. Carriers that announced the message before it arrived have it already
-/// and get neither.
+/// and get neither (topic links excepted: they are always eager).
 ///
 /// Few fast links per node make long chains, though, so the fanout depends on how far the
 /// node is from the publisher: the number of nodes grows with each hop, so extra pushes near
@@ -384,7 +384,8 @@ struct TopicState {
     /// make them eager again (`prune_grace`). At most one entry per topic peer: entries go
     /// with the peer and are replaced, so the map is bounded by the eager and lazy sets.
     pruned: BTreeMap<MachineId, Time>,
-    /// Whether this node has forwarded a message of the topic yet (`first_push`).
+    /// Whether a message of the topic has passed through this node yet, so its first push
+    /// is done (`first_push`).
     forwarded: bool,
 }
 
@@ -397,6 +398,9 @@ struct Cached {
     at: Time,
 }
 
+/// Most announcers (and GRAFT targets) remembered per missing message.
+const MAX_ANNOUNCERS: usize = 8;
+
 /// Most GRAFT answers awaited at once (`Broadcast::graft_answers`).
 const GRAFT_ANSWERS_CAP: usize = 16;
 
@@ -404,8 +408,8 @@ const GRAFT_ANSWERS_CAP: usize = 16;
 struct Missing {
     topic: TopicId,
     announcers: VecDeque<(MachineId, u8)>,
-    /// The announcer of the last GRAFT sent for it, if any.
-    grafted: Option<MachineId>,
+    /// Announcers a GRAFT for it went to, oldest first (at most `MAX_ANNOUNCERS`).
+    grafted: Vec<MachineId>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -922,27 +926,35 @@ impl Broadcast {
         let subscribed = t.subscribed;
         let missing = self.missing.remove(&id);
         // Carriers that announced the message have it: the first push skips them.
-        let announced: Vec<MachineId> = match &missing {
+        let mut announced: Vec<MachineId> = match &missing {
             Some(m) if !t.forwarded => m
                 .announcers
                 .iter()
                 .map(|(p, _)| *p)
-                .chain(m.grafted)
+                .chain(m.grafted.iter().copied())
                 .collect(),
             _ => Vec::new(),
+        };
+        let carries = |p: &MachineId| {
+            t.links.contains(p)
+                || (self.neighbors.contains(p)
+                    && self.interest.get(p).is_some_and(|i| i.contains(&topic)))
         };
         let mut new_parent = None;
         if let Some(m) = &missing
             && !t.links.contains(&from)
+            && !m.grafted.contains(&from)
         {
-            match m.grafted {
-                // A GRAFT for this id went out before this copy came: the grafted peer
-                // announced it at least a graft timeout earlier, so its path is the faster
-                // one. Keep it (its answer, a duplicate by now, must not prune it) and prune
-                // this late sender instead; otherwise the tree keeps the slow path and the
-                // same GRAFT, duplicate and PRUNE repeat for every later message. Deviation
-                // from the paper, which prunes whichever copy comes second (§3.5).
-                Some(grafted) if grafted != from && t.eager.contains(&grafted) => {
+            match m.grafted.last() {
+                // A GRAFT for this id went out before this copy came (and this is not a
+                // GRAFT's answer): the grafted peer announced it at least a graft timeout
+                // earlier, so its path is the faster one. Keep it (its answer, a duplicate by
+                // now, must not prune it) and prune this late sender instead; otherwise the
+                // tree keeps the slow path and the same GRAFT, duplicate and PRUNE repeat for
+                // every later message. Deviation from the paper, which prunes whichever copy
+                // comes second (§3.5). Not after a GRAFT that only pulled (`prune_grace`):
+                // the grafted link is not eager then.
+                Some(&grafted) if t.eager.contains(&grafted) => {
                     if self.graft_answers.len() >= GRAFT_ANSWERS_CAP {
                         self.graft_answers.pop_front();
                         self.stats.drop("graft_answers_cap");
@@ -958,7 +970,7 @@ impl Broadcast {
                     new_parent = m
                         .announcers
                         .iter()
-                        .filter(|(p, _)| *p != from)
+                        .filter(|(p, _)| *p != from && carries(p))
                         .min_by_key(|(_, h)| *h)
                         .filter(|(_, h)| {
                             hops > h.saturating_add(self.config.optimization_threshold)
@@ -968,6 +980,8 @@ impl Broadcast {
             }
         }
         if let Some((parent, graft)) = new_parent {
+            // The new parent stays eager through the first push.
+            announced.retain(|p| *p != parent);
             if t.eager.remove(&from) {
                 t.lazy.insert(from);
                 t.pruned.insert(from, now + self.config.prune_grace);
@@ -1000,11 +1014,6 @@ impl Broadcast {
         announced: &[MachineId],
         message: &Signed,
     ) {
-        let hops = distance.saturating_add(1);
-        if hops > self.config.max_hops {
-            self.stats.hop_limited += 1;
-            return;
-        }
         let Some(t) = self.topics.get_mut(&topic) else {
             return;
         };
@@ -1012,6 +1021,11 @@ impl Broadcast {
             t.forwarded = true;
             let fanout = self.config.first_push.fanout_at(distance);
             Self::seed_tree(t, &self.neighbors, from, announced, fanout);
+        }
+        let hops = distance.saturating_add(1);
+        if hops > self.config.max_hops {
+            self.stats.hop_limited += 1;
+            return;
         }
         let eager: Vec<MachineId> = t
             .eager
@@ -1175,7 +1189,9 @@ impl Broadcast {
             }
             match self.missing.get_mut(&e.id) {
                 Some(m) => {
-                    if m.announcers.len() < 8 && !m.announcers.iter().any(|(p, _)| *p == from) {
+                    if m.announcers.len() < MAX_ANNOUNCERS
+                        && !m.announcers.iter().any(|(p, _)| *p == from)
+                    {
                         m.announcers.push_back((from, e.hops));
                     }
                 }
@@ -1189,7 +1205,7 @@ impl Broadcast {
                         Missing {
                             topic,
                             announcers: VecDeque::from([(from, e.hops)]),
-                            grafted: None,
+                            grafted: Vec::new(),
                         },
                     );
                     // "Upon reception of an IHAVE for a message not received, set a timer; if it
@@ -1312,7 +1328,9 @@ impl Broadcast {
             self.stats.graft_exhausted += 1;
             return;
         };
-        m.grafted = Some(peer);
+        if m.grafted.len() < MAX_ANNOUNCERS {
+            m.grafted.push(peer);
+        }
         self.graft(now, peer, topic, vec![id]);
         self.timers
             .insert((now + self.config.graft_retry, Timer::Graft(id)));
@@ -1467,16 +1485,23 @@ mod tests {
         assert!(is_eager(&b, topic, peer));
     }
 
-    /// A broadcast layer with `peers` as carrying neighbours of `topic`, each with a round
-    /// trip of (its index + 1) × 10 ms.
+    /// A broadcast layer with `peers` as carrying neighbours of `topic`. Round trips fall with
+    /// the index, against id order: the last peer is the fastest, at 10 ms, and each one
+    /// before it 10 ms slower. Each peer also has a 500 ms sample, before its real one for
+    /// even indices and after it for odd ones (the smallest sample counts, not the latest).
     fn carriers(topic: TopicId, peers: &[MachineId]) -> Broadcast {
         let mut b = Broadcast::new(BroadcastConfig::default());
         b.subscribe(topic);
+        let n = peers.len() as u64;
         for (i, p) in peers.iter().enumerate() {
             b.neighbor_up(*p);
             b.on_interest(*p, &[topic]);
-            b.rtt_sample(*p, Duration::from_millis(10 * (i as u64 + 1)));
-            b.rtt_sample(*p, Duration::from_millis(500)); // the smallest sample counts
+            let rtt = Duration::from_millis(10 * (n - i as u64));
+            let slow = Duration::from_millis(500);
+            let samples = if i % 2 == 0 { [slow, rtt] } else { [rtt, slow] };
+            for sample in samples {
+                b.rtt_sample(*p, sample);
+            }
         }
         while b.poll_out().is_some() {}
         b
@@ -1509,24 +1534,25 @@ mod tests {
         let t0 = Time::from_millis(1_000_000);
 
         let mut b = carriers(topic, &peers);
-        // peers[1] (20 ms, the fastest after the sender) announced the message first.
+        // peers[4] (20 ms, the second fastest) announced the message first; it comes from
+        // peers[0] (60 ms). Left: peers[5] (10 ms), [3] (30), [2] (40), [1] (50).
         let (id, m) = msg(1);
-        b.on_ihave(t0, peers[1], topic, &[IHaveEntry { id, hops: 6 }]);
+        b.on_ihave(t0, peers[4], topic, &[IHaveEntry { id, hops: 6 }]);
         assert!(b.on_gossip_verified(t0, peers[0], topic, id, 7, m));
         let (pushed, told) = pushes_and_ihaves(&mut b, t0);
         assert_eq!(b.config.first_push.fanout, 2);
         assert_eq!(
             pushed,
-            vec![peers[2], peers[3]],
+            vec![peers[3], peers[5]],
             "the two fastest that lack it"
         );
-        assert_eq!(told, vec![peers[4], peers[5]]);
+        assert_eq!(told, vec![peers[1], peers[2]]);
         // The choice sticks: the next message follows the same eager set (the tree).
         let (id, m) = msg(2);
         let t1 = t0 + Duration::from_secs(1);
         b.on_gossip_verified(t1, peers[0], topic, id, 7, m);
         let (pushed, _) = pushes_and_ihaves(&mut b, t1);
-        assert_eq!(pushed, vec![peers[2], peers[3]]);
+        assert_eq!(pushed, vec![peers[3], peers[5]]);
 
         // Two hops from the publisher: every carrier but the sender.
         let mut b = carriers(topic, &peers);
@@ -1612,5 +1638,46 @@ mod tests {
         );
         assert!(is_eager(&b, topic, near) && !is_eager(&b, topic, deep));
         assert_eq!(b.stats.optimizations, 1);
+
+        // The same on a topic's first message: the first push must not demote the new
+        // parent, although it announced the message.
+        let mut b = carriers(topic, &[deep, near]);
+        let (id, m) = msg(3);
+        b.on_ihave(t0, near, topic, &[IHaveEntry { id, hops: 2 }]);
+        b.on_gossip_verified(t0 + Duration::from_millis(5), deep, topic, id, gap, m);
+        assert!(is_eager(&b, topic, near), "the new parent stays eager");
+        assert!(!is_eager(&b, topic, deep));
+    }
+
+    /// Two GRAFTs went out for one message and the first one's answer arrives first: that
+    /// answer is not a late eager copy, so nobody is pruned for it.
+    #[test]
+    fn the_first_graft_answer_is_not_taken_for_a_late_copy() {
+        let topic = TopicId::from_name("t");
+        let (a1, a2, e) = (
+            MachineId::from_bytes([1; 32]),
+            MachineId::from_bytes([2; 32]),
+            MachineId::from_bytes([3; 32]),
+        );
+        let mut b = carriers(topic, &[a1, a2, e]);
+        let t0 = Time::from_millis(1_000_000);
+        let (id, m) = msg(1);
+        b.on_gossip_verified(t0, e, topic, id, 1, m);
+        while b.poll_out().is_some() {}
+        // Message 2 is announced by a1 and a2; GRAFTs go to a1, then (unanswered) to a2.
+        let t1 = t0 + Duration::from_secs(5);
+        let (id, m) = msg(2);
+        b.on_ihave(t1, a1, topic, &[IHaveEntry { id, hops: 2 }]);
+        b.on_ihave(t1, a2, topic, &[IHaveEntry { id, hops: 2 }]);
+        let t2 = t1 + b.config.graft_timeout;
+        b.handle_timeout(t2);
+        b.handle_timeout(t2 + b.config.graft_retry);
+        while b.poll_out().is_some() {}
+        // a1's answer comes now.
+        b.on_gossip_verified(t2 + b.config.graft_retry, a1, topic, id, 3, m);
+        let pruned =
+            std::iter::from_fn(|| b.poll_out()).any(|o| matches!(o, Out::Send(_, Frame::Prune(_))));
+        assert!(!pruned, "no PRUNE for a GRAFT's own answer");
+        assert!(is_eager(&b, topic, a1) && is_eager(&b, topic, a2));
     }
 }

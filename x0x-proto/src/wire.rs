@@ -342,9 +342,10 @@ impl Frame {
     }
 
     /// Decodes one frame held in a shared buffer, like [`Frame::decode`], except that a
-    /// GOSSIP's message body and signature stay slices of `bytes` instead of copies: a cached
-    /// message then costs one allocation, the frame it came in, and receivers of one sent
-    /// frame share it.
+    /// GOSSIP's message body and signature stay slices of `bytes` instead of copies, so
+    /// receivers of one sent frame share it. A message kept from it keeps all of `bytes`
+    /// alive, including a signer's key the frame carries (1 952 bytes): worth it only where
+    /// many receivers share one buffer, as in a simulator ([`crate::node::Config::share_frames`]).
     pub fn decode_shared(bytes: &Bytes) -> Result<Self, DecodeError> {
         Self::decode_from(bytes, Some(bytes))
     }
@@ -380,6 +381,9 @@ impl Frame {
         // canonical encoding must be the input for "one frame, one encoding" to hold. Varints
         // are postcard's only encodings with a choice, and a longer one is the only kind it
         // accepts, so comparing lengths is enough (and spares re-encoding every frame).
+        // Invariant this relies on: no frame type's decoder normalises what it reads (a set
+        // or map dropping duplicates, a catch-all enum variant, clamping); such a type would
+        // need the byte comparison back. The `frame_decode` fuzz target still compares bytes.
         if frame.body_size() != body.len() {
             return Err(DecodeError::Malformed {
                 kind,

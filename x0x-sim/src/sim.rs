@@ -1580,6 +1580,8 @@ fn build_node(
     c.bootstrap = boot.iter().map(|&b| addr_of(b)).collect();
     c.listen_addrs = vec![addr_of(i)];
     c.allow_stand_in_signatures = !real;
+    // Every receiver of a sent frame gets the same buffer: share it instead of copying.
+    c.share_frames = true;
     if let Some(x) = sc.node.max_connections {
         c.max_connections = x;
     }
