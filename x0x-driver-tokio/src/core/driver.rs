@@ -335,7 +335,14 @@ impl Driver {
             .await;
             match wake {
                 Wake::Command(Some(Command::Shutdown(reply))) => break Some(reply),
-                Wake::Command(Some(cmd)) => self.on_command(cmd),
+                Wake::Command(Some(cmd)) => {
+                    // Connection events already queued come first: a command (stats, a
+                    // lookup) then sees everything that happened before it was sent.
+                    while let Ok(ev) = ev_rx.try_recv() {
+                        self.on_conn_event(ev);
+                    }
+                    self.on_command(cmd);
+                }
                 // Every `Agent` handle is gone: nobody can use this agent any more.
                 Wake::Command(None) => break None,
                 Wake::Publish(Some(first)) => {

@@ -239,7 +239,8 @@ async fn read_frames(
         }
         let len = u32::from_be_bytes(prefix);
         if len as usize > MAX_FRAME_LEN {
-            conn.close(CloseCode::FrameTooLarge.varint(), b"frame too large");
+            // The event is queued before the close goes out, so whoever sees the close and
+            // then asks the agent for its stats finds it counted.
             let _ = events
                 .send(ConnEvent::FrameTooLarge {
                     peer,
@@ -247,6 +248,7 @@ async fn read_frames(
                     len,
                 })
                 .await;
+            conn.close(CloseCode::FrameTooLarge.varint(), b"frame too large");
             return None;
         }
         let mut buf = vec![0u8; len as usize];
