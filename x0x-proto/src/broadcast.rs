@@ -398,6 +398,16 @@ struct Cached {
     at: Time,
 }
 
+/// Whether `peer` is a neighbour that declared `topic` in its INTEREST.
+fn declares(
+    neighbors: &Neighbors,
+    interest: &BTreeMap<MachineId, SmallSet<TopicId>>,
+    topic: &TopicId,
+    peer: &MachineId,
+) -> bool {
+    neighbors.contains(peer) && interest.get(peer).is_some_and(|i| i.contains(topic))
+}
+
 /// Most announcers (and GRAFT targets) remembered per missing message.
 const MAX_ANNOUNCERS: usize = 8;
 
@@ -571,8 +581,7 @@ impl Broadcast {
         self.topics
             .get(topic)
             .is_some_and(|t| t.links.contains(peer))
-            || (self.neighbors.contains(peer)
-                && self.interest.get(peer).is_some_and(|i| i.contains(topic)))
+            || declares(&self.neighbors, &self.interest, topic, peer)
     }
 
     fn announce_interest(&mut self) {
@@ -935,10 +944,9 @@ impl Broadcast {
                 .collect(),
             _ => Vec::new(),
         };
+        // `is_topic_peer`, with the topic state already borrowed.
         let carries = |p: &MachineId| {
-            t.links.contains(p)
-                || (self.neighbors.contains(p)
-                    && self.interest.get(p).is_some_and(|i| i.contains(&topic)))
+            t.links.contains(p) || declares(&self.neighbors, &self.interest, &topic, p)
         };
         let mut new_parent = None;
         if let Some(m) = &missing
@@ -1563,6 +1571,19 @@ mod tests {
         assert!(told.is_empty());
     }
 
+    /// Two carriers of `topic` after message 1 came from `eager` and its duplicate from
+    /// `lazy`, which it made lazy; output drained. Returns the time of message 1.
+    fn eager_and_lazy(topic: TopicId, eager: MachineId, lazy: MachineId) -> (Broadcast, Time) {
+        let mut b = carriers(topic, &[eager, lazy]);
+        let t0 = Time::from_millis(1_000_000);
+        let (id, m) = msg(1);
+        b.on_gossip_verified(t0, eager, topic, id, 1, m);
+        b.on_duplicate(t0, lazy, topic, &id);
+        assert!(is_eager(&b, topic, eager) && !is_eager(&b, topic, lazy));
+        while b.poll_out().is_some() {}
+        (b, t0)
+    }
+
     /// A GRAFT went out, then the eager copy came late: the late sender is pruned and the
     /// grafted peer's answer, a duplicate by then, does not prune it; it is the parent now.
     #[test]
@@ -1570,14 +1591,7 @@ mod tests {
         let topic = TopicId::from_name("t");
         let slow = MachineId::from_bytes([1; 32]);
         let fast = MachineId::from_bytes([2; 32]);
-        let mut b = carriers(topic, &[slow, fast]);
-        let t0 = Time::from_millis(1_000_000);
-        // Message 1 makes `fast` lazy (its copy is the duplicate).
-        let (id, m) = msg(1);
-        b.on_gossip_verified(t0, slow, topic, id, 1, m.clone());
-        b.on_duplicate(t0, fast, topic, &id);
-        assert!(is_eager(&b, topic, slow) && !is_eager(&b, topic, fast));
-        while b.poll_out().is_some() {}
+        let (mut b, t0) = eager_and_lazy(topic, slow, fast);
 
         // Message 2: `fast` announces it, the GRAFT goes out (after the prune grace, so it
         // re-grafts), and only then the eager copy from `slow` comes.
@@ -1616,12 +1630,7 @@ mod tests {
         let topic = TopicId::from_name("t");
         let deep = MachineId::from_bytes([1; 32]);
         let near = MachineId::from_bytes([2; 32]);
-        let mut b = carriers(topic, &[deep, near]);
-        let t0 = Time::from_millis(1_000_000);
-        let (id, m) = msg(1);
-        b.on_gossip_verified(t0, deep, topic, id, 1, m.clone());
-        b.on_duplicate(t0, near, topic, &id);
-        while b.poll_out().is_some() {}
+        let (mut b, t0) = eager_and_lazy(topic, deep, near);
 
         let t1 = t0 + Duration::from_secs(5);
         let (id, m) = msg(2);
