@@ -111,6 +111,8 @@ pub struct BroadcastConfig {
     pub prune_grace: Duration,
     /// How the first message of a topic is pushed, before the topic has a tree.
     pub first_push: FirstPushConfig,
+    /// Keep each topic's tree shallow around one root (see [`Broadcast`]'s depth rule).
+    pub depth_tree: bool,
 }
 
 impl Default for BroadcastConfig {
@@ -136,6 +138,7 @@ impl Default for BroadcastConfig {
             topic_maintenance_interval: Duration::from_secs(2),
             prune_grace: Duration::from_secs(1),
             first_push: FirstPushConfig::default(),
+            depth_tree: true,
         }
     }
 }
@@ -250,6 +253,10 @@ pub struct BroadcastStats {
     pub graft_exhausted: u64,
     /// Tree optimisations (graft a shorter path, prune the longer).
     pub optimizations: u64,
+    /// Moves to a parent closer to the root of a topic's tree (`depth_tree`).
+    pub reparents: u64,
+    /// Depth changes announced to a topic's peers (`depth_tree`).
+    pub depth_updates: u64,
     /// Drops by reason (cache/seen evictions, caps, unknown topics…).
     pub dropped: BTreeMap<&'static str, u64>,
 }
@@ -387,6 +394,41 @@ struct TopicState {
     /// Whether a message of the topic has passed through this node yet, so its first push
     /// is done (`first_push`).
     forwarded: bool,
+    /// This node's distance from the root of the topic's tree, if it has a place in it.
+    depth: Option<u8>,
+    /// The root's tag ([`wire::IHave::root`]), when `depth` is set.
+    root: u32,
+    /// The neighbour one level closer to the root.
+    parent: Option<MachineId>,
+    /// Neighbours that hang from this node (they sent an attaching GRAFT).
+    children: SmallSet<MachineId>,
+}
+
+impl TopicState {
+    /// The depth this node advertises.
+    fn wire_depth(&self) -> u8 {
+        self.depth.unwrap_or(wire::NO_DEPTH)
+    }
+
+    /// The root this node advertises.
+    fn wire_root(&self) -> u32 {
+        if self.depth.is_some() { self.root } else { 0 }
+    }
+
+    /// This node's place: (root, depth).
+    fn place(&self) -> Option<(u32, u8)> {
+        self.depth.map(|d| (self.root, d))
+    }
+
+    fn set_place(&mut self, place: Option<(u32, u8)>) {
+        self.root = place.map_or(0, |(r, _)| r);
+        self.depth = place.map(|(_, d)| d);
+    }
+
+    /// Whether `peer` is this node's parent or child in the tree.
+    fn is_tree_link(&self, peer: &MachineId) -> bool {
+        self.parent.as_ref() == Some(peer) || self.children.contains(peer)
+    }
 }
 
 #[derive(Debug)]
@@ -593,6 +635,18 @@ impl Broadcast {
     /// Sends a freshly signed message.
     pub(crate) fn publish(&mut self, now: Time, topic: TopicId, message: Signed) {
         self.stats.published += 1;
+        if self.config.depth_tree
+            && let Some(t) = self.topics.get_mut(&topic)
+            && t.depth.is_none()
+        {
+            // The first publisher without a place in the tree roots it.
+            let tag = self.me.as_ref().map_or(0, |me| {
+                let b = me.id.as_bytes();
+                u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+            });
+            t.set_place(Some((tag, 0)));
+            t.parent = None;
+        }
         let id = message.id();
         self.remember(now, id, topic, 0, None, message.clone());
         self.forward(topic, id, 0, None, &[], &message);
@@ -617,6 +671,12 @@ impl Broadcast {
             t.eager.remove(&peer);
             t.lazy.remove(&peer);
             t.pruned.remove(&peer);
+            t.children.remove(&peer);
+            if t.parent == Some(peer) {
+                // Out of the tree until a neighbour with a place in it shows up.
+                t.parent = None;
+                t.depth = None;
+            }
         }
         self.lazy_queue.remove(&peer);
         for m in self.missing.values_mut() {
@@ -689,8 +749,16 @@ impl Broadcast {
             })
             .collect();
         if !entries.is_empty() {
-            self.out
-                .push_back(Out::Send(peer, wire::IHave { topic, entries }.into()));
+            self.out.push_back(Out::Send(
+                peer,
+                wire::IHave {
+                    topic,
+                    root: t.wire_root(),
+                    depth: t.wire_depth(),
+                    entries,
+                }
+                .into(),
+            ));
         }
     }
 
@@ -863,6 +931,101 @@ impl Broadcast {
         self.adopt_carrier(from);
     }
 
+    /// The depth rule, on a GOSSIP or IHAVE from `from`, whose place in `topic`'s tree is
+    /// `root` and `depth`. Call it before [`Self::on_gossip_verified`] (`first_copy`) so the
+    /// message is forwarded with this node's new place.
+    pub(crate) fn on_depth(
+        &mut self,
+        now: Time,
+        from: MachineId,
+        topic: TopicId,
+        root: u32,
+        depth: u8,
+        first_copy: bool,
+    ) {
+        if !self.config.depth_tree || !self.is_topic_peer(&topic, &from) {
+            return;
+        }
+        let grace = self.config.prune_grace;
+        let max_depth = self.config.max_hops;
+        let Some(t) = self.topics.get_mut(&topic) else {
+            return;
+        };
+        let before = t.place();
+        // The place this node would have below `from`. Deeper than the hop limit is no place.
+        let via = (depth < max_depth).then(|| (root, depth + 1));
+        let mut attach = false;
+        if t.parent == Some(from) {
+            // Follow the parent up and down.
+            t.set_place(via);
+            if via.is_none() {
+                t.parent = None;
+            }
+        } else if let Some(v) = via {
+            let is_root = t.parent.is_none() && t.depth == Some(0);
+            if t.parent.is_none() && !is_root && first_copy {
+                // A node without a parent hangs from the sender of its next message.
+                attach = true;
+            } else if before.is_none_or(|b| v < b) {
+                // A smaller root, or a place at least one level closer to the root.
+                self.stats.reparents += 1;
+                attach = true;
+            }
+            if attach {
+                if let Some(old) = t.parent.replace(from)
+                    && t.eager.remove(&old)
+                {
+                    t.lazy.insert(old);
+                    t.pruned.insert(old, now + grace);
+                    self.stats.prunes_sent += 1;
+                    self.out
+                        .push_back(Out::Send(old, wire::Prune { topic }.into()));
+                }
+                t.set_place(via);
+            }
+        }
+        if attach {
+            // Tell the new parent, so it counts this node as a child.
+            t.children.remove(&from);
+            t.pruned.remove(&from);
+            t.lazy.remove(&from);
+            t.eager.insert(from);
+            self.stats.grafts_sent += 1;
+            self.out.push_back(Out::Send(
+                from,
+                wire::Graft {
+                    topic,
+                    ids: Vec::new(),
+                }
+                .into(),
+            ));
+        }
+        if t.place() != before {
+            // Tell the topic's peers at once (an IHAVE without ids), so the tree settles
+            // within a round instead of one level per message.
+            let mut to: Vec<MachineId> = t
+                .eager
+                .iter()
+                .chain(t.lazy.iter())
+                .chain(t.links.iter())
+                .copied()
+                .collect();
+            to.sort_unstable();
+            to.dedup();
+            if !to.is_empty() {
+                self.stats.depth_updates += 1;
+                let frame: Frame = wire::IHave {
+                    topic,
+                    root: t.wire_root(),
+                    depth: t.wire_depth(),
+                    entries: Vec::new(),
+                }
+                .into();
+                self.out.push_back(Out::SendMany(to, frame));
+            }
+        }
+    }
+
     /// A GOSSIP whose id was already seen: PRUNE the link it came over.
     pub(crate) fn on_duplicate(
         &mut self,
@@ -883,6 +1046,16 @@ impl Broadcast {
             return;
         }
         let grace = self.config.prune_grace;
+        let mut from = from;
+        if let Some(t) = self.topics.get(&topic)
+            && t.is_tree_link(&from)
+        {
+            // Keep the tree link; the first copy's link goes instead, unless it is one too.
+            match self.cache.get(id).and_then(|c| c.from) {
+                Some(first) if !t.is_tree_link(&first) && t.eager.contains(&first) => from = first,
+                _ => return,
+            }
+        }
         // The sender pushes to us eagerly whether or not we count it eager (it may sit in our
         // lazy set after its first push skipped it): prune it either way, or it would
         // keep sending duplicates. Within the grace of our last PRUNE to it, the duplicate was
@@ -926,8 +1099,15 @@ impl Broadcast {
         if !in_grace {
             t.pruned.remove(&from);
         }
+        // With the depth rule, a GRAFT's answer leaves the link lazy (`pulls_only`).
+        let pulled = self.config.depth_tree
+            && self
+                .missing
+                .get(&id)
+                .is_some_and(|m| m.grafted.contains(&from));
         if (self.neighbors.contains(&from) || t.links.contains(&from))
             && !in_grace
+            && !pulled
             && t.lazy.remove(&from)
         {
             t.eager.insert(from);
@@ -949,7 +1129,10 @@ impl Broadcast {
             t.links.contains(p) || declares(&self.neighbors, &self.interest, &topic, p)
         };
         let mut new_parent = None;
+        // With the depth rule, a grown tree is shaped by depth only: these two rules would
+        // bend it toward each message's publisher.
         if let Some(m) = &missing
+            && !self.config.depth_tree
             && !t.links.contains(&from)
             && !m.grafted.contains(&from)
         {
@@ -1035,15 +1218,22 @@ impl Broadcast {
             self.stats.hop_limited += 1;
             return;
         }
+        // A copy that came around the tree (a GRAFT's answer, a new link) goes down the tree
+        // only; the parent gets an IHAVE, as its own copy is most likely on its way.
+        let up = match (from, t.parent) {
+            (Some(f), Some(p)) if self.config.depth_tree && !t.is_tree_link(&f) => Some(p),
+            _ => None,
+        };
         let eager: Vec<MachineId> = t
             .eager
             .iter()
-            .filter(|p| Some(**p) != from)
+            .filter(|p| Some(**p) != from && Some(**p) != up)
             .copied()
             .collect();
         let lazy: Vec<MachineId> = t
             .lazy
             .iter()
+            .chain(up.iter())
             .filter(|p| Some(**p) != from && !announced.contains(p))
             .copied()
             .collect();
@@ -1051,6 +1241,8 @@ impl Broadcast {
             let frame: Frame = wire::Gossip {
                 topic,
                 hops,
+                root: t.wire_root(),
+                depth: t.wire_depth(),
                 message: message.clone(),
             }
             .into();
@@ -1175,7 +1367,8 @@ impl Broadcast {
         for e in entries {
             if let Some(c) = self.cache.get(&e.id) {
                 // Tree optimisation (§3.8): a much shorter path exists through `from`.
-                if c.hops > e.hops.saturating_add(self.config.optimization_threshold)
+                if !self.config.depth_tree
+                    && c.hops > e.hops.saturating_add(self.config.optimization_threshold)
                     && let Some(eager_from) = c.from
                     && eager_from != from
                 {
@@ -1249,11 +1442,12 @@ impl Broadcast {
     /// always re-grafts.
     fn pulls_only(&self, now: Time, topic: TopicId, peer: &MachineId, ids: &[MessageId]) -> bool {
         !ids.is_empty()
-            && self
-                .topics
-                .get(&topic)
-                .and_then(|t| t.pruned.get(peer))
-                .is_some_and(|until| now < *until)
+            && (self.config.depth_tree
+                || self
+                    .topics
+                    .get(&topic)
+                    .and_then(|t| t.pruned.get(peer))
+                    .is_some_and(|until| now < *until))
     }
 
     pub(crate) fn on_graft(
@@ -1272,13 +1466,27 @@ impl Broadcast {
         {
             t.lazy.remove(&from);
             t.eager.insert(from);
+            if self.config.depth_tree && ids.is_empty() {
+                // An attaching GRAFT: the sender hangs from this node now.
+                t.pruned.remove(&from);
+                if t.parent == Some(from) {
+                    t.parent = None;
+                }
+                t.children.insert(from);
+            }
         }
+        let (root, depth) = self
+            .topics
+            .get(&topic)
+            .map_or((0, wire::NO_DEPTH), |t| (t.wire_root(), t.wire_depth()));
         for id in ids {
             match self.cache.get(id) {
                 Some(c) if c.topic == topic => {
                     let frame = wire::Gossip {
                         topic,
                         hops: c.hops.saturating_add(1),
+                        root,
+                        depth,
                         message: c.message.clone(),
                     };
                     self.out.push_back(Out::Send(from, frame.into()));
@@ -1290,6 +1498,14 @@ impl Broadcast {
 
     pub(crate) fn on_prune(&mut self, now: Time, from: MachineId, topic: TopicId) {
         let grace = self.config.prune_grace;
+        if let Some(t) = self.topics.get_mut(&topic)
+            && t.parent == Some(from)
+        {
+            t.parent = None;
+        }
+        if let Some(t) = self.topics.get_mut(&topic) {
+            t.children.remove(&from);
+        }
         if let Some(t) = self.topics.get_mut(&topic)
             && t.eager.remove(&from)
             && (self.neighbors.contains(&from) || t.links.contains(&from))
@@ -1348,11 +1564,17 @@ impl Broadcast {
         self.flush_armed = false;
         for (peer, topics) in std::mem::take(&mut self.lazy_queue) {
             for (topic, entries) in topics {
+                let (root, depth) = self
+                    .topics
+                    .get(&topic)
+                    .map_or((0, wire::NO_DEPTH), |t| (t.wire_root(), t.wire_depth()));
                 for chunk in entries.chunks(wire::MAX_IDS_PER_FRAME) {
                     self.out.push_back(Out::Send(
                         peer,
                         wire::IHave {
                             topic,
+                            root,
+                            depth,
                             entries: chunk.to_vec(),
                         }
                         .into(),

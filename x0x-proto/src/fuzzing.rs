@@ -419,6 +419,8 @@ pub fn node_ops(data: &[u8]) {
                         match x % 3 {
                             0 => wire::IHave {
                                 topic,
+                                root: u32::from(x),
+                                depth: x,
                                 entries: vec![wire::IHaveEntry { id, hops: x }],
                             }
                             .into(),
@@ -449,6 +451,8 @@ pub fn node_ops(data: &[u8]) {
                             wire::Gossip {
                                 topic,
                                 hops: x,
+                                root: u32::from(x),
+                                depth: x,
                                 message: s,
                             }
                             .into()

@@ -917,6 +917,8 @@ impl Node {
                 let id = g.message.id();
                 if self.broadcast.is_known(&id) {
                     self.broadcast.on_duplicate(now, peer, g.topic, &id);
+                    self.broadcast
+                        .on_depth(now, peer, g.topic, g.root, g.depth, false);
                     return;
                 }
                 // Verify (and, for discovery records, merge) before relaying: a forged,
@@ -934,6 +936,8 @@ impl Node {
                     if self.accept_record(now, kind, &g.message).is_ok() {
                         self.share_key(&mut g.message);
                         self.broadcast
+                            .on_depth(now, peer, g.topic, g.root, g.depth, true);
+                        self.broadcast
                             .on_gossip_verified(now, peer, g.topic, id, g.hops, g.message);
                     }
                     return;
@@ -947,6 +951,8 @@ impl Node {
                             return;
                         }
                         self.share_key(&mut g.message);
+                        self.broadcast
+                            .on_depth(now, peer, g.topic, g.root, g.depth, true);
                         let deliver = self.broadcast.on_gossip_verified(
                             now,
                             peer,
@@ -981,7 +987,11 @@ impl Node {
             }
             Frame::Query(q) => self.on_query(now, peer, q),
             Frame::QueryHit(h) => self.on_query_hit(now, peer, h),
-            Frame::IHave(i) => self.broadcast.on_ihave(now, peer, i.topic, &i.entries),
+            Frame::IHave(i) => {
+                self.broadcast
+                    .on_depth(now, peer, i.topic, i.root, i.depth, false);
+                self.broadcast.on_ihave(now, peer, i.topic, &i.entries);
+            }
             Frame::Graft(g) => self.broadcast.on_graft(now, peer, g.topic, &g.ids),
             Frame::Prune(p) => self.broadcast.on_prune(now, peer, p.topic),
             Frame::Interest(i) => self.broadcast.on_interest(peer, &i.topics),

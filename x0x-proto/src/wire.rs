@@ -280,6 +280,8 @@ fn decode_exact<'a, T: Deserialize<'a>>(kind: FrameKind, body: &'a [u8]) -> Resu
 struct GossipRef<'a> {
     topic: TopicId,
     hops: u8,
+    root: u32,
+    depth: u8,
     #[serde(borrow)]
     message: SignedRef<'a>,
 }
@@ -308,6 +310,8 @@ fn decode_gossip_shared(src: &Bytes, body: &[u8]) -> Result<Gossip, DecodeError>
     Ok(Gossip {
         topic: g.topic,
         hops: g.hops,
+        root: g.root,
+        depth: g.depth,
         message: Signed {
             signer: m.signer,
             signer_key: m.signer_key,
@@ -662,13 +666,20 @@ pub struct PingReqAck {
     pub alive: bool,
 }
 
+/// The `depth` of a node that has no place in a topic's tree yet.
+pub const NO_DEPTH: u8 = u8::MAX;
+
 /// PlumTree GOSSIP: a message pushed eagerly along the tree.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Gossip {
     /// The topic.
     pub topic: TopicId,
-    /// Hops travelled so far (0 at the publisher's neighbours).
+    /// Hops travelled so far (1 at the publisher's neighbours).
     pub hops: u8,
+    /// The root of the sender's tree for the topic (see [`IHave::root`]).
+    pub root: u32,
+    /// The sender's depth in the topic's tree ([`NO_DEPTH`]: it has none yet).
+    pub depth: u8,
     /// The signed message.
     pub message: Signed,
 }
@@ -687,6 +698,11 @@ pub struct IHaveEntry {
 pub struct IHave {
     /// The topic.
     pub topic: TopicId,
+    /// The root of the sender's tree for the topic: the first four bytes of the root's
+    /// [`MachineId`], big-endian (0 when `depth` is [`NO_DEPTH`]).
+    pub root: u32,
+    /// The sender's depth in the topic's tree ([`NO_DEPTH`]: it has none yet).
+    pub depth: u8,
     /// The ids (at most [`MAX_IDS_PER_FRAME`]).
     #[serde(deserialize_with = "bounded_vec::<_, _, { MAX_IDS_PER_FRAME }>")]
     pub entries: Vec<IHaveEntry>,

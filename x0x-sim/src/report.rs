@@ -71,6 +71,9 @@ pub struct NodeCounters {
     pub dials_failed: u64,
     /// Closes requested, by reason.
     pub closes: BTreeMap<String, u64>,
+    /// Broadcast counters summed over the nodes (GRAFTs, PRUNEs, tree moves…).
+    #[serde(default)]
+    pub broadcast: BTreeMap<String, u64>,
 }
 
 /// The report of one run.

@@ -1443,6 +1443,24 @@ impl<'a> Sim<'a> {
             for (k, v) in &s.closes {
                 *counters.closes.entry((*k).to_string()).or_default() += v;
             }
+            let b = node.broadcast_stats();
+            for (k, v) in [
+                ("grafts_sent", b.grafts_sent),
+                ("prunes_sent", b.prunes_sent),
+                ("optimizations", b.optimizations),
+                ("reparents", b.reparents),
+                ("depth_updates", b.depth_updates),
+                ("graft_misses", b.graft_misses),
+                ("graft_exhausted", b.graft_exhausted),
+            ] {
+                *counters.broadcast.entry(k.to_string()).or_default() += v;
+            }
+            for (k, v) in &b.dropped {
+                *counters
+                    .broadcast
+                    .entry(format!("dropped_{k}"))
+                    .or_default() += v;
+            }
         }
         let sent: Vec<u64> = w.slots.iter().map(|s| s.bytes_sent).collect();
         let recv: Vec<u64> = w.slots.iter().map(|s| s.bytes_recv).collect();

@@ -213,6 +213,8 @@ impl Sim<'_> {
         let frame: Frame = wire::Gossip {
             topic,
             hops: 1,
+            root: 0,
+            depth: wire::NO_DEPTH,
             message,
         }
         .into();
