@@ -8,7 +8,7 @@ use std::hint::black_box;
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use x0x_proto::identity::{AgentKeypair, Domain, PublicKey};
-use x0x_proto::wire::{Frame, Gossip, Signed, TopicId};
+use x0x_proto::wire::{Frame, Gossip, NO_DEPTH, Signed, TopicId};
 
 fn crypto(c: &mut Criterion) {
     let key = AgentKeypair::from_seed([7; 32]);
@@ -64,6 +64,8 @@ fn wire(c: &mut Criterion) {
     let frame = Frame::Gossip(Gossip {
         topic: TopicId::from_name("bench"),
         hops: 3,
+        root: 0,
+        depth: NO_DEPTH,
         message: signed,
     });
     let bytes = frame.encode().unwrap();

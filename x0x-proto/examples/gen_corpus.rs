@@ -78,11 +78,15 @@ fn main() {
         Gossip {
             topic,
             hops: 1,
+            root: 0,
+            depth: NO_DEPTH,
             message: signed.clone(),
         }
         .into(),
         IHave {
             topic,
+            root: 0,
+            depth: NO_DEPTH,
             entries: vec![IHaveEntry { id, hops: 2 }],
         }
         .into(),

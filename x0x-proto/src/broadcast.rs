@@ -425,6 +425,19 @@ impl TopicState {
         self.depth = place.map(|(_, d)| d);
     }
 
+    /// Drops every trace of `peer` from the topic, except a topic link. Losing the parent
+    /// loses the place in the tree too, until a neighbour with a place shows up.
+    fn forget(&mut self, peer: &MachineId) {
+        self.eager.remove(peer);
+        self.lazy.remove(peer);
+        self.pruned.remove(peer);
+        self.children.remove(peer);
+        if self.parent.as_ref() == Some(peer) {
+            self.parent = None;
+            self.depth = None;
+        }
+    }
+
     /// Whether `peer` is this node's parent or child in the tree.
     fn is_tree_link(&self, peer: &MachineId) -> bool {
         self.parent.as_ref() == Some(peer) || self.children.contains(peer)
@@ -668,15 +681,7 @@ impl Broadcast {
             if t.links.contains(&peer) {
                 continue; // still a topic link
             }
-            t.eager.remove(&peer);
-            t.lazy.remove(&peer);
-            t.pruned.remove(&peer);
-            t.children.remove(&peer);
-            if t.parent == Some(peer) {
-                // Out of the tree until a neighbour with a place in it shows up.
-                t.parent = None;
-                t.depth = None;
-            }
+            t.forget(&peer);
         }
         self.lazy_queue.remove(&peer);
         for m in self.missing.values_mut() {
@@ -715,16 +720,20 @@ impl Broadcast {
         let mut digests = Vec::new();
         for (topic, t) in self.topics.iter_mut() {
             if !theirs.contains(topic) {
-                t.eager.remove(&peer);
-                t.lazy.remove(&peer);
-                t.pruned.remove(&peer);
+                t.forget(&peer);
                 continue;
             }
             if t.eager.contains(&peer) || t.lazy.contains(&peer) {
                 continue;
             }
-            // "New neighbours start in the eager set" (paper, §3.5).
-            t.eager.insert(peer);
+            if self.config.depth_tree && t.depth.is_some() {
+                // The tree has a place for this node already: a new carrier is announced to,
+                // and hangs from this node or not by the depth rule.
+                t.lazy.insert(peer);
+            } else {
+                // "New neighbours start in the eager set" (paper, §3.5).
+                t.eager.insert(peer);
+            }
             digests.push(*topic);
         }
         for topic in digests {
@@ -983,6 +992,21 @@ impl Broadcast {
                 }
                 t.set_place(via);
             }
+        }
+        if !attach
+            && first_copy
+            && t.parent.is_some()
+            && !t.is_tree_link(&from)
+            && !t.links.contains(&from)
+            && t.eager.remove(&from)
+        {
+            // Pushed to us over a link outside the tree (a first push, a new carrier): the
+            // next message would come over both, so the link goes now.
+            t.lazy.insert(from);
+            t.pruned.insert(from, now + grace);
+            self.stats.prunes_sent += 1;
+            self.out
+                .push_back(Out::Send(from, wire::Prune { topic }.into()));
         }
         if attach {
             // Tell the new parent, so it counts this node as a child.
@@ -1269,14 +1293,19 @@ impl Broadcast {
         fanout: usize,
     ) {
         for p in announced {
-            if Some(*p) != from && !t.links.contains(p) && t.eager.remove(p) {
+            if Some(*p) != from && !t.links.contains(p) && !t.is_tree_link(p) && t.eager.remove(p) {
                 t.lazy.insert(*p);
             }
         }
         let mut ranked: Vec<(Duration, MachineId)> = t
             .eager
             .iter()
-            .filter(|p| Some(**p) != from && !t.links.contains(p) && !announced.contains(p))
+            .filter(|p| {
+                Some(**p) != from
+                    && !t.links.contains(p)
+                    && !t.is_tree_link(p)
+                    && !announced.contains(p)
+            })
             .map(|p| (neighbors.rtt(p).unwrap_or(Duration::MAX), *p))
             .collect();
         if ranked.len() <= fanout {
@@ -1603,6 +1632,30 @@ impl Broadcast {
         }
     }
 
+    /// Checks the topics' structure: eager and lazy sets disjoint; the parent and the
+    /// children are eager (or topic links) and distinct; a depth within the hop limit.
+    pub(crate) fn check_invariants(&self) -> Result<(), String> {
+        for (id, t) in &self.topics {
+            let pushed = |p: &MachineId| t.eager.contains(p) || t.links.contains(p);
+            if t.eager.iter().any(|p| t.lazy.contains(p)) {
+                return Err(format!("topic {id}: a peer both eager and lazy"));
+            }
+            if t.parent
+                .as_ref()
+                .is_some_and(|p| !pushed(p) || t.children.contains(p))
+            {
+                return Err(format!("topic {id}: parent not eager, or also a child"));
+            }
+            if t.children.iter().any(|c| !pushed(c)) {
+                return Err(format!("topic {id}: a child not eager"));
+            }
+            if t.depth.is_some_and(|d| d > self.config.max_hops) {
+                return Err(format!("topic {id}: depth beyond the hop limit"));
+            }
+        }
+        Ok(())
+    }
+
     /// Sizes for invariant checks and reports: (cache, seen, missing).
     pub(crate) fn sizes(&self) -> (usize, usize, usize) {
         (self.cache.len(), self.seen.len(), self.missing.len())
@@ -1634,6 +1687,14 @@ mod tests {
                 .unwrap_or_else(|_| unreachable!("right length")),
         };
         (signed.id(), signed)
+    }
+
+    /// The paper's tree, shaped by each message's race (`depth_tree` off).
+    fn classic() -> BroadcastConfig {
+        BroadcastConfig {
+            depth_tree: false,
+            ..BroadcastConfig::default()
+        }
     }
 
     fn is_eager(b: &Broadcast, topic: TopicId, peer: MachineId) -> bool {
@@ -1677,7 +1738,7 @@ mod tests {
         let topic = TopicId::from_name("t");
         let peer = MachineId::from_bytes([9; 32]);
         let other = MachineId::from_bytes([8; 32]);
-        let mut b = Broadcast::new(BroadcastConfig::default());
+        let mut b = Broadcast::new(classic());
         b.subscribe(topic);
         for p in [peer, other] {
             b.neighbor_up(p);
@@ -1715,12 +1776,18 @@ mod tests {
         assert!(is_eager(&b, topic, peer));
     }
 
-    /// A broadcast layer with `peers` as carrying neighbours of `topic`. Round trips fall with
-    /// the index, against id order: the last peer is the fastest, at 10 ms, and each one
-    /// before it 10 ms slower. Each peer also has a 500 ms sample, before its real one for
-    /// even indices and after it for odd ones (the smallest sample counts, not the latest).
+    /// A broadcast layer with `peers` as carrying neighbours of `topic`, with the paper's
+    /// tree (`classic`). Round trips fall with the index, against id order: the last peer
+    /// is the fastest, at 10 ms, and each one before it 10 ms slower. Each peer also has a
+    /// 500 ms sample, before its real one for even indices and after it for odd ones (the
+    /// smallest sample counts, not the latest).
     fn carriers(topic: TopicId, peers: &[MachineId]) -> Broadcast {
-        let mut b = Broadcast::new(BroadcastConfig::default());
+        carriers_with(classic(), topic, peers)
+    }
+
+    /// [`carriers`] with `config`.
+    fn carriers_with(config: BroadcastConfig, topic: TopicId, peers: &[MachineId]) -> Broadcast {
+        let mut b = Broadcast::new(config);
         b.subscribe(topic);
         let n = peers.len() as u64;
         for (i, p) in peers.iter().enumerate() {
@@ -1910,5 +1977,179 @@ mod tests {
             std::iter::from_fn(|| b.poll_out()).any(|o| matches!(o, Out::Send(_, Frame::Prune(_))));
         assert!(!pruned, "no PRUNE for a GRAFT's own answer");
         assert!(is_eager(&b, topic, a1) && is_eager(&b, topic, a2));
+    }
+
+    // ----- the depth rule -----
+
+    fn peers(n: u8) -> Vec<MachineId> {
+        (1..=n).map(|i| MachineId::from_bytes([i; 32])).collect()
+    }
+
+    /// The output so far, drained.
+    fn drain(b: &mut Broadcast) -> Vec<Out> {
+        std::iter::from_fn(|| b.poll_out()).collect()
+    }
+
+    fn attaches_to(out: &[Out], peer: MachineId) -> bool {
+        out.iter()
+            .any(|o| matches!(o, Out::Send(to, Frame::Graft(g)) if *to == peer && g.ids.is_empty()))
+    }
+
+    fn prunes(out: &[Out], peer: MachineId) -> bool {
+        out.iter()
+            .any(|o| matches!(o, Out::Send(to, Frame::Prune(_)) if *to == peer))
+    }
+
+    /// The place announced to the topic's peers (an IHAVE without ids), if any.
+    fn announced_place(out: &[Out]) -> Option<(u32, u8)> {
+        out.iter().find_map(|o| match o {
+            Out::SendMany(_, Frame::IHave(i)) if i.entries.is_empty() => Some((i.root, i.depth)),
+            _ => None,
+        })
+    }
+
+    /// A node hangs from the sender of its first copy, then from any neighbour that offers a
+    /// place at least one level closer to the root, or under a smaller root; each move
+    /// attaches to the new parent, prunes the old one and announces the new place.
+    #[test]
+    fn a_node_hangs_from_the_shallowest_neighbour() {
+        let topic = TopicId::from_name("t");
+        let p = peers(3);
+        let mut b = carriers_with(BroadcastConfig::default(), topic, &p);
+        let t0 = Time::from_millis(1_000_000);
+
+        b.on_depth(t0, p[0], topic, 7, 3, true);
+        let out = drain(&mut b);
+        assert!(attaches_to(&out, p[0]));
+        assert_eq!(announced_place(&out), Some((7, 4)));
+
+        // p[1] is one level above p[0]: not enough to move (the same place).
+        b.on_depth(t0, p[1], topic, 7, 3, false);
+        assert!(drain(&mut b).is_empty(), "the same place: no move");
+
+        // p[2] is two levels above: move.
+        b.on_depth(t0, p[2], topic, 7, 1, false);
+        let out = drain(&mut b);
+        assert!(attaches_to(&out, p[2]) && prunes(&out, p[0]));
+        assert_eq!(announced_place(&out), Some((7, 2)));
+        assert!(is_eager(&b, topic, p[2]) && !is_eager(&b, topic, p[0]));
+
+        // A smaller root wins even from deeper down.
+        b.on_depth(t0, p[1], topic, 3, 9, false);
+        let out = drain(&mut b);
+        assert!(attaches_to(&out, p[1]) && prunes(&out, p[2]));
+        assert_eq!(announced_place(&out), Some((3, 10)));
+        // A larger one does not.
+        b.on_depth(t0, p[0], topic, 9, 0, false);
+        assert!(drain(&mut b).is_empty());
+        assert_eq!(b.stats.reparents, 2);
+
+        // The parent's moves carry this node along, up or down.
+        b.on_depth(t0, p[1], topic, 3, 12, false);
+        assert_eq!(announced_place(&drain(&mut b)), Some((3, 13)));
+        b.check_invariants().unwrap();
+    }
+
+    /// The first publisher roots the tree under its own tag; a root hearing of a smaller one
+    /// hangs from it.
+    #[test]
+    fn a_root_yields_to_a_smaller_root() {
+        let topic = TopicId::from_name("t");
+        let p = peers(2);
+        let mut b = carriers_with(BroadcastConfig::default(), topic, &p);
+        b.set_me(PeerAddr {
+            id: MachineId::from_bytes([0x80; 32]),
+            addrs: Vec::new(),
+        });
+        let t0 = Time::from_millis(1_000_000);
+        let (_, m) = msg(1);
+        b.publish(t0, topic, m);
+        let pushed = drain(&mut b).into_iter().find_map(|o| match o {
+            Out::SendMany(_, Frame::Gossip(g)) => Some((g.root, g.depth)),
+            _ => None,
+        });
+        assert_eq!(pushed, Some((0x8080_8080, 0)));
+
+        b.on_depth(t0, p[0], topic, 0x9000_0000, 0, false);
+        assert!(drain(&mut b).is_empty(), "a larger root is ignored");
+        b.on_depth(t0, p[1], topic, 0x1000_0000, 5, false);
+        let out = drain(&mut b);
+        assert!(attaches_to(&out, p[1]));
+        assert_eq!(announced_place(&out), Some((0x1000_0000, 6)));
+    }
+
+    /// A GRAFT's answer leaves the link lazy at both ends, and the copy it brings goes down
+    /// the tree only: the parent, whose own copy is on its way, gets an IHAVE.
+    #[test]
+    fn a_pulled_copy_goes_down_the_tree_only() {
+        let topic = TopicId::from_name("t");
+        let p = peers(3);
+        let (parent, child, lazy) = (p[0], p[1], p[2]);
+        let mut b = carriers_with(BroadcastConfig::default(), topic, &p);
+        let t0 = Time::from_millis(1_000_000);
+        let (id, m) = msg(1);
+        b.on_depth(t0, parent, topic, 7, 3, true);
+        b.on_gossip_verified(t0, parent, topic, id, 4, m);
+        b.on_graft(t0, child, topic, &[]);
+        b.on_duplicate(t0, lazy, topic, &id);
+        assert!(!is_eager(&b, topic, lazy));
+        drain(&mut b);
+
+        let t1 = t0 + Duration::from_secs(5);
+        let (id, m) = msg(2);
+        b.on_ihave(t1, lazy, topic, &[IHaveEntry { id, hops: 2 }]);
+        let t2 = t1 + b.config.graft_timeout;
+        b.handle_timeout(t2);
+        assert!(!is_eager(&b, topic, lazy), "a GRAFT for ids only pulls");
+        drain(&mut b);
+        b.on_depth(t2, lazy, topic, 7, 5, true);
+        b.on_gossip_verified(t2, lazy, topic, id, 3, m);
+        assert!(
+            !is_eager(&b, topic, lazy),
+            "its answer does not graft either"
+        );
+        let (pushed, told) = pushes_and_ihaves(&mut b, t2);
+        assert_eq!(pushed, vec![child]);
+        assert_eq!(told, vec![parent]);
+
+        // The other end: a GRAFT for ids is answered, and the link stays lazy.
+        b.on_graft(t2, lazy, topic, &[id]);
+        assert!(!is_eager(&b, topic, lazy));
+        b.check_invariants().unwrap();
+    }
+
+    /// A duplicate over a tree link never prunes it; the first copy's link, outside the tree,
+    /// goes instead. A first copy pushed over a link outside the tree prunes that link.
+    #[test]
+    fn duplicates_keep_the_tree_links() {
+        let topic = TopicId::from_name("t");
+        let p = peers(3);
+        let (parent, child, other) = (p[0], p[1], p[2]);
+        let mut b = carriers_with(BroadcastConfig::default(), topic, &p);
+        let t0 = Time::from_millis(1_000_000);
+        b.on_depth(t0, parent, topic, 7, 3, true);
+        b.on_graft(t0, child, topic, &[]);
+        drain(&mut b);
+
+        // Message 1 comes from the child first (its publisher is below), then from the
+        // parent: both are tree links, nobody is pruned.
+        let (id, m) = msg(1);
+        b.on_gossip_verified(t0, child, topic, id, 1, m);
+        b.on_duplicate(t0, parent, topic, &id);
+        assert!(
+            !drain(&mut b)
+                .iter()
+                .any(|o| matches!(o, Out::Send(_, Frame::Prune(_))))
+        );
+        assert!(is_eager(&b, topic, parent) && is_eager(&b, topic, child));
+
+        // Message 2 is pushed by `other`, eager but outside the tree: pruned at once.
+        let (id, m) = msg(2);
+        let t1 = t0 + Duration::from_secs(5);
+        b.on_depth(t1, other, topic, 7, 6, true);
+        b.on_gossip_verified(t1, other, topic, id, 7, m);
+        assert!(prunes(&drain(&mut b), other));
+        assert!(!is_eager(&b, topic, other));
+        b.check_invariants().unwrap();
     }
 }

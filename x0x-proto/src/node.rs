@@ -1847,10 +1847,12 @@ impl Node {
 
     /// Checks the node's structural invariants (used by fuzzing and property tests): the
     /// membership views within their caps, disjoint and without this node; the broadcast
-    /// caches within `(cache, seen, missing)` caps; every queue within its cap.
+    /// topics' trees well formed and their caches within `(cache, seen, missing)` caps; every
+    /// queue within its cap.
     #[doc(hidden)]
     pub fn check_invariants(&self, broadcast_caps: (usize, usize, usize)) -> Result<(), String> {
         self.membership.check_invariants()?;
+        self.broadcast.check_invariants()?;
         let (c, s, m) = self.broadcast.sizes();
         if c > broadcast_caps.0 || s > broadcast_caps.1 || m > broadcast_caps.2 {
             return Err(format!(

@@ -583,6 +583,8 @@ fn replays_after_the_dedup_window_and_future_stamps_are_refused() {
         let frame: Frame = wire::Gossip {
             topic: topic(),
             hops: 1,
+            root: 0,
+            depth: wire::NO_DEPTH,
             message: wire::Signed::sign(&agent, Domain::PubSubMessage, &body, true),
         }
         .into();

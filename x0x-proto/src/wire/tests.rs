@@ -92,19 +92,24 @@ fn arb_frame() -> impl Strategy<Value = Frame> {
             .prop_map(|(target, seq)| Frame::PingReq(PingReq { target, seq })),
         (arb_machine(), any::<u64>(), any::<bool>())
             .prop_map(|(target, seq, alive)| Frame::PingReqAck(PingReqAck { target, seq, alive })),
-        (topic(), any::<u8>(), arb_signed()).prop_map(|(topic, hops, message)| Frame::Gossip(
-            Gossip {
+        (topic(), any::<u8>(), any::<(u32, u8)>(), arb_signed()).prop_map(
+            |(topic, hops, (root, depth), message)| Frame::Gossip(Gossip {
                 topic,
                 hops,
+                root,
+                depth,
                 message
-            }
-        )),
+            })
+        ),
         (
             topic(),
+            any::<(u32, u8)>(),
             proptest::collection::vec((msg(), any::<u8>()), 0..40)
         )
-            .prop_map(|(topic, e)| Frame::IHave(IHave {
+            .prop_map(|(topic, (root, depth), e)| Frame::IHave(IHave {
                 topic,
+                root,
+                depth,
                 entries: e
                     .into_iter()
                     .map(|(id, hops)| IHaveEntry { id, hops })
@@ -268,6 +273,8 @@ fn oversized_gossip_is_refused_at_encode() {
     let f = Frame::Gossip(Gossip {
         topic: TopicId([0; 32]),
         hops: 0,
+        root: 0,
+        depth: NO_DEPTH,
         message: signed,
     });
     assert!(matches!(
@@ -319,6 +326,8 @@ fn signed_content_opens_only_with_the_right_key_and_domain() {
     let f = Frame::Gossip(Gossip {
         topic: TopicId::from_name("t"),
         hops: 3,
+        root: 0,
+        depth: NO_DEPTH,
         message: signed,
     });
     let Frame::Gossip(g) = Frame::decode(&f.encode().unwrap()).unwrap() else {
@@ -339,6 +348,8 @@ fn shared_decoding_borrows_the_gossip_message_from_the_frame() {
     let bytes = Frame::Gossip(Gossip {
         topic: TopicId::from_name("t"),
         hops: 2,
+        root: 0,
+        depth: NO_DEPTH,
         message,
     })
     .encode()
