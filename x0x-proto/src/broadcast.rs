@@ -135,9 +135,18 @@ pub struct BroadcastConfig {
     ///   neighbour nearest to it, so the tree is a breadth-first tree of the overlay: its
     ///   paths between any two nodes are at most twice the root's eccentricity.
     /// * Moving sends a GRAFT without ids to the new parent, which counts the node as a
-    ///   child, and a PRUNE to the old one. A node without a parent hangs from the sender of
-    ///   its next message. A changed place is announced at once to the topic's peers, by an
-    ///   IHAVE without ids, so the tree settles within a round.
+    ///   child, and a PRUNE to the old one. A node never moves below one of its children. A
+    ///   changed place is announced to the topic's peers by an IHAVE without ids, at the next
+    ///   IHAVE flush (at most one per topic per `ihave_interval`), so the tree settles within
+    ///   a round and a neighbour that keeps changing its place cannot make the tree below it
+    ///   flood.
+    /// * A node whose parent loses its place (or leaves) loses its own, and says so; it keeps
+    ///   the link, follows the parent back to a place, or moves to the first neighbour that
+    ///   offers one. A node its parent prunes drops parent and place without a word: its
+    ///   children keep their places and follow its next one. A PRUNE that comes within
+    ///   `prune_grace` of attaching was most likely sent before the attaching GRAFT arrived
+    ///   (for a copy pushed just before the move): the node attaches again. Two nodes that
+    ///   each attached to the other let go of each other.
     /// * A duplicate never prunes a tree link (parent or child); the link its first copy came
     ///   over goes instead, if that is outside the tree. A message pushed over a link outside
     ///   the tree prunes that link at once.
@@ -292,8 +301,8 @@ pub struct BroadcastStats {
     pub optimizations: u64,
     /// Moves to a parent closer to the root of a topic's tree (`depth_tree`).
     pub reparents: u64,
-    /// Depth changes announced to a topic's peers (`depth_tree`).
-    pub depth_updates: u64,
+    /// Place changes announced to a topic's peers (`depth_tree`).
+    pub place_updates: u64,
     /// Drops by reason (cache/seen evictions, caps, unknown topics…).
     pub dropped: BTreeMap<&'static str, u64>,
 }
@@ -439,6 +448,10 @@ struct TopicState {
     parent: Option<MachineId>,
     /// Neighbours that hang from this node (they sent an attaching GRAFT).
     children: SmallSet<MachineId>,
+    /// The place changed since the topic's peers were last told (at the next IHAVE flush).
+    place_changed: bool,
+    /// Until when a PRUNE from the parent is older than our attaching GRAFT to it.
+    attached_until: Option<Time>,
 }
 
 impl TopicState {
@@ -458,8 +471,34 @@ impl TopicState {
     }
 
     fn set_place(&mut self, place: Option<(u32, u8)>) {
+        if place != self.place() {
+            self.place_changed = true;
+        }
         self.root = place.map_or(0, |(r, _)| r);
         self.depth = place.map(|(_, d)| d);
+    }
+
+    /// The parent lost its place: so does this node, and announces it, so that no node keeps
+    /// a place the tree no longer backs. The link to the parent stays: if the parent finds a
+    /// place again this node follows it, and if another neighbour offers one first (any
+    /// offer is better than none) this node moves there and PRUNEs the old parent.
+    fn lose_place(&mut self) {
+        self.set_place(None);
+    }
+
+    /// The parent pruned this node: no parent and no place, taken again from the next
+    /// neighbour that offers one. Not announced: the children keep their places and follow
+    /// this node's next one, instead of the whole subtree letting go.
+    fn drop_parent_quietly(&mut self) {
+        self.parent = None;
+        self.depth = None;
+        self.root = 0;
+    }
+
+    /// The link to the parent is gone: no parent, no place.
+    fn lose_parent(&mut self) {
+        self.parent = None;
+        self.set_place(None);
     }
 
     /// Drops every trace of `peer` from the topic, except a topic link. Losing the parent
@@ -470,8 +509,7 @@ impl TopicState {
         self.pruned.remove(peer);
         self.children.remove(peer);
         if self.parent.as_ref() == Some(peer) {
-            self.parent = None;
-            self.depth = None;
+            self.lose_parent();
         }
     }
 
@@ -712,7 +750,7 @@ impl Broadcast {
         self.adopt_carrier(peer);
     }
 
-    pub(crate) fn neighbor_down(&mut self, peer: MachineId) {
+    pub(crate) fn neighbor_down(&mut self, now: Time, peer: MachineId) {
         self.neighbors.remove(&peer);
         for t in self.topics.values_mut() {
             if t.links.contains(&peer) {
@@ -720,6 +758,7 @@ impl Broadcast {
             }
             t.forget(&peer);
         }
+        self.arm_flush(now);
         self.lazy_queue.remove(&peer);
         for m in self.missing.values_mut() {
             m.announcers.retain(|(p, _)| *p != peer);
@@ -737,11 +776,11 @@ impl Broadcast {
         self.neighbors.rtt(peer)
     }
 
-    pub(crate) fn connection_down(&mut self, peer: MachineId) {
+    pub(crate) fn connection_down(&mut self, now: Time, peer: MachineId) {
         for t in self.topics.values_mut() {
             t.links.remove(&peer);
         }
-        self.neighbor_down(peer);
+        self.neighbor_down(now, peer);
         self.interest.remove(&peer);
     }
 
@@ -965,16 +1004,16 @@ impl Broadcast {
 
     // ----- frames -----
 
-    pub(crate) fn on_interest(&mut self, from: MachineId, topics: &[TopicId]) {
+    pub(crate) fn on_interest(&mut self, now: Time, from: MachineId, topics: &[TopicId]) {
         self.interest.insert(from, SmallSet::from_slice(topics));
         // Topics it no longer carries: out of both sets. New ones: adopt.
         for (topic, t) in self.topics.iter_mut() {
             if !topics.contains(topic) {
-                t.eager.remove(&from);
-                t.lazy.remove(&from);
+                t.forget(&from);
             }
         }
         self.adopt_carrier(from);
+        self.arm_flush(now);
     }
 
     /// The depth rule, on a GOSSIP or IHAVE from `from`, whose place in `topic`'s tree is
@@ -998,37 +1037,36 @@ impl Broadcast {
             return;
         };
         let before = t.place();
-        // The place this node would have below `from`. Deeper than the hop limit is no place.
-        let via = (depth < max_depth).then(|| (root, depth + 1));
+        // The place this node would have below `from`. Deeper than the hop limit (or than a
+        // depth the wire can carry) is no place.
+        let via = (depth < max_depth.min(wire::NO_DEPTH - 1)).then(|| (root, depth + 1));
         let mut attach = false;
         if t.parent == Some(from) {
             // Follow the parent up and down.
-            t.set_place(via);
             if via.is_none() {
-                t.parent = None;
-            }
-        } else if let Some(v) = via {
-            let is_root = t.parent.is_none() && t.depth == Some(0);
-            if t.parent.is_none() && !is_root && first_copy {
-                // A node without a parent hangs from the sender of its next message.
-                attach = true;
-            } else if before.is_none_or(|b| v < b) {
-                // A smaller root, or a place at least one level closer to the root.
-                self.stats.reparents += 1;
-                attach = true;
-            }
-            if attach {
-                if let Some(old) = t.parent.replace(from)
-                    && t.eager.remove(&old)
-                {
-                    t.lazy.insert(old);
-                    t.pruned.insert(old, now + grace);
-                    self.stats.prunes_sent += 1;
-                    self.out
-                        .push_back(Out::Send(old, wire::Prune { topic }.into()));
-                }
+                t.lose_place();
+            } else {
                 t.set_place(via);
             }
+        } else if let Some(v) = via
+            && !t.children.contains(&from)
+            && before.is_none_or(|b| v < b)
+        {
+            // A first place, a smaller root, or a place at least one level closer to the root.
+            // Never below a child: its place hangs from ours.
+            if before.is_some() {
+                self.stats.reparents += 1;
+            }
+            attach = true;
+            if let Some(old) = t.parent.replace(from) {
+                t.eager.remove(&old);
+                t.lazy.insert(old);
+                t.pruned.insert(old, now + grace);
+                self.stats.prunes_sent += 1;
+                self.out
+                    .push_back(Out::Send(old, wire::Prune { topic }.into()));
+            }
+            t.set_place(via);
         }
         if !attach
             && first_copy
@@ -1047,6 +1085,7 @@ impl Broadcast {
         }
         if attach {
             // Tell the new parent, so it counts this node as a child.
+            t.attached_until = Some(now + grace);
             t.children.remove(&from);
             t.pruned.remove(&from);
             t.lazy.remove(&from);
@@ -1061,29 +1100,8 @@ impl Broadcast {
                 .into(),
             ));
         }
-        if t.place() != before {
-            // Tell the topic's peers at once (an IHAVE without ids), so the tree settles
-            // within a round instead of one level per message.
-            let mut to: Vec<MachineId> = t
-                .eager
-                .iter()
-                .chain(t.lazy.iter())
-                .chain(t.links.iter())
-                .copied()
-                .collect();
-            to.sort_unstable();
-            to.dedup();
-            if !to.is_empty() {
-                self.stats.depth_updates += 1;
-                let frame: Frame = wire::IHave {
-                    topic,
-                    root: t.wire_root(),
-                    depth: t.wire_depth(),
-                    entries: Vec::new(),
-                }
-                .into();
-                self.out.push_back(Out::SendMany(to, frame));
-            }
+        if t.place_changed {
+            self.arm_flush(now);
         }
     }
 
@@ -1108,11 +1126,20 @@ impl Broadcast {
         }
         let grace = self.config.prune_grace;
         let mut from = from;
-        if let Some(t) = self.topics.get(&topic)
+        if let Some(t) = self.topics.get_mut(&topic)
             && t.is_tree_link(&from)
         {
-            // Keep the tree link; the first copy's link goes instead, unless it is one too.
-            match self.cache.get(id).and_then(|c| c.from) {
+            let first = self
+                .cache
+                .get(id)
+                .filter(|c| c.topic == topic)
+                .and_then(|c| c.from);
+            match first {
+                // A child that pushes up what the parent brought is no child: it hangs
+                // elsewhere and took this link for its own child (each end missed the
+                // other's move). It loses the protection, and the link goes.
+                Some(first) if t.parent == Some(first) && t.children.remove(&from) => {}
+                // Keep the tree link; the first copy's link goes instead, unless it is one too.
                 Some(first) if !t.is_tree_link(&first) && t.eager.contains(&first) => from = first,
                 _ => return,
             }
@@ -1356,7 +1383,8 @@ impl Broadcast {
     }
 
     fn arm_flush(&mut self, now: Time) {
-        if !self.lazy_queue.is_empty() && !self.flush_armed {
+        let pending = !self.lazy_queue.is_empty() || self.topics.values().any(|t| t.place_changed);
+        if pending && !self.flush_armed {
             self.flush_armed = true;
             self.timers
                 .insert((now + self.config.ihave_interval, Timer::FlushIHave));
@@ -1533,11 +1561,22 @@ impl Broadcast {
             t.lazy.remove(&from);
             t.eager.insert(from);
             if self.config.depth_tree && ids.is_empty() {
+                if t.parent == Some(from) {
+                    // Our parent wants to hang from us: each took the other's place as it
+                    // was before the other moved. Neither link can be a tree link; both
+                    // ends let go and find new places.
+                    t.lose_parent();
+                    t.eager.remove(&from);
+                    t.lazy.insert(from);
+                    t.pruned.insert(from, now + self.config.prune_grace);
+                    self.stats.prunes_sent += 1;
+                    self.out
+                        .push_back(Out::Send(from, wire::Prune { topic }.into()));
+                    self.arm_flush(now);
+                    return;
+                }
                 // An attaching GRAFT: the sender hangs from this node now.
                 t.pruned.remove(&from);
-                if t.parent == Some(from) {
-                    t.parent = None;
-                }
                 t.children.insert(from);
             }
         }
@@ -1567,7 +1606,21 @@ impl Broadcast {
         if let Some(t) = self.topics.get_mut(&topic)
             && t.parent == Some(from)
         {
-            t.parent = None;
+            if t.attached_until.is_some_and(|until| now < until) {
+                // Most likely sent before our attaching GRAFT reached it, for a copy we
+                // pushed before moving. Attach again, so both ends agree either way.
+                self.stats.grafts_sent += 1;
+                self.out.push_back(Out::Send(
+                    from,
+                    wire::Graft {
+                        topic,
+                        ids: Vec::new(),
+                    }
+                    .into(),
+                ));
+                return;
+            }
+            t.drop_parent_quietly();
         }
         if let Some(t) = self.topics.get_mut(&topic) {
             t.children.remove(&from);
@@ -1628,6 +1681,7 @@ impl Broadcast {
 
     fn flush_ihave(&mut self) {
         self.flush_armed = false;
+        self.announce_places();
         for (peer, topics) in std::mem::take(&mut self.lazy_queue) {
             for (topic, entries) in topics {
                 let (root, depth) = self
@@ -1646,6 +1700,37 @@ impl Broadcast {
                         .into(),
                     ));
                 }
+            }
+        }
+    }
+
+    fn announce_places(&mut self) {
+        // Changed places first, one IHAVE without ids per topic to all its peers: at most one
+        // per topic per flush interval, however often the place moved (a hostile neighbour
+        // changing its own place on every frame cannot make the tree below it flood).
+        for (topic, t) in self.topics.iter_mut() {
+            if !std::mem::take(&mut t.place_changed) {
+                continue;
+            }
+            let mut to: Vec<MachineId> = t
+                .eager
+                .iter()
+                .chain(t.lazy.iter())
+                .chain(t.links.iter())
+                .copied()
+                .collect();
+            to.sort_unstable();
+            to.dedup();
+            if !to.is_empty() {
+                self.stats.place_updates += 1;
+                let frame: Frame = wire::IHave {
+                    topic: *topic,
+                    root: t.wire_root(),
+                    depth: t.wire_depth(),
+                    entries: Vec::new(),
+                }
+                .into();
+                self.out.push_back(Out::SendMany(to, frame));
             }
         }
     }
@@ -1673,7 +1758,7 @@ impl Broadcast {
     /// children are eager (or topic links) and distinct; a depth within the hop limit.
     pub(crate) fn check_invariants(&self) -> Result<(), String> {
         for (id, t) in &self.topics {
-            let pushed = |p: &MachineId| t.eager.contains(p) || t.links.contains(p);
+            let pushed = |p: &MachineId| t.eager.contains(p);
             if t.eager.iter().any(|p| t.lazy.contains(p)) {
                 return Err(format!("topic {id}: a peer both eager and lazy"));
             }
@@ -1748,7 +1833,7 @@ mod tests {
         let mut b = Broadcast::new(BroadcastConfig::default());
         b.subscribe(topic);
         b.neighbor_up(peer);
-        b.on_interest(peer, &[topic]);
+        b.on_interest(Time::ZERO, peer, &[topic]);
         assert!(is_eager(&b, topic, peer));
         let t0 = Time::from_millis(1_000_000);
         let (id, m) = msg(1);
@@ -1779,7 +1864,7 @@ mod tests {
         b.subscribe(topic);
         for p in [peer, other] {
             b.neighbor_up(p);
-            b.on_interest(p, &[topic]);
+            b.on_interest(Time::ZERO, p, &[topic]);
         }
         let t0 = Time::from_millis(1_000_000);
         let (id, m) = msg(1);
@@ -1829,7 +1914,7 @@ mod tests {
         let n = peers.len() as u64;
         for (i, p) in peers.iter().enumerate() {
             b.neighbor_up(*p);
-            b.on_interest(*p, &[topic]);
+            b.on_interest(Time::ZERO, *p, &[topic]);
             let rtt = Duration::from_millis(10 * (n - i as u64));
             let slow = Duration::from_millis(500);
             let samples = if i % 2 == 0 { [slow, rtt] } else { [rtt, slow] };
@@ -2022,8 +2107,9 @@ mod tests {
         (1..=n).map(|i| MachineId::from_bytes([i; 32])).collect()
     }
 
-    /// The output so far, drained.
-    fn drain(b: &mut Broadcast) -> Vec<Out> {
+    /// The output up to the IHAVE flush after `now` (which carries place announcements).
+    fn drain(b: &mut Broadcast, now: Time) -> Vec<Out> {
+        b.handle_timeout(now + b.config.ihave_interval);
         std::iter::from_fn(|| b.poll_out()).collect()
     }
 
@@ -2056,34 +2142,34 @@ mod tests {
         let t0 = Time::from_millis(1_000_000);
 
         b.on_depth(t0, p[0], topic, 7, 3, true);
-        let out = drain(&mut b);
+        let out = drain(&mut b, t0);
         assert!(attaches_to(&out, p[0]));
         assert_eq!(announced_place(&out), Some((7, 4)));
 
         // p[1] is one level above p[0]: not enough to move (the same place).
         b.on_depth(t0, p[1], topic, 7, 3, false);
-        assert!(drain(&mut b).is_empty(), "the same place: no move");
+        assert!(drain(&mut b, t0).is_empty(), "the same place: no move");
 
         // p[2] is two levels above: move.
         b.on_depth(t0, p[2], topic, 7, 1, false);
-        let out = drain(&mut b);
+        let out = drain(&mut b, t0);
         assert!(attaches_to(&out, p[2]) && prunes(&out, p[0]));
         assert_eq!(announced_place(&out), Some((7, 2)));
         assert!(is_eager(&b, topic, p[2]) && !is_eager(&b, topic, p[0]));
 
         // A smaller root wins even from deeper down.
         b.on_depth(t0, p[1], topic, 3, 9, false);
-        let out = drain(&mut b);
+        let out = drain(&mut b, t0);
         assert!(attaches_to(&out, p[1]) && prunes(&out, p[2]));
         assert_eq!(announced_place(&out), Some((3, 10)));
         // A larger one does not.
         b.on_depth(t0, p[0], topic, 9, 0, false);
-        assert!(drain(&mut b).is_empty());
+        assert!(drain(&mut b, t0).is_empty());
         assert_eq!(b.stats.reparents, 2);
 
         // The parent's moves carry this node along, up or down.
         b.on_depth(t0, p[1], topic, 3, 12, false);
-        assert_eq!(announced_place(&drain(&mut b)), Some((3, 13)));
+        assert_eq!(announced_place(&drain(&mut b, t0)), Some((3, 13)));
         b.check_invariants().unwrap();
     }
 
@@ -2101,16 +2187,16 @@ mod tests {
         let t0 = Time::from_millis(1_000_000);
         let (_, m) = msg(1);
         b.publish(t0, topic, m);
-        let pushed = drain(&mut b).into_iter().find_map(|o| match o {
+        let pushed = drain(&mut b, t0).into_iter().find_map(|o| match o {
             Out::SendMany(_, Frame::Gossip(g)) => Some((g.root, g.depth)),
             _ => None,
         });
         assert_eq!(pushed, Some((0x8080_8080, 0)));
 
         b.on_depth(t0, p[0], topic, 0x9000_0000, 0, false);
-        assert!(drain(&mut b).is_empty(), "a larger root is ignored");
+        assert!(drain(&mut b, t0).is_empty(), "a larger root is ignored");
         b.on_depth(t0, p[1], topic, 0x1000_0000, 5, false);
-        let out = drain(&mut b);
+        let out = drain(&mut b, t0);
         assert!(attaches_to(&out, p[1]));
         assert_eq!(announced_place(&out), Some((0x1000_0000, 6)));
     }
@@ -2130,7 +2216,7 @@ mod tests {
         b.on_graft(t0, child, topic, &[]);
         b.on_duplicate(t0, lazy, topic, &id);
         assert!(!is_eager(&b, topic, lazy));
-        drain(&mut b);
+        drain(&mut b, t0);
 
         let t1 = t0 + Duration::from_secs(5);
         let (id, m) = msg(2);
@@ -2138,7 +2224,7 @@ mod tests {
         let t2 = t1 + b.config.graft_timeout;
         b.handle_timeout(t2);
         assert!(!is_eager(&b, topic, lazy), "a GRAFT for ids only pulls");
-        drain(&mut b);
+        drain(&mut b, t2);
         b.on_depth(t2, lazy, topic, 7, 5, true);
         b.on_gossip_verified(t2, lazy, topic, id, 3, m);
         assert!(
@@ -2166,7 +2252,7 @@ mod tests {
         let t0 = Time::from_millis(1_000_000);
         b.on_depth(t0, parent, topic, 7, 3, true);
         b.on_graft(t0, child, topic, &[]);
-        drain(&mut b);
+        drain(&mut b, t0);
 
         // Message 1 comes from the child first (its publisher is below), then from the
         // parent: both are tree links, nobody is pruned.
@@ -2174,7 +2260,7 @@ mod tests {
         b.on_gossip_verified(t0, child, topic, id, 1, m);
         b.on_duplicate(t0, parent, topic, &id);
         assert!(
-            !drain(&mut b)
+            !drain(&mut b, t0)
                 .iter()
                 .any(|o| matches!(o, Out::Send(_, Frame::Prune(_))))
         );
@@ -2185,8 +2271,40 @@ mod tests {
         let t1 = t0 + Duration::from_secs(5);
         b.on_depth(t1, other, topic, 7, 6, true);
         b.on_gossip_verified(t1, other, topic, id, 7, m);
-        assert!(prunes(&drain(&mut b), other));
+        assert!(prunes(&drain(&mut b, t1), other));
         assert!(!is_eager(&b, topic, other));
+        b.check_invariants().unwrap();
+    }
+
+    /// A PRUNE from the new parent right after attaching predates the GRAFT: attach again.
+    /// A later one drops parent and place, without announcing it. A GRAFT from one's own
+    /// parent (each attached to the other) makes this end let go and PRUNE.
+    #[test]
+    fn prunes_from_the_parent() {
+        let topic = TopicId::from_name("t");
+        let p = peers(2);
+        let mut b = carriers_with(BroadcastConfig::default(), topic, &p);
+        let t0 = Time::from_millis(1_000_000);
+        b.on_depth(t0, p[0], topic, 7, 3, true);
+        drain(&mut b, t0);
+
+        b.on_prune(t0 + Duration::from_millis(60), p[0], topic);
+        assert!(attaches_to(&drain(&mut b, t0), p[0]), "attached again");
+        assert!(is_eager(&b, topic, p[0]));
+
+        let t1 = t0 + b.config.prune_grace + Duration::from_millis(1);
+        b.on_prune(t1, p[0], topic);
+        b.handle_timeout(t1 + b.config.ihave_interval);
+        assert!(drain(&mut b, t1).is_empty(), "no GRAFT, no announcement");
+        assert!(!is_eager(&b, topic, p[0]));
+        // Placeless: the next offer, even a deep one, is taken.
+        b.on_depth(t1, p[1], topic, 7, 20, false);
+        assert!(attaches_to(&drain(&mut b, t1), p[1]));
+
+        // p[1], our parent, attaches to us.
+        b.on_graft(t1, p[1], topic, &[]);
+        assert!(prunes(&drain(&mut b, t1), p[1]));
+        assert!(!is_eager(&b, topic, p[1]));
         b.check_invariants().unwrap();
     }
 }

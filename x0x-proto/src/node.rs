@@ -813,7 +813,7 @@ impl Node {
                 .retain(|(_, t)| *t != Timer::HelloDeadline(peer));
             if p.hello.is_some() {
                 self.membership.on_connection_down(now, &mut self.rng, peer);
-                self.broadcast.connection_down(peer);
+                self.broadcast.connection_down(now, peer);
                 self.emit(Event::PeerDown { peer });
             } else if p.direction == Direction::Outbound {
                 // Never completed: for membership this is a failed dial.
@@ -994,7 +994,7 @@ impl Node {
             }
             Frame::Graft(g) => self.broadcast.on_graft(now, peer, g.topic, &g.ids),
             Frame::Prune(p) => self.broadcast.on_prune(now, peer, p.topic),
-            Frame::Interest(i) => self.broadcast.on_interest(peer, &i.topics),
+            Frame::Interest(i) => self.broadcast.on_interest(now, peer, &i.topics),
             Frame::TopicWalk(w) => self.broadcast.on_topic_walk(peer, &w),
             Frame::TopicLink(l) => self.broadcast.on_topic_link(peer, l.topic, l.accepted),
             Frame::Direct(d) => self.on_direct(now, peer, d),
@@ -1688,7 +1688,7 @@ impl Node {
                         self.emit(Event::NeighborUp { peer });
                     }
                     membership::Out::NeighborDown(peer, reason) => {
-                        self.broadcast.neighbor_down(peer);
+                        self.broadcast.neighbor_down(now, peer);
                         self.emit(Event::NeighborDown { peer, reason });
                     }
                     membership::Out::Suspected(peer) => {

@@ -1449,7 +1449,7 @@ impl<'a> Sim<'a> {
                 ("prunes_sent", b.prunes_sent),
                 ("optimizations", b.optimizations),
                 ("reparents", b.reparents),
-                ("depth_updates", b.depth_updates),
+                ("place_updates", b.place_updates),
                 ("graft_misses", b.graft_misses),
                 ("graft_exhausted", b.graft_exhausted),
             ] {
