@@ -151,8 +151,10 @@ fn forgeries_and_replays_are_refused_by_reason_and_never_delivered() {
     assert_eq!(a.forged_deliveries, 0);
     assert_eq!(a.replayed_redeliveries, 0);
     assert_eq!(r.delivery_ratio, Some(1.0));
-    // Each forged message reaches one honest node, which refuses it for its reason (the last
-    // few may still be in flight when the run ends).
+    // Each forged message reaches one honest node, which refuses it for its reason. The last
+    // few may still be in flight when the run ends, and a few go down with a connection the
+    // receiver closed (counted in `drops`, with every other frame lost that way).
+    let slack = 20 + r.drops.closed_connection + r.drops.no_connection;
     let refused = |k: &str| {
         a.rejections
             .get(&format!("message/{k}"))
@@ -160,7 +162,7 @@ fn forgeries_and_replays_are_refused_by_reason_and_never_delivered() {
             .unwrap_or(0)
     };
     let sent = |k: &str| a.forged_injected.get(k).copied().unwrap_or(0);
-    let close = |got: u64, want: u64| got <= want && got + 20 >= want;
+    let close = |got: u64, want: u64| got <= want && got + slack >= want;
     assert!(
         close(refused("bad_signature"), sent("bad_signature")),
         "{a:?}"
