@@ -395,7 +395,7 @@ async fn test_local_user_identity_discovery() {
 
 /// The seed's `test_vps_rendezvous_find_agent` with a third local agent, C, standing in for
 /// the VPS bootstrap nodes: A and B each know only C. B starts a rendezvous lookup for A, and
-/// A advertises one second later; the lookup must find A within 10 s.
+/// A advertises once the lookup is under way; the lookup must find A within 10 s.
 #[tokio::test(flavor = "multi_thread")]
 async fn test_local_rendezvous_find_agent() -> Result<(), Box<dyn std::error::Error>> {
     let dir_a = TempDir::new()?;
@@ -432,14 +432,18 @@ async fn test_local_rendezvous_find_agent() -> Result<(), Box<dyn std::error::Er
     agent_b.join_network().await?;
 
     let target_id = agent_a.agent_id();
-    let lookup = agent_b.find_agent_rendezvous(target_id, 10);
-    // The scenario, not a wait for a condition: the advertisement comes a second after the
-    // lookup started, so the lookup must find a record that did not exist when it began.
-    let advertise = async {
-        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-        agent_a.advertise_identity(RENDEZVOUS_VALIDITY_MS).await
-    };
-    let (result, ()) = tokio::try_join!(lookup, advertise)?;
+    // The advertisement must come after the lookup started, so the lookup finds a record that
+    // did not exist when it began (x0x's test sleeps a second between them). The lookup's
+    // first poll queues its command; B's driver handles commands in order, so once a later
+    // stats request is answered, the lookup is under way.
+    let mut lookup = std::pin::pin!(agent_b.find_agent_rendezvous(target_id, 10));
+    assert!(
+        futures_lite::future::poll_once(&mut lookup).await.is_none(),
+        "nothing to find yet"
+    );
+    agent_b.stats().await?;
+    agent_a.advertise_identity(RENDEZVOUS_VALIDITY_MS).await?;
+    let result = lookup.await?;
 
     assert!(
         result.is_some(),
@@ -529,6 +533,9 @@ async fn test_vps_late_join_heartbeat_discovery() {
         .await
         .expect("agent A must have a bound address");
 
+    // The scenario, not a wait for a condition: B joins well after A's initial announcement
+    // went out to the live bootstrap nodes, so it can only learn of A from a heartbeat (10 s)
+    // or the nodes' caches. Left as x0x wrote it: this machine cannot run it.
     tokio::time::sleep(std::time::Duration::from_secs(15)).await;
 
     let agent_b = Agent::builder()
@@ -576,12 +583,12 @@ async fn test_vps_rendezvous_find_agent() -> Result<(), Box<dyn std::error::Erro
     agent_b.join_network().await?;
 
     let target_id = agent_a.agent_id();
-    let lookup = agent_b.find_agent_rendezvous(target_id, 10);
-    let advertise = async {
-        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-        agent_a.advertise_identity(RENDEZVOUS_VALIDITY_MS).await
-    };
-    let (result, ()) = tokio::try_join!(lookup, advertise)?;
+    // As in `test_local_rendezvous_find_agent`: advertise once the lookup is under way.
+    let mut lookup = std::pin::pin!(agent_b.find_agent_rendezvous(target_id, 10));
+    assert!(futures_lite::future::poll_once(&mut lookup).await.is_none());
+    agent_b.stats().await?;
+    agent_a.advertise_identity(RENDEZVOUS_VALIDITY_MS).await?;
+    let result = lookup.await?;
 
     assert!(
         result.is_some(),
