@@ -447,7 +447,7 @@ struct TopicState {
 }
 
 /// A node's part in a topic's tree (the depth rule, [`BroadcastConfig::depth_tree`]).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Tree {
     /// This node's distance from the root of the topic's tree, if it has a place in it.
     depth: Option<u8>,
@@ -463,15 +463,20 @@ struct Tree {
     attached_until: Option<Time>,
 }
 
+impl Tree {
+    /// No place, no parent, no children.
+    const EMPTY: Self = Self {
+        depth: None,
+        root: 0,
+        parent: None,
+        children: SmallSet(Vec::new()),
+        place_changed: false,
+        attached_until: None,
+    };
+}
+
 /// The tree of a topic without one.
-static NO_TREE: Tree = Tree {
-    depth: None,
-    root: 0,
-    parent: None,
-    children: SmallSet(Vec::new()),
-    place_changed: false,
-    attached_until: None,
-};
+static NO_TREE: Tree = Tree::EMPTY;
 
 impl TopicState {
     /// The topic's tree, read only (empty if none was made).
@@ -481,7 +486,7 @@ impl TopicState {
 
     /// The topic's tree, made on first use.
     fn tree_mut(&mut self) -> &mut Tree {
-        self.tree.get_or_insert_with(Box::default)
+        self.tree.get_or_insert_with(|| Box::new(Tree::EMPTY))
     }
 
     /// The depth this node advertises.
@@ -550,15 +555,18 @@ impl TopicState {
     }
 
     /// Drops every trace of `peer` from the topic, except a topic link. Losing the parent
-    /// loses the place in the tree too, until a neighbour with a place shows up.
-    fn forget(&mut self, peer: &MachineId) {
+    /// loses the place in the tree too, until a neighbour with a place shows up; returns
+    /// whether the place changed.
+    fn forget(&mut self, peer: &MachineId) -> bool {
         self.eager.remove(peer);
         self.lazy.remove(peer);
         self.pruned.remove(peer);
         self.remove_child(peer);
+        let was = self.place();
         if self.parent().as_ref() == Some(peer) {
             self.lose_parent();
         }
+        self.place() != was
     }
 
     /// Whether `peer` is this node's parent or child in the tree.
@@ -574,6 +582,23 @@ struct Cached {
     from: Option<MachineId>,
     message: Signed,
     at: Time,
+}
+
+/// Moves `peer` to `topic`'s lazy set, where messages it had in flight do not make it eager
+/// again until `until` (`prune_grace`), and sends it a PRUNE.
+fn prune_link(
+    t: &mut TopicState,
+    out: &mut VecDeque<Out>,
+    stats: &mut BroadcastStats,
+    topic: TopicId,
+    peer: MachineId,
+    until: Time,
+) {
+    t.eager.remove(&peer);
+    t.lazy.insert(peer);
+    t.pruned.insert(peer, until);
+    stats.prunes_sent += 1;
+    out.push_back(Out::Send(peer, wire::Prune { topic }.into()));
 }
 
 /// Whether `peer` is a neighbour that declared `topic` in its INTEREST.
@@ -631,6 +656,8 @@ pub(crate) struct Broadcast {
     lazy_queue: BTreeMap<MachineId, BTreeMap<TopicId, Vec<IHaveEntry>>>,
     timers: BTreeSet<(Time, Timer)>,
     flush_armed: bool,
+    /// Some topic's place changed since the last flush (`TopicState::tree`).
+    places_changed: bool,
     me: Option<PeerAddr>,
     /// Rotates topic walks over neighbours.
     walk_counter: u64,
@@ -654,6 +681,7 @@ impl Broadcast {
             lazy_queue: BTreeMap::new(),
             timers: BTreeSet::new(),
             flush_armed: false,
+            places_changed: false,
             me: None,
             walk_counter: 0,
             out: VecDeque::new(),
@@ -782,6 +810,7 @@ impl Broadcast {
             });
             t.set_place(Some((tag, 0)));
             t.tree_mut().parent = None;
+            self.places_changed = true;
         }
         let id = message.id();
         self.remember(now, id, topic, 0, None, message.clone());
@@ -804,7 +833,7 @@ impl Broadcast {
             if t.links.contains(&peer) {
                 continue; // still a topic link
             }
-            t.forget(&peer);
+            self.places_changed |= t.forget(&peer);
         }
         self.arm_flush(now);
         self.lazy_queue.remove(&peer);
@@ -844,7 +873,7 @@ impl Broadcast {
         let mut digests = Vec::new();
         for (topic, t) in self.topics.iter_mut() {
             if !theirs.contains(topic) {
-                t.forget(&peer);
+                self.places_changed |= t.forget(&peer);
                 continue;
             }
             if t.eager.contains(&peer) || t.lazy.contains(&peer) {
@@ -1057,7 +1086,7 @@ impl Broadcast {
         // Topics it no longer carries: out of both sets. New ones: adopt.
         for (topic, t) in self.topics.iter_mut() {
             if !topics.contains(topic) {
-                t.forget(&from);
+                self.places_changed |= t.forget(&from);
             }
         }
         self.adopt_carrier(from);
@@ -1107,12 +1136,7 @@ impl Broadcast {
             }
             attach = true;
             if let Some(old) = t.tree_mut().parent.replace(from) {
-                t.eager.remove(&old);
-                t.lazy.insert(old);
-                t.pruned.insert(old, now + grace);
-                self.stats.prunes_sent += 1;
-                self.out
-                    .push_back(Out::Send(old, wire::Prune { topic }.into()));
+                prune_link(t, &mut self.out, &mut self.stats, topic, old, now + grace);
             }
             t.set_place(via);
         }
@@ -1121,15 +1145,11 @@ impl Broadcast {
             && t.parent().is_some()
             && !t.is_tree_link(&from)
             && !t.links.contains(&from)
-            && t.eager.remove(&from)
+            && t.eager.contains(&from)
         {
             // Pushed to us over a link outside the tree (a first push, a new carrier): the
             // next message would come over both, so the link goes now.
-            t.lazy.insert(from);
-            t.pruned.insert(from, now + grace);
-            self.stats.prunes_sent += 1;
-            self.out
-                .push_back(Out::Send(from, wire::Prune { topic }.into()));
+            prune_link(t, &mut self.out, &mut self.stats, topic, from, now + grace);
         }
         if attach {
             // Tell the new parent, so it counts this node as a child.
@@ -1149,6 +1169,7 @@ impl Broadcast {
             ));
         }
         if t.tree().place_changed {
+            self.places_changed = true;
             self.arm_flush(now);
         }
     }
@@ -1197,15 +1218,11 @@ impl Broadcast {
         // keep sending duplicates. Within the grace of our last PRUNE to it, the duplicate was
         // in flight before that PRUNE arrived: no second PRUNE.
         if let Some(t) = self.topics.get_mut(&topic)
-            && (t.eager.remove(&from)
+            && (t.eager.contains(&from)
                 || (t.lazy.contains(&from)
                     && t.pruned.get(&from).is_none_or(|until| now >= *until)))
         {
-            t.lazy.insert(from);
-            t.pruned.insert(from, now + grace);
-            self.stats.prunes_sent += 1;
-            self.out
-                .push_back(Out::Send(from, wire::Prune { topic }.into()));
+            prune_link(t, &mut self.out, &mut self.stats, topic, from, now + grace);
         }
     }
 
@@ -1309,12 +1326,9 @@ impl Broadcast {
         if let Some((parent, graft)) = new_parent {
             // The new parent stays eager through the first push.
             announced.retain(|p| *p != parent);
-            if t.eager.remove(&from) {
-                t.lazy.insert(from);
-                t.pruned.insert(from, now + self.config.prune_grace);
-                self.stats.prunes_sent += 1;
-                self.out
-                    .push_back(Out::Send(from, wire::Prune { topic }.into()));
+            if t.eager.contains(&from) {
+                let until = now + self.config.prune_grace;
+                prune_link(t, &mut self.out, &mut self.stats, topic, from, until);
             }
             if graft {
                 self.stats.optimizations += 1;
@@ -1431,9 +1445,7 @@ impl Broadcast {
     }
 
     fn arm_flush(&mut self, now: Time) {
-        let pending =
-            !self.lazy_queue.is_empty() || self.topics.values().any(|t| t.tree().place_changed);
-        if pending && !self.flush_armed {
+        if (!self.lazy_queue.is_empty() || self.places_changed) && !self.flush_armed {
             self.flush_armed = true;
             self.timers
                 .insert((now + self.config.ihave_interval, Timer::FlushIHave));
@@ -1615,12 +1627,9 @@ impl Broadcast {
                     // was before the other moved. Neither link can be a tree link; both
                     // ends let go and find new places.
                     t.lose_parent();
-                    t.eager.remove(&from);
-                    t.lazy.insert(from);
-                    t.pruned.insert(from, now + self.config.prune_grace);
-                    self.stats.prunes_sent += 1;
-                    self.out
-                        .push_back(Out::Send(from, wire::Prune { topic }.into()));
+                    let until = now + self.config.prune_grace;
+                    prune_link(t, &mut self.out, &mut self.stats, topic, from, until);
+                    self.places_changed = true;
                     self.arm_flush(now);
                     return;
                 }
@@ -1754,6 +1763,9 @@ impl Broadcast {
     }
 
     fn announce_places(&mut self) {
+        if !std::mem::take(&mut self.places_changed) {
+            return;
+        }
         // Changed places first, one IHAVE without ids per topic to all its peers: at most one
         // per topic per flush interval, however often the place moved (a hostile neighbour
         // changing its own place on every frame cannot make the tree below it flood).
@@ -2160,6 +2172,14 @@ mod tests {
         (1..=n).map(|i| MachineId::from_bytes([i; 32])).collect()
     }
 
+    /// A node with the depth rule and `n` carriers of topic "t": (topic, carriers, node, t0).
+    fn depth_node(n: u8) -> (TopicId, Vec<MachineId>, Broadcast, Time) {
+        let topic = TopicId::from_name("t");
+        let p = peers(n);
+        let b = carriers_with(BroadcastConfig::default(), topic, &p);
+        (topic, p, b, Time::from_millis(1_000_000))
+    }
+
     /// The output up to the IHAVE flush after `now` (which carries place announcements).
     fn drain(b: &mut Broadcast, now: Time) -> Vec<Out> {
         b.handle_timeout(now + b.config.ihave_interval);
@@ -2189,10 +2209,7 @@ mod tests {
     /// attaches to the new parent, prunes the old one and announces the new place.
     #[test]
     fn a_node_hangs_from_the_shallowest_neighbour() {
-        let topic = TopicId::from_name("t");
-        let p = peers(3);
-        let mut b = carriers_with(BroadcastConfig::default(), topic, &p);
-        let t0 = Time::from_millis(1_000_000);
+        let (topic, p, mut b, t0) = depth_node(3);
 
         b.on_depth(t0, p[0], topic, 7, 3, true);
         let out = drain(&mut b, t0);
@@ -2230,14 +2247,11 @@ mod tests {
     /// hangs from it.
     #[test]
     fn a_root_yields_to_a_smaller_root() {
-        let topic = TopicId::from_name("t");
-        let p = peers(2);
-        let mut b = carriers_with(BroadcastConfig::default(), topic, &p);
+        let (topic, p, mut b, t0) = depth_node(2);
         b.set_me(PeerAddr {
             id: MachineId::from_bytes([0x80; 32]),
             addrs: Vec::new(),
         });
-        let t0 = Time::from_millis(1_000_000);
         let (_, m) = msg(1);
         b.publish(t0, topic, m);
         let pushed = drain(&mut b, t0).into_iter().find_map(|o| match o {
@@ -2258,11 +2272,8 @@ mod tests {
     /// the tree only: the parent, whose own copy is on its way, gets an IHAVE.
     #[test]
     fn a_pulled_copy_goes_down_the_tree_only() {
-        let topic = TopicId::from_name("t");
-        let p = peers(3);
+        let (topic, p, mut b, t0) = depth_node(3);
         let (parent, child, lazy) = (p[0], p[1], p[2]);
-        let mut b = carriers_with(BroadcastConfig::default(), topic, &p);
-        let t0 = Time::from_millis(1_000_000);
         let (id, m) = msg(1);
         b.on_depth(t0, parent, topic, 7, 3, true);
         b.on_gossip_verified(t0, parent, topic, id, 4, m);
@@ -2298,11 +2309,8 @@ mod tests {
     /// goes instead. A first copy pushed over a link outside the tree prunes that link.
     #[test]
     fn duplicates_keep_the_tree_links() {
-        let topic = TopicId::from_name("t");
-        let p = peers(3);
+        let (topic, p, mut b, t0) = depth_node(3);
         let (parent, child, other) = (p[0], p[1], p[2]);
-        let mut b = carriers_with(BroadcastConfig::default(), topic, &p);
-        let t0 = Time::from_millis(1_000_000);
         b.on_depth(t0, parent, topic, 7, 3, true);
         b.on_graft(t0, child, topic, &[]);
         drain(&mut b, t0);
@@ -2334,10 +2342,7 @@ mod tests {
     /// parent (each attached to the other) makes this end let go and PRUNE.
     #[test]
     fn prunes_from_the_parent() {
-        let topic = TopicId::from_name("t");
-        let p = peers(2);
-        let mut b = carriers_with(BroadcastConfig::default(), topic, &p);
-        let t0 = Time::from_millis(1_000_000);
+        let (topic, p, mut b, t0) = depth_node(2);
         b.on_depth(t0, p[0], topic, 7, 3, true);
         drain(&mut b, t0);
 
