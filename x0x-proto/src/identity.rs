@@ -302,8 +302,10 @@ macro_rules! id_type {
         $(#[$doc])*
         ///
         /// `Display` prints the first 5 bytes as hex; `{:#}` and [`Self::to_hex`] print all 32.
-        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[derive(Clone, Copy, Serialize, Deserialize)]
         pub struct $name([u8; ID_LEN]);
+
+        id_cmp!($name);
 
         impl $name {
             /// The id of a public key for this role.

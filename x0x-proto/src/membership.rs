@@ -922,6 +922,10 @@ impl Membership {
                 p.acked = true;
                 self.out
                     .push_back(Out::Rtt(from, now.saturating_since(p.sent)));
+                // Answered: its timeout has nothing left to do, so it need not wake the node.
+                let deadline = p.sent + self.config.probe_timeout;
+                self.timers
+                    .remove(&(deadline, Timer::ProbeDirectTimeout(seq)));
             }
             return;
         }

@@ -543,7 +543,7 @@ struct Peer {
     addr: SocketAddr,
     direction: Direction,
     hello: Option<Hello>,
-    #[allow(dead_code)] // read by the membership layer (issue 4)
+    /// When the connection came up: its Hello deadline is this plus `hello_timeout`.
     connected_at: Time,
     last_heard: Time,
     frame_errors: u32,
@@ -809,8 +809,10 @@ impl Node {
     pub fn handle_disconnected(&mut self, now: Time, peer: MachineId) {
         self.start(now);
         if let Some(p) = self.peers.remove(&peer) {
-            self.timers
-                .retain(|(_, t)| *t != Timer::HelloDeadline(peer));
+            self.timers.remove(&(
+                p.connected_at + self.config.hello_timeout,
+                Timer::HelloDeadline(peer),
+            ));
             if p.hello.is_some() {
                 self.membership.on_connection_down(now, &mut self.rng, peer);
                 self.broadcast.connection_down(now, peer);
@@ -884,6 +886,9 @@ impl Node {
                     hello.addrs.clone()
                 };
                 p.hello = Some(hello);
+                // The deadline is met: drop its timer now rather than wake for it later.
+                let deadline = p.connected_at + self.config.hello_timeout;
+                self.timers.remove(&(deadline, Timer::HelloDeadline(peer)));
                 self.emit(Event::PeerUp { peer, agent });
                 self.membership
                     .on_connection_up(now, &mut self.rng, peer, addrs, dialed);

@@ -499,8 +499,10 @@ where
 macro_rules! hash_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[derive(Clone, Copy, Serialize, Deserialize)]
         pub struct $name(pub [u8; 32]);
+
+        id_cmp!($name);
 
         impl $name {
             /// The raw bytes.
