@@ -7,8 +7,8 @@
 //! ## The model
 //!
 //! * **Time.** Simulated microseconds since the Unix epoch, starting at 2026-01-01T00:00:00Z
-//!   ([`sim::EPOCH_US`]). A binary heap of `(time, seq)` keys over a slab of events pops the
-//!   earliest first, FIFO among equal times. Nothing reads a clock; wall time is only reported.
+//!   ([`sim::EPOCH_US`]). A `BinaryHeap` holds `(time, seq, event)`, earliest first and FIFO
+//!   among equal times. Nothing reads a clock; wall time is only reported.
 //! * **Nodes.** Node `i` has the synthetic address `10.x.y.z:5483` ([`net::addr_of`]) and a
 //!   deterministic identity: real ML-DSA-65 for runs of at most 1000 nodes, cheap stand-in keys
 //!   above ([`scenario::CryptoMode`]). After **every** call into a node the simulator drains

@@ -1,6 +1,6 @@
 //! The event loop: nodes, connections, the event queue, the script and the measurements.
 
-use std::cmp::Reverse;
+use std::cmp::{Ordering, Reverse};
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
@@ -125,7 +125,7 @@ enum Ev {
     End,
 }
 
-/// A queued event. The queue pops the earliest first, FIFO among equal times.
+/// A queued event, ordered earliest first, FIFO among equal times.
 #[derive(Debug)]
 struct Queued {
     at: u64,
@@ -133,52 +133,21 @@ struct Queued {
     ev: Ev,
 }
 
-/// The event queue: a binary heap of 24-byte keys `(time, seq, slot)` over a slab of events.
-///
-/// Why not `BinaryHeap<Queued>`: every pop sifts through about log2(len) levels, moving one
-/// entry per level, and a `Queued` is 64 bytes. The heap pop was 7.5 % of a 10 000-node run
-/// (perf); with small keys a sift moves and touches a third of the bytes. A freed slot is
-/// reused by the next push.
-#[derive(Debug, Default)]
-struct EventQueue {
-    heap: BinaryHeap<Reverse<(u64, u64, u32)>>,
-    slab: Vec<Option<Queued>>,
-    free: Vec<u32>,
+impl PartialEq for Queued {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.seq) == (o.at, o.seq)
+    }
 }
-
-impl EventQueue {
-    fn push(&mut self, q: Queued) {
-        let key = (q.at, q.seq);
-        let slot = match self.free.pop() {
-            Some(i) => {
-                self.slab[i as usize] = Some(q);
-                i
-            }
-            None => {
-                self.slab.push(Some(q));
-                u32::try_from(self.slab.len() - 1).expect("fewer than 2^32 queued events")
-            }
-        };
-        self.heap.push(Reverse((key.0, key.1, slot)));
+impl Eq for Queued {}
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
     }
-
-    fn pop(&mut self) -> Option<Queued> {
-        let Reverse((_, _, slot)) = self.heap.pop()?;
-        self.free.push(slot);
-        self.slab[slot as usize].take()
-    }
-
-    /// Every queued event, in no particular order.
-    #[cfg(test)]
-    fn iter(&self) -> impl Iterator<Item = &Queued> {
-        self.slab.iter().flatten()
-    }
-
-    #[cfg(test)]
-    fn clear(&mut self) {
-        self.heap.clear();
-        self.slab.clear();
-        self.free.clear();
+}
+impl Ord for Queued {
+    fn cmp(&self, o: &Self) -> Ordering {
+        // BinaryHeap is a max-heap: reverse so the earliest (then lowest seq) pops first.
+        Reverse((self.at, self.seq)).cmp(&Reverse((o.at, o.seq)))
     }
 }
 
@@ -438,7 +407,7 @@ impl Progress {
 struct World {
     now: u64,
     seq: u64,
-    queue: EventQueue,
+    queue: BinaryHeap<Queued>,
     slots: Vec<Slot>,
     ids: Vec<MachineId>,
     by_id: IdMap<MachineId>,
@@ -589,7 +558,7 @@ impl<'a> Sim<'a> {
         let mut w = World {
             now: EPOCH_US,
             seq: 0,
-            queue: EventQueue::default(),
+            queue: BinaryHeap::new(),
             slots: (0..n)
                 .map(|_| Slot {
                     armed: NONE,
