@@ -137,6 +137,26 @@ async fn wait_for_discovery(
         .unwrap_or(false)
 }
 
+/// Wait until `agent` has published at least `count` messages, or `deadline` elapses. Each
+/// announcement round (the join's, then every heartbeat's) publishes the same number of
+/// records. The node reports no event for its own publishes, so this polls its counters.
+async fn wait_for_published(agent: &Agent, count: u64, deadline: std::time::Duration) -> bool {
+    let published = async {
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+        loop {
+            tick.tick().await;
+            match agent.stats().await {
+                Ok(s) if s.broadcast.published >= count => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+    };
+    tokio::time::timeout(deadline, published)
+        .await
+        .unwrap_or(false)
+}
+
 // ---------------------------------------------------------------------------
 // Test 1 (local): Identity announcement + discovery
 // ---------------------------------------------------------------------------
@@ -533,10 +553,21 @@ async fn test_vps_late_join_heartbeat_discovery() {
         .await
         .expect("agent A must have a bound address");
 
-    // The scenario, not a wait for a condition: B joins well after A's initial announcement
-    // went out to the live bootstrap nodes, so it can only learn of A from a heartbeat (10 s)
-    // or the nodes' caches. Left as x0x wrote it: this machine cannot run it.
-    tokio::time::sleep(std::time::Duration::from_secs(15)).await;
+    // The scenario: B joins only after A's initial announcement is old news, so it can learn
+    // of A only from a heartbeat or the bootstrap nodes' caches. x0x's test sleeps 15 s (one
+    // 10 s heartbeat and then some); here B joins once A's first heartbeat has gone out, that
+    // is once A has published its announcement records a second time.
+    let first_round = agent_a.stats().await.unwrap().broadcast.published;
+    assert!(first_round > 0, "joining published A's announcement");
+    assert!(
+        wait_for_published(
+            &agent_a,
+            2 * first_round,
+            std::time::Duration::from_secs(30)
+        )
+        .await,
+        "A's first heartbeat went out within 30 s"
+    );
 
     let agent_b = Agent::builder()
         .with_machine_key(dir_b.path().join("machine.key"))

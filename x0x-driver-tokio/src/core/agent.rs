@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use x0x_proto::broadcast::BroadcastStats;
 use x0x_proto::direct::{DirectMessage, DirectOptions, DirectReceipt};
 use x0x_proto::identity::{
     AgentCertificate, AgentKeypair, GenerateError, MachineKeypair, UserId, UserKeypair,
@@ -654,6 +655,8 @@ impl Events {
 pub struct AgentStats {
     /// The protocol node's counters.
     pub node: Stats,
+    /// The broadcast layer's counters (publishes, GOSSIP frames, duplicates, repairs).
+    pub broadcast: BroadcastStats,
     /// The driver's counters.
     pub driver: DriverStats,
     /// Connections tracked now.

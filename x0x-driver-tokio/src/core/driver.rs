@@ -450,6 +450,7 @@ impl Driver {
             }
             Command::Stats(reply) => reply.send(AgentStats {
                 node: self.node.stats().clone(),
+                broadcast: self.node.broadcast_stats().clone(),
                 driver: self.stats.clone(),
                 connections: self.conns.len(),
             }),
