@@ -601,6 +601,22 @@ fn prune_link(
     out.push_back(Out::Send(peer, wire::Prune { topic }.into()));
 }
 
+/// Sends `parent` a GRAFT without ids: this node hangs below it in `topic`'s tree, and the
+/// parent counts it as a child (`depth_tree`).
+fn send_attach(
+    out: &mut VecDeque<Out>,
+    stats: &mut BroadcastStats,
+    topic: TopicId,
+    parent: MachineId,
+) {
+    stats.grafts_sent += 1;
+    let attach = wire::Graft {
+        topic,
+        ids: Vec::new(),
+    };
+    out.push_back(Out::Send(parent, attach.into()));
+}
+
 /// Whether `peer` is a neighbour that declared `topic` in its INTEREST.
 fn declares(
     neighbors: &Neighbors,
@@ -1158,15 +1174,7 @@ impl Broadcast {
             t.pruned.remove(&from);
             t.lazy.remove(&from);
             t.eager.insert(from);
-            self.stats.grafts_sent += 1;
-            self.out.push_back(Out::Send(
-                from,
-                wire::Graft {
-                    topic,
-                    ids: Vec::new(),
-                }
-                .into(),
-            ));
+            send_attach(&mut self.out, &mut self.stats, topic, from);
         }
         if t.tree().place_changed {
             self.places_changed = true;
@@ -1638,10 +1646,7 @@ impl Broadcast {
                 t.tree_mut().children.insert(from);
             }
         }
-        let (root, depth) = self
-            .topics
-            .get(&topic)
-            .map_or((0, wire::NO_DEPTH), |t| (t.wire_root(), t.wire_depth()));
+        let (root, depth) = self.wire_place(&topic);
         for id in ids {
             match self.cache.get(id) {
                 Some(c) if c.topic == topic => {
@@ -1661,32 +1666,20 @@ impl Broadcast {
 
     pub(crate) fn on_prune(&mut self, now: Time, from: MachineId, topic: TopicId) {
         let grace = self.config.prune_grace;
-        if let Some(t) = self.topics.get_mut(&topic)
-            && t.parent() == Some(from)
-        {
+        let Some(t) = self.topics.get_mut(&topic) else {
+            return;
+        };
+        if t.parent() == Some(from) {
             if t.tree().attached_until.is_some_and(|until| now < until) {
                 // Most likely sent before our attaching GRAFT reached it, for a copy we
                 // pushed before moving. Attach again, so both ends agree either way.
-                self.stats.grafts_sent += 1;
-                self.out.push_back(Out::Send(
-                    from,
-                    wire::Graft {
-                        topic,
-                        ids: Vec::new(),
-                    }
-                    .into(),
-                ));
+                send_attach(&mut self.out, &mut self.stats, topic, from);
                 return;
             }
             t.drop_parent_quietly();
         }
-        if let Some(t) = self.topics.get_mut(&topic) {
-            t.remove_child(&from);
-        }
-        if let Some(t) = self.topics.get_mut(&topic)
-            && t.eager.remove(&from)
-            && (self.neighbors.contains(&from) || t.links.contains(&from))
-        {
+        t.remove_child(&from);
+        if t.eager.remove(&from) && (self.neighbors.contains(&from) || t.links.contains(&from)) {
             t.lazy.insert(from);
             t.pruned.insert(from, now + grace);
         }
@@ -1742,10 +1735,7 @@ impl Broadcast {
         self.announce_places();
         for (peer, topics) in std::mem::take(&mut self.lazy_queue) {
             for (topic, entries) in topics {
-                let (root, depth) = self
-                    .topics
-                    .get(&topic)
-                    .map_or((0, wire::NO_DEPTH), |t| (t.wire_root(), t.wire_depth()));
+                let (root, depth) = self.wire_place(&topic);
                 for chunk in entries.chunks(wire::MAX_IDS_PER_FRAME) {
                     self.out.push_back(Out::Send(
                         peer,
@@ -1760,6 +1750,13 @@ impl Broadcast {
                 }
             }
         }
+    }
+
+    /// This node's place in `topic`'s tree as GOSSIP and IHAVE carry it.
+    fn wire_place(&self, topic: &TopicId) -> (u32, u8) {
+        self.topics
+            .get(topic)
+            .map_or((0, wire::NO_DEPTH), |t| (t.wire_root(), t.wire_depth()))
     }
 
     fn announce_places(&mut self) {

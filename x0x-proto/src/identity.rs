@@ -1399,6 +1399,24 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
 
+        /// Ids compare as words (`id_cmp!`); the order and equality must stay the bytes'.
+        /// Pairs share a random prefix, so later words decide too.
+        #[test]
+        fn ids_order_as_their_bytes(
+            a in any::<[u8; 32]>(),
+            b in any::<[u8; 32]>(),
+            shared in 0usize..=32,
+        ) {
+            let mut b = b;
+            b[..shared].copy_from_slice(&a[..shared]);
+            let (x, y) = (MachineId::from_bytes(a), MachineId::from_bytes(b));
+            prop_assert_eq!(x.cmp(&y), a.cmp(&b));
+            prop_assert_eq!(x == y, a == b);
+            let (m, n) = (crate::wire::MessageId(a), crate::wire::MessageId(b));
+            prop_assert_eq!(m.cmp(&n), a.cmp(&b));
+            prop_assert_eq!(m == n, a == b);
+        }
+
         #[test]
         fn arbitrary_bytes_never_panic_key_decoders(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
             let _ = MachineKeypair::from_bytes(&bytes);
