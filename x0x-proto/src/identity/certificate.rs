@@ -133,10 +133,7 @@ impl AgentCertificate {
 mod tests {
     use super::*;
     use crate::identity::AgentKeypair;
-
-    fn seed(b: u8) -> [u8; 32] {
-        [b; 32]
-    }
+    use crate::identity::test_seed as seed;
 
     #[test]
     fn certificate_binds_user_and_agent() {

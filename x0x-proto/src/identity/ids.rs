@@ -189,11 +189,8 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::identity::test_seed as seed;
     use crate::identity::{AgentKeypair, MachineKeypair};
-
-    fn seed(b: u8) -> [u8; 32] {
-        [b; 32]
-    }
 
     #[test]
     fn same_seed_same_key_and_id() {

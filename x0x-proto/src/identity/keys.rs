@@ -270,10 +270,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-
-    fn seed(b: u8) -> [u8; 32] {
-        [b; 32]
-    }
+    use crate::identity::test_seed as seed;
 
     #[test]
     fn keypair_bytes_round_trip_and_refuse_other_roles() {

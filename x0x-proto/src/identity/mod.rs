@@ -51,6 +51,12 @@ pub use ids::{AgentId, MachineId, Role, RoleTag, SignerId, UserId};
 pub use keys::{AgentKeypair, MachineKeypair, SigningKey, UserKeypair};
 pub use public_key::{PublicKey, Signature};
 
+/// A key seed for tests: 32 copies of `b`.
+#[cfg(test)]
+fn test_seed(b: u8) -> [u8; SEED_LEN] {
+    [b; SEED_LEN]
+}
+
 /// Length of an encoded ML-DSA-65 public key.
 pub const PUBLIC_KEY_LEN: usize = 1952;
 /// Length of an encoded ML-DSA-65 signature.

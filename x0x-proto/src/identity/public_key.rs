@@ -242,11 +242,8 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::identity::test_seed as seed;
     use crate::identity::{AgentKeypair, MachineKeypair, SIGNED_MESSAGE_TAG};
-
-    fn seed(b: u8) -> [u8; 32] {
-        [b; 32]
-    }
 
     #[test]
     fn sign_verify_and_domain_separation() {
