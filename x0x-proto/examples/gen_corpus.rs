@@ -19,6 +19,11 @@ fn write(dir: &Path, name: &str, data: &[u8]) {
     std::fs::write(dir.join(name), data).unwrap();
 }
 
+/// Writes `value`'s postcard encoding.
+fn write_postcard<T: serde::Serialize>(dir: &Path, name: &str, value: &T) {
+    write(dir, name, &postcard::to_allocvec(value).unwrap());
+}
+
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus");
     let agent = AgentKeypair::from_seed([1; 32]);
@@ -138,18 +143,18 @@ fn main() {
     write(&kd, "user_key", &user.to_bytes());
     write(&kd, "public_key", agent.public_key().as_bytes());
     let cert = AgentCertificate::issue(&user, agent.agent_id(), 1, Some(2));
-    write(&kd, "certificate", &postcard::to_allocvec(&cert).unwrap());
+    write_postcard(&kd, "certificate", &cert);
     let cd = root.join("certificate_decode");
     let cert_bytes = postcard::to_allocvec(&cert).unwrap();
     write(&cd, "certificate", &cert_bytes);
     let forever = AgentCertificate::issue(&user, agent.agent_id(), 1, None);
-    write(&cd, "no_expiry", &postcard::to_allocvec(&forever).unwrap());
+    write_postcard(&cd, "no_expiry", &forever);
     write(&cd, "truncated", &cert_bytes[..cert_bytes.len() / 2]);
 
     let sd = root.join("signed_decode");
-    write(&sd, "pubsub", &postcard::to_allocvec(&signed).unwrap());
+    write_postcard(&sd, "pubsub", &signed);
     let keyless = Signed::sign(&machine, Domain::MachineAnnouncement, &7u64, false);
-    write(&sd, "keyless", &postcard::to_allocvec(&keyless).unwrap());
+    write_postcard(&sd, "keyless", &keyless);
 
     // Record bodies stamped with the clock the record targets run at.
     let now = x0x_proto::fuzzing::RECORD_FUZZ_NOW_SECS;
@@ -169,48 +174,36 @@ fn main() {
             Some(now + 3600),
         )),
     };
-    write(&ad, "identity", &postcard::to_allocvec(&ident).unwrap());
+    write_postcard(&ad, "identity", &ident);
     let stale = IdentityAnnouncement {
         announced_at: now - 100_000,
         user: None,
         nat: None,
         ..ident.clone()
     };
-    write(
-        &ad,
-        "identity_stale",
-        &postcard::to_allocvec(&stale).unwrap(),
-    );
+    write_postcard(&ad, "identity_stale", &stale);
     let future = IdentityAnnouncement {
         announced_at: now + 100_000,
         ..stale.clone()
     };
-    write(
-        &ad,
-        "identity_future",
-        &postcard::to_allocvec(&future).unwrap(),
-    );
+    write_postcard(&ad, "identity_future", &future);
     let many = IdentityAnnouncement {
         addresses: vec![addr; 17],
         announced_at: now,
         ..stale
     };
-    write(
-        &ad,
-        "identity_many_addrs",
-        &postcard::to_allocvec(&many).unwrap(),
-    );
+    write_postcard(&ad, "identity_many_addrs", &many);
     let mach = MachineAnnouncement {
         agent_id: agent.agent_id(),
         addresses: vec![addr],
         announced_at: now,
     };
-    write(&ad, "machine", &postcard::to_allocvec(&mach).unwrap());
+    write_postcard(&ad, "machine", &mach);
     let usr = UserAnnouncement {
         agents: vec![agent.agent_id()],
         announced_at: now,
     };
-    write(&ad, "user", &postcard::to_allocvec(&usr).unwrap());
+    write_postcard(&ad, "user", &usr);
 
     let rd = root.join("rendezvous_decode");
     let live = RendezvousRecord {
@@ -219,17 +212,17 @@ fn main() {
         issued_at_ms: now * 1000,
         expires_at_ms: now * 1000 + 60_000,
     };
-    write(&rd, "live", &postcard::to_allocvec(&live).unwrap());
+    write_postcard(&rd, "live", &live);
     let expired = RendezvousRecord {
         expires_at_ms: now * 1000 - 1,
         ..live.clone()
     };
-    write(&rd, "expired", &postcard::to_allocvec(&expired).unwrap());
+    write_postcard(&rd, "expired", &expired);
     let boundary = RendezvousRecord {
         expires_at_ms: now * 1000,
         ..live
     };
-    write(&rd, "boundary", &postcard::to_allocvec(&boundary).unwrap());
+    write_postcard(&rd, "boundary", &boundary);
 
     let nd = root.join("node_ops");
     write(
@@ -267,7 +260,7 @@ fn main() {
         attempt: 1,
         sealed,
     });
-    write(&dd, "sealed", &postcard::to_allocvec(&env).unwrap());
+    write_postcard(&dd, "sealed", &env);
     write(&dd, "kem_public_key", to.public_key().as_bytes());
     println!(
         "wrote {} frames and the record, key and node inputs under {}",

@@ -11,6 +11,21 @@ use bytes::Bytes;
 
 use crate::wire::{Frame, MAX_FRAME_LEN};
 
+/// Decodes a `T` from `data`, or `None`; whatever decodes re-encodes to bytes that decode to
+/// the same value (`what` names it in the panic).
+fn round_trip<T>(data: &[u8], what: &str) -> Option<T>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+{
+    let v = postcard::from_bytes::<T>(data).ok()?;
+    let again = postcard::to_allocvec(&v)
+        .unwrap_or_else(|e| panic!("decoded {what} does not re-encode: {e}"));
+    let back: T = postcard::from_bytes(&again)
+        .unwrap_or_else(|e| panic!("re-encoded {what} does not decode: {e}"));
+    assert_eq!(back, v, "{what} round trip changed it");
+    Some(v)
+}
+
 /// Decodes a frame, copying and sharing; whatever decodes must re-encode to the same bytes.
 pub fn frame_decode(data: &[u8]) {
     // The shared decoder (message parts borrowed from the buffer) agrees with the copying one.
@@ -45,14 +60,9 @@ pub fn key_decode(data: &[u8]) {
 /// a verdict rather than panicking. A certificate that verifies must name the agent it was
 /// checked for and be within its validity window.
 pub fn certificate_decode(data: &[u8]) {
-    let Ok(cert) = postcard::from_bytes::<AgentCertificate>(data) else {
+    let Some(cert) = round_trip::<AgentCertificate>(data, "certificate") else {
         return;
     };
-    let again = postcard::to_allocvec(&cert)
-        .unwrap_or_else(|e| panic!("decoded certificate does not re-encode: {e}"));
-    let back: AgentCertificate = postcard::from_bytes(&again)
-        .unwrap_or_else(|e| panic!("re-encoded certificate does not decode: {e}"));
-    assert_eq!(back, cert, "certificate round trip changed it");
     let _ = cert.signed_bytes();
     let _ = cert.user_id();
     let own = cert.agent_id();
@@ -74,14 +84,9 @@ pub fn signed_decode(data: &[u8]) {
     use crate::identity::Domain;
     use crate::wire::Signed;
 
-    let Ok(signed) = postcard::from_bytes::<Signed>(data) else {
+    let Some(signed) = round_trip::<Signed>(data, "signed content") else {
         return;
     };
-    let again = postcard::to_allocvec(&signed)
-        .unwrap_or_else(|e| panic!("decoded signed content does not re-encode: {e}"));
-    let back: Signed = postcard::from_bytes(&again)
-        .unwrap_or_else(|e| panic!("re-encoded signed content does not decode: {e}"));
-    assert_eq!(back, signed, "signed content round trip changed it");
     let _ = signed.id();
     let _ = signed.agent();
     if let Some(key) = &signed.signer_key {
@@ -174,21 +179,9 @@ pub fn announcement_decode(data: &[u8]) {
     use crate::identity::Domain;
     use crate::wire::RecordKind;
 
-    fn round_trip<T>(data: &[u8])
-    where
-        T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
-    {
-        if let Ok(v) = postcard::from_bytes::<T>(data) {
-            let again = postcard::to_allocvec(&v)
-                .unwrap_or_else(|e| panic!("decoded body does not re-encode: {e}"));
-            let back: T = postcard::from_bytes(&again)
-                .unwrap_or_else(|e| panic!("re-encoded body does not decode: {e}"));
-            assert_eq!(back, v, "body round trip changed it");
-        }
-    }
-    round_trip::<IdentityAnnouncement>(data);
-    round_trip::<MachineAnnouncement>(data);
-    round_trip::<UserAnnouncement>(data);
+    round_trip::<IdentityAnnouncement>(data, "body");
+    round_trip::<MachineAnnouncement>(data, "body");
+    round_trip::<UserAnnouncement>(data, "body");
 
     let now = crate::Time::from_secs(RECORD_FUZZ_NOW_SECS);
     let Some((node, agent)) = feed_record(
@@ -222,15 +215,7 @@ pub fn rendezvous_decode(data: &[u8]) {
     use crate::identity::Domain;
     use crate::wire::RecordKind;
 
-    if let Ok(v) = postcard::from_bytes::<RendezvousRecord>(data) {
-        let again = postcard::to_allocvec(&v)
-            .unwrap_or_else(|e| panic!("decoded record does not re-encode: {e}"));
-        assert_eq!(
-            postcard::from_bytes::<RendezvousRecord>(&again).ok(),
-            Some(v),
-            "record round trip changed it"
-        );
-    }
+    round_trip::<RendezvousRecord>(data, "record");
     let now = crate::Time::from_secs(RECORD_FUZZ_NOW_SECS);
     let Some((node, agent)) =
         feed_record(RecordKind::Rendezvous, Domain::RendezvousRecord, data, now)
@@ -271,15 +256,9 @@ pub fn direct_envelope_decode(data: &[u8]) {
     use crate::direct::{DirectConfig, InboxItem, check_window, open_sealed};
     use crate::kem::{KEM_SEED_LEN, KemKeypair, KemPublicKey};
     let _ = KemPublicKey::from_bytes(data);
-    let Ok(item) = postcard::from_bytes::<InboxItem>(data) else {
+    let Some(item) = round_trip::<InboxItem>(data, "inbox item") else {
         return;
     };
-    let again = postcard::to_allocvec(&item).expect("encodable");
-    assert_eq!(
-        postcard::from_bytes::<InboxItem>(&again).ok().as_ref(),
-        Some(&item),
-        "an inbox item survives a round trip"
-    );
     let InboxItem::Sealed(env) = item else {
         return;
     };

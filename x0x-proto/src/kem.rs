@@ -20,7 +20,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use chacha20poly1305::aead::{Aead, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, KeyInit};
-use ml_kem::{Decapsulate, Encapsulate, EncapsulationKey768, KeyExport, MlKem768};
+use ml_kem::{Decapsulate, Encapsulate, EncapsulationKey768, KeyExport};
 use rand_core::CryptoRng;
 use serde::{Deserialize, Serialize};
 
@@ -123,8 +123,8 @@ impl<'de> Deserialize<'de> for KemPublicKey {
 ///
 /// The expanded decapsulation key is not kept: it is rebuilt from the 64-byte seed for each
 /// [`KemKeypair::open`]. Every node holds one of these for its whole life, while sealed
-/// messages are the fallback path of direct messaging; the expanded key cost 4.4 KB per node
-/// (heaptrack, simulator `idle` scenario, about an eighth of an idle node), rebuilding costs
+/// messages are the fallback path of direct messaging: keeping the expanded key would cost
+/// every node a noticeable share of its idle memory (docs/benchmarks.md), rebuilding it costs
 /// one key generation per sealed message opened.
 #[derive(Clone)]
 pub struct KemKeypair {
@@ -183,10 +183,6 @@ impl fmt::Debug for KemKeypair {
         write!(f, "KemKeypair({:?})", self.public)
     }
 }
-
-// Keep the ML-KEM type parameter used in one place (the generic code is monomorphised here,
-// in x0x-proto, which the dev profile optimises: reference/deps.md §1).
-type _Kem = MlKem768;
 
 fn aead_for(shared_secret: &[u8]) -> ChaCha20Poly1305 {
     let key = blake3::derive_key("x0x-rs/direct-seal/v1", shared_secret);

@@ -1,9 +1,14 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use proptest::prelude::*;
+use serde::{Deserialize, Serialize};
 
+use super::signed::batch_tree;
 use super::*;
-use crate::identity::{AgentKeypair, PUBLIC_KEY_LEN, SIGNATURE_LEN, SignerId};
+use crate::identity::{
+    AgentId, AgentKeypair, Domain, MachineId, PUBLIC_KEY_LEN, PublicKey, SIGNATURE_LEN, Signature,
+    SignerId, VerifyError,
+};
 
 fn arb_id32() -> impl Strategy<Value = [u8; 32]> {
     any::<[u8; 32]>()
