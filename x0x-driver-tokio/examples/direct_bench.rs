@@ -15,11 +15,8 @@
 
 use std::time::{Duration, Instant};
 
-#[path = "common/measure.rs"]
-mod measure;
-use measure::percentile;
-
 use serde_json::json;
+use x0x_driver::bench::measure::{self, percentile};
 use x0x_driver_tokio::network::NetworkConfig;
 use x0x_driver_tokio::{Agent, DirectOptions, DirectPath, PathPreference};
 

@@ -1,11 +1,10 @@
-//! Helpers shared by the benchmark examples (included with `#[path]`): flag parsing,
-//! percentiles, resident memory.
+//! Measuring helpers: flag parsing, percentiles, resident memory.
 
 use std::time::Duration;
 
 /// Parses `--json PATH` and the numeric flags named in `numbers` (each `--name N`), leaving
 /// the defaults already in `numbers` for flags not given. Returns the `--json` path.
-pub(crate) fn parse_flags(numbers: &mut [(&str, &mut usize)]) -> Result<Option<String>, String> {
+pub fn parse_flags(numbers: &mut [(&str, &mut usize)]) -> Result<Option<String>, String> {
     let mut json = None;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -24,7 +23,7 @@ pub(crate) fn parse_flags(numbers: &mut [(&str, &mut usize)]) -> Result<Option<S
 }
 
 /// The `p` quantile of sorted durations, in milliseconds (0 when empty).
-pub(crate) fn percentile(sorted: &[Duration], p: f64) -> f64 {
+pub fn percentile(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -33,8 +32,7 @@ pub(crate) fn percentile(sorted: &[Duration], p: f64) -> f64 {
 }
 
 /// Resident set size of this process, MiB (Linux; 0 elsewhere).
-#[allow(dead_code)]
-pub(crate) fn rss_mb() -> f64 {
+pub fn rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {

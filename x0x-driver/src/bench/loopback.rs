@@ -7,33 +7,35 @@
 //! * memory: resident set size per agent, idle after join.
 //!
 //! Top-level report keys (the contract the acceptance checks read): `p50_ms`, `p99_ms`,
-//! `msgs_per_sec`, `rss_mb` (per agent); details below them. Included by each driver's
-//! `loopback_bench` example with `#[path]`, so the two drivers run the same code.
+//! `msgs_per_sec`, `rss_mb` (per agent); details below them. Each facade's `loopback_bench`
+//! example calls [`main`] with its runtime, so the two drivers run the same code.
 
 use std::time::{Duration, Instant};
 
+use super::measure::{parse_flags, percentile, rss_mb};
+use crate::network::NetworkConfig;
+use crate::runtime::{Runtime, timeout};
+use crate::{Agent, AgentEvent};
 use futures_lite::future;
 use serde_json::json;
-use x0x_driver_tokio::AgentEvent;
-use x0x_driver_tokio::core::Agent;
-use x0x_driver_tokio::core::runtime::{Runtime, timeout};
-use x0x_driver_tokio::network::NetworkConfig;
-
-use crate::measure::{parse_flags, percentile, rss_mb};
 
 const TOPIC: &str = "x0x-rs/bench";
 
 /// Command-line options.
-pub(crate) struct Args {
-    /// `--json PATH`.
-    pub(crate) json: Option<String>,
-    latency_messages: usize,
-    messages: usize,
-    payload: usize,
+#[derive(Debug, Clone)]
+pub struct Args {
+    /// `--json PATH`: where the report is written too.
+    pub json: Option<String>,
+    /// `--latency-messages N`: messages timed one at a time. Default 2000.
+    pub latency_messages: usize,
+    /// `--messages N`: messages of the throughput run. Default 20 000.
+    pub messages: usize,
+    /// `--payload BYTES`: payload size. Default 1024.
+    pub payload: usize,
 }
 
 /// Parses the command line.
-pub(crate) fn parse_args() -> Result<Args, String> {
+pub fn parse_args() -> Result<Args, String> {
     let (mut latency_messages, mut messages, mut payload) = (2000, 20_000, 1024);
     let json = parse_flags(&mut [
         ("latency-messages", &mut latency_messages),
@@ -60,7 +62,7 @@ fn config(bootstrap: Vec<std::net::SocketAddr>) -> NetworkConfig {
 }
 
 /// Runs the benchmark on runtime `R` and returns the report.
-pub(crate) async fn run<R: Runtime + Default>(
+pub async fn run<R: Runtime + Default>(
     args: Args,
 ) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
     let rt = R::default();
@@ -140,7 +142,7 @@ pub(crate) async fn run<R: Runtime + Default>(
         for _ in 0..n {
             a.publish(TOPIC, payload.clone()).await?;
         }
-        Ok::<_, x0x_driver_tokio::Error>(started.elapsed())
+        Ok::<_, crate::Error>(started.elapsed())
     };
     let (published, (delivered, last)) = future::zip(publisher, counter).await;
     let published_in = published?;
@@ -196,7 +198,7 @@ pub(crate) async fn run<R: Runtime + Default>(
 }
 
 /// Parses the arguments, runs the benchmark on `R`, prints the report and writes `--json`.
-pub(crate) async fn main<R: Runtime + Default>() -> std::process::ExitCode {
+pub async fn main<R: Runtime + Default>() -> std::process::ExitCode {
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {

@@ -22,13 +22,13 @@ use x0x_proto::node::{Action, CloseReason, Delivery, Direction, Event, QueryId, 
 use x0x_proto::wire::{MessageId, TopicId};
 use x0x_proto::{AgentId, MachineId, Node};
 
-use super::agent::{AgentEvent, AgentStats, DiscoveredAgent, DriverStats, PeerInfo};
-use super::clock::Clock;
-use super::error::{Error, Result};
-use super::network::NetworkConfig;
-use super::runtime::{Reply, Runtime, TaskGuard, TaskTracker, spawn_tracked, timeout};
-use super::tls;
-use super::transport::{self, CloseCode, ConnEvent, ConnId, DrainWatch, WriterMsg};
+use crate::agent::{AgentEvent, AgentStats, DiscoveredAgent, DriverStats, PeerInfo};
+use crate::clock::Clock;
+use crate::error::{Error, Result};
+use crate::network::NetworkConfig;
+use crate::runtime::{Reply, Runtime, TaskGuard, TaskTracker, spawn_tracked, timeout};
+use crate::tls;
+use crate::transport::{self, CloseCode, ConnEvent, ConnId, DrainWatch, WriterMsg};
 use x0x_proto::identity::UserId;
 
 /// Capacity of the command queue from `Agent` handles.
@@ -80,7 +80,7 @@ pub(crate) enum Command {
 pub(crate) struct PublishItem {
     pub(crate) topic: TopicId,
     pub(crate) payload: Bytes,
-    /// Where the message id goes; `None` for [`crate::core::Agent::publish`], which returns
+    /// Where the message id goes; `None` for [`crate::Agent::publish`], which returns
     /// once the item is queued.
     pub(crate) reply: Option<Reply<Result<MessageId>>>,
 }
@@ -377,7 +377,7 @@ impl Driver {
             .into_iter()
             .flatten()
             .min()
-            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))
+            .unwrap_or_else(|| self.rt.now() + Duration::from_secs(3600))
     }
 
     /// Fires the node's timers and the join deadlines that are due.
@@ -388,7 +388,7 @@ impl Driver {
             self.drain();
         }
         if !self.join_waiters.is_empty() {
-            let at = Instant::now();
+            let at = self.rt.now();
             let timeout = self.net.join_timeout;
             let (expired, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.join_waiters)
                 .into_iter()
@@ -416,7 +416,7 @@ impl Driver {
                 if self.net.bootstrap_nodes.is_empty() || !self.node.active_view().is_empty() {
                     reply.send(Ok(()));
                 } else {
-                    let deadline = Instant::now() + self.net.join_timeout;
+                    let deadline = self.rt.now() + self.net.join_timeout;
                     self.join_waiters.push((deadline, reply));
                 }
             }
@@ -873,9 +873,16 @@ impl Driver {
                 }
                 Some(AgentEvent::NeighborUp { machine_id: peer })
             }
+            Event::NeighborSuspected { peer } => {
+                debug!(%peer, "neighbour suspected");
+                Some(AgentEvent::NeighborSuspected { machine_id: peer })
+            }
             Event::NeighborDown { peer, reason } => {
                 debug!(%peer, ?reason, "neighbour down");
-                Some(AgentEvent::NeighborDown { machine_id: peer })
+                Some(AgentEvent::NeighborDown {
+                    machine_id: peer,
+                    reason,
+                })
             }
             Event::Message(d) => {
                 self.deliver(d);
