@@ -90,8 +90,8 @@
 //! Nothing outside [`runtime`] names a runtime: the driver needs a [`Runtime`] (the time,
 //! spawn, sleep, and the `quinn::Runtime` the endpoint runs on — always passed to
 //! `Endpoint::new` explicitly, since with both runtime features in one build quinn would
-//! guess tokio). Two ship behind features: [`runtime::TokioRuntime`] (`tokio`) and
-//! [`runtime::SmolRuntime`] (`smol`).
+//! guess tokio). Two ship behind features: `runtime::TokioRuntime` (`tokio`) and
+//! `runtime::SmolRuntime` (`smol`).
 //!
 //! ## Key files
 //!
@@ -103,7 +103,8 @@
 //! ## Features
 //!
 //! `tokio`, `smol` (the runtimes above), `aws-lc-rs` (sign and verify through aws-lc-rs; on
-//! by default in the facades), `bench` (the benchmark harness the examples share, [`bench`]).
+//! by default in the facades), `bench` (module `bench`: the harness the benchmark examples of
+//! both facades share).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

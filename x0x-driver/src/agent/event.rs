@@ -3,7 +3,7 @@
 use x0x_proto::membership::DownReason;
 use x0x_proto::{AgentId, MachineId};
 
-/// A connection or membership change, from [`Agent::events`].
+/// A connection or membership change, from [`Agent::events`](crate::Agent::events).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum AgentEvent {
@@ -45,7 +45,7 @@ pub enum AgentEvent {
     },
 }
 
-/// The stream returned by [`Agent::events`]. A watcher that falls 256 events behind is
+/// The stream returned by [`Agent::events`](crate::Agent::events). A watcher that falls 256 events behind is
 /// dropped (its `recv` ends) rather than allowed to stall the agent.
 #[derive(Debug)]
 pub struct Events {

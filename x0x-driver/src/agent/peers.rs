@@ -43,7 +43,7 @@ impl DiscoveredAgent {
     }
 }
 
-/// A connected peer, as returned by [`Agent::peers`].
+/// A connected peer, as returned by [`Agent::peers`](crate::Agent::peers).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerInfo {
     /// The peer machine (proven by the TLS handshake).

@@ -3,7 +3,7 @@
 use x0x_proto::broadcast::BroadcastStats;
 use x0x_proto::node::Stats;
 
-/// Counters from [`Agent::stats`].
+/// Counters from [`Agent::stats`](crate::Agent::stats).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct AgentStats {
@@ -41,7 +41,7 @@ pub struct DriverStats {
     pub publishes_held: u64,
     /// Batches of queued publishes handed to the node (one signature each per 256 messages).
     pub publish_batches: u64,
-    /// Queued publishes ([`Agent::publish`]) the node refused after they were queued.
+    /// Queued publishes ([`Agent::publish`](crate::Agent::publish)) the node refused after they were queued.
     pub publishes_refused: u64,
     /// Frames for a machine with no connection, dropped.
     pub transmits_without_connection: u64,

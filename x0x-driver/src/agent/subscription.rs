@@ -29,7 +29,7 @@ impl fmt::Debug for Subscription {
 
 impl Subscription {
     /// The next message, or `None` once the agent shut down or this subscriber was dropped
-    /// for falling [`NetworkConfig::subscription_buffer`] messages behind.
+    /// for falling [`NetworkConfig::subscription_buffer`](crate::network::NetworkConfig::subscription_buffer) messages behind.
     pub async fn recv(&mut self) -> Option<Message> {
         let d = self.rx.recv().await.ok()?;
         Some(Message {

@@ -12,7 +12,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::measure::{parse_flags, percentile, rss_mb};
+use super::measure::{loopback_config, parse_flags, percentile, rss_mb, run_main};
 use crate::network::NetworkConfig;
 use crate::runtime::{Runtime, timeout};
 use crate::{Agent, AgentEvent};
@@ -52,12 +52,10 @@ pub fn parse_args() -> Result<Args, String> {
 
 fn config(bootstrap: Vec<std::net::SocketAddr>) -> NetworkConfig {
     NetworkConfig {
-        bind_addr: Some("127.0.0.1:0".parse().expect("valid address")),
-        bootstrap_nodes: bootstrap,
         // The bench reads as fast as it can; a large buffer keeps a scheduling hiccup from
         // dropping the subscriber.
         subscription_buffer: 1 << 16,
-        ..Default::default()
+        ..loopback_config(bootstrap)
     }
 }
 
@@ -197,35 +195,14 @@ pub async fn run<R: Runtime + Default>(
     }))
 }
 
-/// Parses the arguments, runs the benchmark on `R`, prints the report and writes `--json`.
+/// Parses the arguments, runs the benchmark on `R`, prints the report and writes `--json`;
+/// fails if a message was lost.
 pub async fn main<R: Runtime + Default>() -> std::process::ExitCode {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return std::process::ExitCode::from(2);
-        }
-    };
-    let json_path = args.json.clone();
-    match run::<R>(args).await {
-        Ok(report) => {
-            let text = serde_json::to_string_pretty(&report).expect("serialisable");
-            println!("{text}");
-            if let Some(path) = json_path
-                && let Err(e) = std::fs::write(&path, text + "\n")
-            {
-                eprintln!("cannot write {path}: {e}");
-                return std::process::ExitCode::FAILURE;
-            }
-            if report["throughput"]["lost"] != 0 {
-                eprintln!("messages were lost");
-                return std::process::ExitCode::FAILURE;
-            }
-            std::process::ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    run_main(
+        parse_args(),
+        |args| args.json.clone(),
+        run::<R>,
+        |report| (report["throughput"]["lost"] != 0).then(|| "messages were lost".to_owned()),
+    )
+    .await
 }

@@ -2,7 +2,7 @@
 //!
 //! The driver never names a runtime. It reads the time, spawns tasks, sleeps until deadlines
 //! and hands quinn a [`quinn::Runtime`] for the endpoint, all through [`Runtime`]. Two
-//! implementations ship behind features: [`TokioRuntime`] (`tokio`) and [`SmolRuntime`]
+//! implementations ship behind features: `TokioRuntime` (`tokio`) and `SmolRuntime`
 //! (`smol`); another runtime is one small impl of the trait.
 
 use std::fmt;
