@@ -30,9 +30,10 @@ pub type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 ///
 /// Only [`Runtime::quinn_runtime`] is required: the time defaults to the monotonic system
 /// clock, spawning and sleeping to the quinn runtime's own `spawn` and timers, so a new
-/// runtime is one small impl. A runtime with a clock of its own (tokio's can be paused)
-/// overrides [`Runtime::now`] and [`Runtime::sleep_until`] together, so that the deadlines the
-/// driver computes and the timers that wait for them read the same clock. `Default` lets
+/// runtime is one small impl. A runtime whose clock is not the system's (tokio's can be
+/// paused) overrides [`Runtime::now`], and its timers — [`Runtime::sleep_until`] and the quinn
+/// runtime's, which the driver task waits on — must wait on that same clock, so that the
+/// deadlines the driver computes and the timers that wait for them agree. `Default` lets
 /// `Agent::<R>::builder()` construct it.
 pub trait Runtime: Send + Sync + fmt::Debug + 'static {
     /// The quinn runtime the endpoint runs on (`Endpoint::new` takes it explicitly, never
