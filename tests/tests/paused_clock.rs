@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use x0x_driver_tokio::Agent;
-use x0x_driver_tokio::network::NetworkConfig;
+use x0x_tests::loopback;
 
 /// The identity heartbeat: a timer of the node, re-publishing the agent's announcements.
 const HEARTBEAT_SECS: u64 = 60;
@@ -12,10 +12,7 @@ const HEARTBEAT_SECS: u64 = 60;
 #[tokio::test(start_paused = true)]
 async fn heartbeat_fires_on_a_paused_clock() {
     let agent = Agent::builder()
-        .with_network_config(NetworkConfig {
-            bind_addr: Some("127.0.0.1:0".parse().unwrap()),
-            ..Default::default()
-        })
+        .with_network_config(loopback(vec![]))
         .with_heartbeat_interval(HEARTBEAT_SECS)
         .build()
         .await
