@@ -125,15 +125,7 @@ impl LoadReport {
     }
 }
 
-// The benchmark examples' helpers; only `rss_mb` is used here.
-#[allow(dead_code)]
-#[path = "../../x0x-driver-tokio/examples/common/measure.rs"]
-mod measure;
-
-/// Resident set size of this process in MiB, from `/proc/self/status` (0 where absent).
-pub fn rss_mb() -> f64 {
-    measure::rss_mb()
-}
+pub use x0x_driver::bench::measure::rss_mb;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

@@ -10,11 +10,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use tempfile::TempDir;
-use x0x_driver_tokio::core::runtime::{Runtime, timeout};
-use x0x_driver_tokio::core::{Agent, AgentBuilder, AgentEvent, CloseCode, Events};
-use x0x_driver_tokio::identity::{AgentId, UserKeypair};
-use x0x_driver_tokio::network::NetworkConfig;
-use x0x_driver_tokio::tls;
+use x0x_driver::identity::{AgentId, UserKeypair};
+use x0x_driver::network::NetworkConfig;
+use x0x_driver::runtime::{Runtime, timeout};
+use x0x_driver::tls;
+use x0x_driver::{Agent, AgentBuilder, AgentEvent, CloseCode, Events};
 use x0x_proto::identity::MachineKeypair;
 use x0x_proto::wire::MAX_FRAME_LEN;
 

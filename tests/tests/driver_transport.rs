@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use x0x_driver_tokio::core::CloseCode;
+use x0x_driver_tokio::CloseCode;
 use x0x_driver_tokio::tls;
 use x0x_proto::identity::MachineKeypair;
 use x0x_proto::wire::MAX_FRAME_LEN;

@@ -1,11 +1,9 @@
-//! # x0x-driver-smol — the smol driver for x0x-rs
+//! # x0x-driver-smol — the x0x-rs agent on smol
 //!
-//! The same [`Agent`] API as `x0x-driver-tokio`, on [smol](https://docs.rs/smol). The driver
-//! logic is written once, generic over a small runtime trait
-//! ([`x0x_driver_tokio::core::Runtime`]); this crate is the adapter: [`SmolRuntime`] hands
-//! quinn its smol runtime explicitly (`Endpoint::new(.., Arc::new(quinn::SmolRuntime))`,
-//! never the constructors that guess a runtime — with both drivers in one build, quinn has
-//! both runtime features and would pick tokio), and spawns on smol's global executor.
+//! The [`Agent`] API of [`x0x_driver`] bound to [`SmolRuntime`]: this crate is a facade that
+//! picks the runtime and re-exports the driver's API, the same items as `x0x-driver-tokio`.
+//! How the driver works (tasks, framing, TLS identity, time, shutdown) is in
+//! [`x0x_driver`]'s documentation.
 //!
 //! ```no_run
 //! use x0x_driver_smol::{Agent, network::NetworkConfig};
@@ -29,27 +27,11 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-use std::sync::Arc;
+pub use x0x_driver::facade::*;
+pub use x0x_driver::runtime::SmolRuntime;
 
-pub use x0x_driver_tokio::core::{
-    AgentEvent, AgentStats, DiscoveredAgent, DriverStats, Error, Events, Message, PeerInfo, Result,
-    Subscription, identity, network, tls,
-};
-pub use x0x_driver_tokio::proto;
+/// An agent on smol: see [`x0x_driver::Agent`].
+pub type Agent = x0x_driver::Agent<SmolRuntime>;
 
-/// Runs the driver on smol: quinn's `SmolRuntime` for the endpoint, its timers and
-/// `smol::spawn` (through quinn's runtime) for tasks.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SmolRuntime;
-
-impl x0x_driver_tokio::core::Runtime for SmolRuntime {
-    fn quinn_runtime(&self) -> Arc<dyn quinn::Runtime> {
-        Arc::new(quinn::SmolRuntime)
-    }
-}
-
-/// An agent on smol: see [`x0x_driver_tokio::core::Agent`].
-pub type Agent = x0x_driver_tokio::core::Agent<SmolRuntime>;
-
-/// The builder of an [`Agent`] on smol.
-pub type AgentBuilder = x0x_driver_tokio::core::AgentBuilder<SmolRuntime>;
+/// The builder of an [`Agent`] on smol: see [`x0x_driver::AgentBuilder`].
+pub type AgentBuilder = x0x_driver::AgentBuilder<SmolRuntime>;

@@ -15,12 +15,8 @@
 
 use std::time::{Duration, Instant};
 
-#[path = "common/measure.rs"]
-mod measure;
-use measure::percentile;
-
 use serde_json::json;
-use x0x_driver_tokio::network::NetworkConfig;
+use x0x_driver::bench::measure::{self, loopback_config, percentile};
 use x0x_driver_tokio::{Agent, DirectOptions, DirectPath, PathPreference};
 
 struct Args {
@@ -43,14 +39,6 @@ fn parse_args() -> Result<Args, String> {
         sealed_messages,
         payload,
     })
-}
-
-fn config(bootstrap: Vec<std::net::SocketAddr>) -> NetworkConfig {
-    NetworkConfig {
-        bind_addr: Some("127.0.0.1:0".parse().expect("valid address")),
-        bootstrap_nodes: bootstrap,
-        ..Default::default()
-    }
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -110,13 +98,13 @@ fn summary(n: usize, (d, r): &(Vec<Duration>, Vec<Duration>)) -> serde_json::Val
 
 async fn run(args: Args) -> Result<serde_json::Value, BoxError> {
     let a = Agent::builder()
-        .with_network_config(config(vec![]))
+        .with_network_config(loopback_config(vec![]))
         .build()
         .await?;
     a.join_network().await?;
     let a_addr = a.bound_addr().await.ok_or("unbound")?;
     let b = Agent::builder()
-        .with_network_config(config(vec![a_addr]))
+        .with_network_config(loopback_config(vec![a_addr]))
         .build()
         .await?;
     b.join_network().await?;
@@ -160,29 +148,5 @@ async fn run(args: Args) -> Result<serde_json::Value, BoxError> {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return std::process::ExitCode::from(2);
-        }
-    };
-    let json_path = args.json.clone();
-    match run(args).await {
-        Ok(report) => {
-            let text = serde_json::to_string_pretty(&report).expect("serialisable");
-            println!("{text}");
-            if let Some(path) = json_path
-                && let Err(e) = std::fs::write(&path, text + "\n")
-            {
-                eprintln!("cannot write {path}: {e}");
-                return std::process::ExitCode::FAILURE;
-            }
-            std::process::ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    measure::run_main(parse_args(), |args| args.json.clone(), run, |_| None).await
 }

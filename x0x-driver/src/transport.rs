@@ -21,7 +21,7 @@ use x0x_proto::MachineId;
 use x0x_proto::node::{CloseReason, Direction};
 use x0x_proto::wire::MAX_FRAME_LEN;
 
-use super::runtime::{Runtime, timeout};
+use crate::runtime::{Runtime, timeout};
 
 /// The QUIC application error code an x0x-rs connection is closed with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,7 +8,7 @@ use x0x_proto::identity::{
     AgentKeypair, GenerateError, KeyDecodeError, MachineKeypair, UserKeypair,
 };
 
-use super::error::Error;
+use crate::error::Error;
 
 /// A keypair type that can live in a key file (`"X0K" | version | role | seed`).
 pub trait KeyFile: Sized {

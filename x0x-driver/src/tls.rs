@@ -28,8 +28,8 @@ use rustls::{
 };
 use x0x_proto::identity::{MachineId, MachineKeypair, PublicKey};
 
-use super::error::Error;
-use super::network::NetworkConfig;
+use crate::error::TlsError;
+use crate::network::NetworkConfig;
 
 /// The ALPN protocol id of x0x-rs over QUIC.
 pub const ALPN: &[u8] = b"x0x-rs/1";
@@ -100,15 +100,14 @@ pub fn transport_config(net: &NetworkConfig) -> Arc<quinn::TransportConfig> {
 pub fn server_config(
     machine: &MachineKeypair,
     net: &NetworkConfig,
-) -> Result<quinn::ServerConfig, Error> {
+) -> Result<quinn::ServerConfig, TlsError> {
     let key = certified_key(machine);
     let mut tls = rustls::ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(tls_err)?
+        .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(Arc::new(AnyMachineVerifier))
         .with_cert_resolver(Arc::new(MachineKeyResolver(key)));
     tls.alpn_protocols = vec![ALPN.to_vec()];
-    let crypto = QuicServerConfig::try_from(tls).map_err(tls_err)?;
+    let crypto = QuicServerConfig::try_from(tls)?;
     let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     cfg.transport_config(transport_config(net));
     cfg.max_incoming(net.max_incoming_handshakes.max(1));
@@ -121,16 +120,15 @@ pub fn server_config(
 pub fn client_config(
     machine: &MachineKeypair,
     net: &NetworkConfig,
-) -> Result<quinn::ClientConfig, Error> {
+) -> Result<quinn::ClientConfig, TlsError> {
     let key = certified_key(machine);
     let mut tls = rustls::ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(tls_err)?
+        .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(ExpectedMachineVerifier))
         .with_client_cert_resolver(Arc::new(MachineKeyResolver(key)));
     tls.alpn_protocols = vec![ALPN.to_vec()];
-    let crypto = QuicClientConfig::try_from(tls).map_err(tls_err)?;
+    let crypto = QuicClientConfig::try_from(tls)?;
     let mut cfg = quinn::ClientConfig::new(Arc::new(crypto));
     cfg.transport_config(transport_config(net));
     Ok(cfg)
@@ -138,10 +136,6 @@ pub fn client_config(
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
-}
-
-fn tls_err(e: impl std::fmt::Display) -> Error {
-    Error::Tls(e.to_string())
 }
 
 fn certified_key(machine: &MachineKeypair) -> Arc<CertifiedKey> {
@@ -255,8 +249,36 @@ fn verify_signature(
         .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadSignature))
 }
 
-fn refuse_tls12() -> Result<HandshakeSignatureValid, rustls::Error> {
-    Err(rustls::Error::General("x0x-rs speaks TLS 1.3 only".into()))
+/// The signature checks both verifiers share: TLS 1.3 only, ML-DSA-65 only, over a raw
+/// public key.
+macro_rules! signature_checks {
+    () => {
+        fn verify_tls12_signature(
+            &self,
+            _message: &[u8],
+            _cert: &CertificateDer<'_>,
+            _dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            Err(rustls::Error::General("x0x-rs speaks TLS 1.3 only".into()))
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            verify_signature(message, cert, dss)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            vec![SCHEME]
+        }
+
+        fn requires_raw_public_keys(&self) -> bool {
+            true
+        }
+    };
 }
 
 /// Client side: checks the server's key against the machine named in the SNI.
@@ -289,31 +311,7 @@ impl ServerCertVerifier for ExpectedMachineVerifier {
         }
     }
 
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        refuse_tls12()
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        vec![SCHEME]
-    }
-
-    fn requires_raw_public_keys(&self) -> bool {
-        true
-    }
+    signature_checks!();
 }
 
 /// Server side: requires a client key and accepts any valid ML-DSA-65 one.
@@ -342,31 +340,7 @@ impl ClientCertVerifier for AnyMachineVerifier {
         presented_key(end_entity, intermediates).map(|_| ClientCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        refuse_tls12()
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        vec![SCHEME]
-    }
-
-    fn requires_raw_public_keys(&self) -> bool {
-        true
-    }
+    signature_checks!();
 }
 
 #[cfg(test)]

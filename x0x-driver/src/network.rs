@@ -1,4 +1,4 @@
-//! Network configuration of an [`Agent`](crate::core::Agent).
+//! Network configuration of an [`Agent`](crate::Agent).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;

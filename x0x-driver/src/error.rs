@@ -1,4 +1,4 @@
-//! The driver's error type.
+//! The driver's error types.
 
 use std::io;
 use std::path::PathBuf;
@@ -8,7 +8,7 @@ use x0x_proto::direct::{DirectError, DirectFailure};
 use x0x_proto::identity::{GenerateError, KeyDecodeError};
 use x0x_proto::node::{ConfigError, PublishError};
 
-/// Everything an [`Agent`](crate::core::Agent) call can fail with.
+/// Everything an [`Agent`](crate::Agent) call can fail with.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -45,7 +45,7 @@ pub enum Error {
     },
     /// Building the TLS or QUIC configuration failed.
     #[error("TLS configuration: {0}")]
-    Tls(String),
+    Tls(#[from] TlsError),
     /// The node refused its configuration.
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -67,6 +67,18 @@ pub enum Error {
     /// The agent has shut down (or its driver task ended).
     #[error("the agent has shut down")]
     Shutdown,
+}
+
+/// Why the TLS or QUIC configuration could not be built ([`Error::Tls`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsError {
+    /// rustls refused the configuration (e.g. a provider without TLS 1.3).
+    #[error(transparent)]
+    Rustls(#[from] rustls::Error),
+    /// The configuration offers no cipher suite QUIC can protect its initial packets with.
+    #[error(transparent)]
+    NoInitialCipherSuite(#[from] quinn::crypto::rustls::NoInitialCipherSuite),
 }
 
 /// `Result` with [`Error`].

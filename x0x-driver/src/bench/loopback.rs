@@ -7,33 +7,35 @@
 //! * memory: resident set size per agent, idle after join.
 //!
 //! Top-level report keys (the contract the acceptance checks read): `p50_ms`, `p99_ms`,
-//! `msgs_per_sec`, `rss_mb` (per agent); details below them. Included by each driver's
-//! `loopback_bench` example with `#[path]`, so the two drivers run the same code.
+//! `msgs_per_sec`, `rss_mb` (per agent); details below them. Each facade's `loopback_bench`
+//! example calls [`main`] with its runtime, so the two drivers run the same code.
 
 use std::time::{Duration, Instant};
 
+use super::measure::{loopback_config, parse_flags, percentile, rss_mb, run_main};
+use crate::network::NetworkConfig;
+use crate::runtime::{Runtime, timeout};
+use crate::{Agent, AgentEvent};
 use futures_lite::future;
 use serde_json::json;
-use x0x_driver_tokio::AgentEvent;
-use x0x_driver_tokio::core::Agent;
-use x0x_driver_tokio::core::runtime::{Runtime, timeout};
-use x0x_driver_tokio::network::NetworkConfig;
-
-use crate::measure::{parse_flags, percentile, rss_mb};
 
 const TOPIC: &str = "x0x-rs/bench";
 
 /// Command-line options.
-pub(crate) struct Args {
-    /// `--json PATH`.
-    pub(crate) json: Option<String>,
-    latency_messages: usize,
-    messages: usize,
-    payload: usize,
+#[derive(Debug, Clone)]
+pub struct Args {
+    /// `--json PATH`: where the report is written too.
+    pub json: Option<String>,
+    /// `--latency-messages N`: messages timed one at a time. Default 2000.
+    pub latency_messages: usize,
+    /// `--messages N`: messages of the throughput run. Default 20 000.
+    pub messages: usize,
+    /// `--payload BYTES`: payload size. Default 1024.
+    pub payload: usize,
 }
 
 /// Parses the command line.
-pub(crate) fn parse_args() -> Result<Args, String> {
+pub fn parse_args() -> Result<Args, String> {
     let (mut latency_messages, mut messages, mut payload) = (2000, 20_000, 1024);
     let json = parse_flags(&mut [
         ("latency-messages", &mut latency_messages),
@@ -50,17 +52,15 @@ pub(crate) fn parse_args() -> Result<Args, String> {
 
 fn config(bootstrap: Vec<std::net::SocketAddr>) -> NetworkConfig {
     NetworkConfig {
-        bind_addr: Some("127.0.0.1:0".parse().expect("valid address")),
-        bootstrap_nodes: bootstrap,
         // The bench reads as fast as it can; a large buffer keeps a scheduling hiccup from
         // dropping the subscriber.
         subscription_buffer: 1 << 16,
-        ..Default::default()
+        ..loopback_config(bootstrap)
     }
 }
 
 /// Runs the benchmark on runtime `R` and returns the report.
-pub(crate) async fn run<R: Runtime + Default>(
+pub async fn run<R: Runtime + Default>(
     args: Args,
 ) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
     let rt = R::default();
@@ -140,7 +140,7 @@ pub(crate) async fn run<R: Runtime + Default>(
         for _ in 0..n {
             a.publish(TOPIC, payload.clone()).await?;
         }
-        Ok::<_, x0x_driver_tokio::Error>(started.elapsed())
+        Ok::<_, crate::Error>(started.elapsed())
     };
     let (published, (delivered, last)) = future::zip(publisher, counter).await;
     let published_in = published?;
@@ -195,35 +195,14 @@ pub(crate) async fn run<R: Runtime + Default>(
     }))
 }
 
-/// Parses the arguments, runs the benchmark on `R`, prints the report and writes `--json`.
-pub(crate) async fn main<R: Runtime + Default>() -> std::process::ExitCode {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return std::process::ExitCode::from(2);
-        }
-    };
-    let json_path = args.json.clone();
-    match run::<R>(args).await {
-        Ok(report) => {
-            let text = serde_json::to_string_pretty(&report).expect("serialisable");
-            println!("{text}");
-            if let Some(path) = json_path
-                && let Err(e) = std::fs::write(&path, text + "\n")
-            {
-                eprintln!("cannot write {path}: {e}");
-                return std::process::ExitCode::FAILURE;
-            }
-            if report["throughput"]["lost"] != 0 {
-                eprintln!("messages were lost");
-                return std::process::ExitCode::FAILURE;
-            }
-            std::process::ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+/// Parses the arguments, runs the benchmark on `R`, prints the report and writes `--json`;
+/// fails if a message was lost.
+pub async fn main<R: Runtime + Default>() -> std::process::ExitCode {
+    run_main(
+        parse_args(),
+        |args| args.json.clone(),
+        run::<R>,
+        |report| (report["throughput"]["lost"] != 0).then(|| "messages were lost".to_owned()),
+    )
+    .await
 }

@@ -1,9 +1,9 @@
 //! The runtime seam: everything the driver needs from an async runtime.
 //!
-//! The driver never names a runtime. It spawns tasks, sleeps until deadlines and hands quinn a
-//! [`quinn::Runtime`] for the endpoint, all through [`Runtime`]. The tokio glue implements it in
-//! `crate::TokioRuntime` (feature `tokio-runtime`); a smol driver implements it the same way
-//! with `quinn::SmolRuntime` and reuses everything else in [`crate::core`].
+//! The driver never names a runtime. It reads the time, spawns tasks, sleeps until deadlines
+//! and hands quinn a [`quinn::Runtime`] for the endpoint, all through [`Runtime`]. Two
+//! implementations ship behind features: `TokioRuntime` (`tokio`) and `SmolRuntime`
+//! (`smol`); another runtime is one small impl of the trait.
 
 use std::fmt;
 use std::future::Future;
@@ -13,18 +13,37 @@ use std::time::{Duration, Instant};
 
 use futures_lite::future;
 
+#[cfg(feature = "smol")]
+mod smol;
+#[cfg(feature = "tokio")]
+mod tokio;
+
+#[cfg(feature = "smol")]
+pub use self::smol::SmolRuntime;
+#[cfg(feature = "tokio")]
+pub use self::tokio::TokioRuntime;
+
 /// A boxed, sendable unit future: what the driver spawns.
 pub type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
 /// What the driver needs from an async runtime.
 ///
-/// Only [`Runtime::quinn_runtime`] is required: spawning and sleeping default to the quinn
-/// runtime's own `spawn` and timers, so a new runtime is one small impl. `Default` lets
+/// Only [`Runtime::quinn_runtime`] is required: the time defaults to the monotonic system
+/// clock, spawning and sleeping to the quinn runtime's own `spawn` and timers, so a new
+/// runtime is one small impl. A runtime whose clock is not the system's (tokio's can be
+/// paused) overrides [`Runtime::now`], and its timers — [`Runtime::sleep_until`] and the quinn
+/// runtime's, which the driver task waits on — must wait on that same clock, so that the
+/// deadlines the driver computes and the timers that wait for them agree. `Default` lets
 /// `Agent::<R>::builder()` construct it.
 pub trait Runtime: Send + Sync + fmt::Debug + 'static {
     /// The quinn runtime the endpoint runs on (`Endpoint::new` takes it explicitly, never
     /// guessing one from the ambient context).
     fn quinn_runtime(&self) -> Arc<dyn quinn::Runtime>;
+
+    /// The current instant of this runtime's clock: every time the driver reads.
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
 
     /// Runs `task` to completion in the background.
     fn spawn(&self, task: BoxFuture) {
@@ -43,7 +62,7 @@ pub async fn timeout<T, F>(rt: &dyn Runtime, dur: Duration, fut: F) -> Option<T>
 where
     F: Future<Output = T>,
 {
-    let sleep = rt.sleep_until(Instant::now() + dur);
+    let sleep = rt.sleep_until(rt.now() + dur);
     future::or(async { Some(fut.await) }, async {
         sleep.await;
         None

@@ -1,0 +1,60 @@
+//! [`AgentEvent`]: connection and membership changes, streamed by [`Events`].
+
+use x0x_proto::membership::DownReason;
+use x0x_proto::{AgentId, MachineId};
+
+/// A connection or membership change, from [`Agent::events`](crate::Agent::events).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AgentEvent {
+    /// A connection completed its `Hello` exchange.
+    PeerUp {
+        /// The peer machine.
+        machine_id: MachineId,
+        /// Its agent.
+        agent_id: AgentId,
+    },
+    /// A connection that had completed its `Hello` went away.
+    PeerDown {
+        /// The peer machine.
+        machine_id: MachineId,
+    },
+    /// A machine entered the membership active view (messages flow through it).
+    NeighborUp {
+        /// The neighbour.
+        machine_id: MachineId,
+    },
+    /// A neighbour missed its probe, directly and through others: SWIM suspects it. It is
+    /// declared dead ([`AgentEvent::NeighborDown`] with [`DownReason::Dead`]) unless it shows
+    /// a sign of life in time.
+    NeighborSuspected {
+        /// The neighbour.
+        machine_id: MachineId,
+    },
+    /// A machine left the active view.
+    NeighborDown {
+        /// The neighbour.
+        machine_id: MachineId,
+        /// Why it left.
+        reason: DownReason,
+    },
+    /// An agent entered the discovery cache for the first time.
+    AgentDiscovered {
+        /// The agent.
+        agent_id: AgentId,
+    },
+}
+
+/// The stream returned by [`Agent::events`](crate::Agent::events). A watcher that falls 256 events behind is
+/// dropped (its `recv` ends) rather than allowed to stall the agent.
+#[derive(Debug)]
+pub struct Events {
+    pub(super) rx: async_channel::Receiver<AgentEvent>,
+}
+
+impl Events {
+    /// The next event, or `None` once the agent shut down (or this watcher was dropped).
+    pub async fn recv(&mut self) -> Option<AgentEvent> {
+        self.rx.recv().await.ok()
+    }
+}

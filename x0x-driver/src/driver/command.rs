@@ -1,0 +1,211 @@
+//! Requests from `Agent` handles and how the driver answers them: most are one node call.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tracing::warn;
+use x0x_proto::AgentId;
+use x0x_proto::direct::{DirectOptions, DirectReceipt};
+use x0x_proto::identity::UserId;
+use x0x_proto::node::{Delivery, Direction};
+use x0x_proto::wire::TopicId;
+
+use super::Driver;
+use crate::agent::{AgentEvent, AgentStats, DiscoveredAgent, PeerInfo};
+use crate::error::{Error, Result};
+use crate::runtime::Reply;
+
+/// Capacity of an event watcher's queue.
+const WATCHER_QUEUE: usize = 256;
+
+/// Identifies one subscription of a topic.
+pub(crate) type SubId = u64;
+
+/// A request from an `Agent` handle.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Join(Reply<Result<()>>),
+    Subscribe {
+        topic: TopicId,
+        reply: Reply<(SubId, async_channel::Receiver<Delivery>)>,
+    },
+    Unsubscribe {
+        topic: TopicId,
+        id: SubId,
+    },
+    Peers(Reply<Vec<PeerInfo>>),
+    Watch(Reply<async_channel::Receiver<AgentEvent>>),
+    Stats(Reply<AgentStats>),
+    Discovery(DiscoveryCommand),
+    SendDirect {
+        to: AgentId,
+        payload: Bytes,
+        options: DirectOptions,
+        reply: Reply<Result<DirectReceipt>>,
+    },
+    Shutdown(Reply<()>),
+}
+
+/// Discovery requests: each is one node call; the two queries keep their reply until the
+/// node's `QueryFinished` event answers it.
+#[derive(Debug)]
+pub(crate) enum DiscoveryCommand {
+    Announce {
+        include_user: bool,
+        human_consent: bool,
+        reply: Reply<Result<()>>,
+    },
+    Discovered(Reply<Result<Vec<DiscoveredAgent>>>),
+    FindAgent {
+        agent: AgentId,
+        reply: Reply<Result<Option<Vec<SocketAddr>>>>,
+    },
+    FindByUser {
+        user: UserId,
+        reply: Reply<Result<Vec<DiscoveredAgent>>>,
+    },
+    Advertise {
+        validity_ms: u64,
+        reply: Reply<Result<()>>,
+    },
+    Rendezvous {
+        agent: AgentId,
+        timeout: Duration,
+        reply: Reply<Result<Option<Vec<SocketAddr>>>>,
+    },
+}
+
+impl Driver {
+    pub(super) fn on_command(&mut self, cmd: Command) {
+        let now = self.clock.now();
+        match cmd {
+            Command::Join(reply) => {
+                self.node.start(now);
+                // Joining announces the agent (without its user: that needs consent) and
+                // arms the heartbeat, as x0x does.
+                if let Err(e) = self.node.announce_identity(now, false, false) {
+                    warn!(error = %e, "announcement on join refused");
+                }
+                self.drain();
+                if self.net.bootstrap_nodes.is_empty() || !self.node.active_view().is_empty() {
+                    reply.send(Ok(()));
+                } else {
+                    let deadline = self.rt.now() + self.net.join_timeout;
+                    self.join_waiters.push((deadline, reply));
+                }
+            }
+            Command::Subscribe { topic, reply } => {
+                let subs = self.subs.entry(topic).or_default();
+                if subs.is_empty() {
+                    self.node.subscribe(now, topic);
+                }
+                let (tx, rx) = async_channel::bounded(self.net.subscription_buffer.max(1));
+                let id = self.next_sub;
+                self.next_sub += 1;
+                self.subs.entry(topic).or_default().push((id, tx));
+                reply.send((id, rx));
+                self.drain();
+            }
+            Command::Unsubscribe { topic, id } => {
+                if let Some(subs) = self.subs.get_mut(&topic) {
+                    subs.retain(|(sid, _)| *sid != id);
+                    if subs.is_empty() {
+                        self.subs.remove(&topic);
+                        self.node.unsubscribe(now, topic);
+                        self.drain();
+                    }
+                }
+            }
+            Command::Peers(reply) => reply.send(self.peers()),
+            Command::Watch(reply) => {
+                let (tx, rx) = async_channel::bounded(WATCHER_QUEUE);
+                self.watchers.push(tx);
+                reply.send(rx);
+            }
+            Command::Stats(reply) => reply.send(AgentStats {
+                node: self.node.stats().clone(),
+                broadcast: self.node.broadcast_stats().clone(),
+                driver: self.stats.clone(),
+                connections: self.conns.len(),
+            }),
+            Command::Discovery(cmd) => self.on_discovery(cmd),
+            Command::SendDirect {
+                to,
+                payload,
+                options,
+                reply,
+            } => {
+                match self.node.send_direct_with(now, to, payload, options) {
+                    // The receipt or failure event answers it.
+                    Ok(id) => {
+                        self.direct_waiters.insert(id, reply);
+                    }
+                    Err(e) => reply.send(Err(e.into())),
+                }
+                self.drain();
+            }
+            // Handled by the run loop.
+            Command::Shutdown(reply) => reply.send(()),
+        }
+    }
+
+    fn on_discovery(&mut self, cmd: DiscoveryCommand) {
+        let now = self.clock.now();
+        match cmd {
+            DiscoveryCommand::Announce {
+                include_user,
+                human_consent,
+                reply,
+            } => {
+                let r = self
+                    .node
+                    .announce_identity(now, include_user, human_consent)
+                    .map_err(Error::from);
+                reply.send(r);
+            }
+            DiscoveryCommand::Discovered(reply) => {
+                let agents = self.node.discovered_agents(now);
+                reply.send(Ok(agents.iter().map(DiscoveredAgent::from_proto).collect()));
+            }
+            DiscoveryCommand::FindAgent { agent, reply } => {
+                let q = self.node.find_agent(now, agent);
+                self.queries.insert(q, reply);
+            }
+            DiscoveryCommand::FindByUser { user, reply } => {
+                let agents = self.node.find_agents_by_user(now, &user);
+                reply.send(Ok(agents.iter().map(DiscoveredAgent::from_proto).collect()));
+            }
+            DiscoveryCommand::Advertise { validity_ms, reply } => {
+                self.node
+                    .advertise_identity(now, Duration::from_millis(validity_ms));
+                reply.send(Ok(()));
+            }
+            DiscoveryCommand::Rendezvous {
+                agent,
+                timeout,
+                reply,
+            } => {
+                let q = self.node.find_agent_rendezvous(now, agent, timeout);
+                self.queries.insert(q, reply);
+            }
+        }
+        self.drain();
+    }
+
+    fn peers(&self) -> Vec<PeerInfo> {
+        self.node
+            .connected_peers()
+            .into_iter()
+            .map(|machine_id| {
+                let conn = self.conns.get(&machine_id);
+                PeerInfo {
+                    machine_id,
+                    agent_id: self.agents.get(&machine_id).copied(),
+                    addr: conn.map(|c| c.addr),
+                    outbound: conn.map(|c| c.direction == Direction::Outbound),
+                }
+            })
+            .collect()
+    }
+}
