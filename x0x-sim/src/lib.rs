@@ -56,13 +56,13 @@
 #![deny(missing_docs)]
 
 pub mod adversary;
-pub mod discovery;
 pub mod net;
 pub mod plot;
 pub mod report;
 pub mod scenario;
 pub mod sim;
 pub mod stats;
+pub mod workload;
 
 pub use report::Report;
 pub use scenario::{Scenario, ScenarioError};

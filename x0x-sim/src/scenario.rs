@@ -356,9 +356,9 @@ pub struct Scenario {
     pub overlay_at_ms: Option<u64>,
     /// Simulated time after the last round before the run ends. Default 2000 ms.
     pub drain_ms: u64,
-    /// The discovery workload ([`crate::discovery`]); nodes announce themselves only in a
+    /// The discovery workload ([`crate::workload::discovery`]); nodes announce themselves only in a
     /// scenario that has one.
-    pub discovery: Option<crate::discovery::DiscoverySpec>,
+    pub discovery: Option<crate::workload::discovery::DiscoverySpec>,
     /// The network model.
     pub network: NetworkConfig,
     /// The broadcast workload.

@@ -11,7 +11,7 @@ use x0x_proto::identity::{AgentKeypair, Domain, SignerId};
 use x0x_proto::wire::{self, Frame, FrameKind, Signed, TopicId};
 use x0x_proto::{AgentId, Node};
 
-use super::{Ev, Sim, World, derive, ms};
+use super::{Ev, Sim, TraceTag, World, derive, ms};
 use crate::adversary::{Adversary, CAPTURE_CAP, Role, TargetView};
 use crate::net::addr_of;
 use crate::scenario::{Publishers, Scenario};
@@ -99,14 +99,14 @@ impl World {
     }
 
     /// A delivery of a message id the workload never published, at node `j`.
-    pub(super) fn adversary_unknown_delivery(&mut self, j: u32) {
+    pub(crate) fn adversary_unknown_delivery(&mut self, j: u32) {
         if !self.adv.roles.is_empty() && self.adv.honest(j) {
             self.adv.report.forged_deliveries += 1;
         }
     }
 
     /// A second delivery of a workload message at node `j`.
-    pub(super) fn adversary_redelivery(&mut self, j: u32) {
+    pub(crate) fn adversary_redelivery(&mut self, j: u32) {
         if !self.adv.roles.is_empty() && self.adv.honest(j) {
             self.adv.report.replayed_redeliveries += 1;
         }
@@ -247,7 +247,7 @@ impl Sim<'_> {
                 };
                 if let Some((what, bytes)) = self.forge(f) {
                     Adversary::bump(&mut self.w.adv.report.forged_injected, what, 1);
-                    self.w.trace.rec(now, 20, f, u64::from(to));
+                    self.w.trace.rec(now, TraceTag::Forgery, f, u64::from(to));
                     let id = self.w.ids[to as usize];
                     self.w.route(f, id, FrameKind::Gossip, bytes);
                 }
@@ -263,7 +263,7 @@ impl Sim<'_> {
                 let k = self.w.adv_rng_pick(n);
                 let bytes = self.w.adv.captured[k].clone();
                 self.w.adv.report.replays_injected += 1;
-                self.w.trace.rec(now, 21, f, u64::from(to));
+                self.w.trace.rec(now, TraceTag::Replay, f, u64::from(to));
                 let id = self.w.ids[to as usize];
                 self.w.route(f, id, FrameKind::Gossip, bytes);
             }
@@ -291,7 +291,9 @@ impl Sim<'_> {
                         .into();
                         if let Ok(bytes) = join.encode() {
                             self.w.adv.report.eclipse_joins += 1;
-                            self.w.trace.rec(now, 22, e, u64::from(target));
+                            self.w
+                                .trace
+                                .rec(now, TraceTag::EclipseJoin, e, u64::from(target));
                             let id = self.w.ids[target as usize];
                             self.w.route(e, id, FrameKind::Join, bytes);
                         }
