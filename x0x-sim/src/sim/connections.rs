@@ -181,27 +181,11 @@ impl World {
             self.m.drops.loss += 1;
             return;
         };
-        let now = self.now;
-        let cfg = self.net.config();
-        let (bw, queue, fifo) = (cfg.bandwidth_bytes_per_sec, cfg.queue_bytes, cfg.fifo);
-        let c = &mut self.slots[i as usize].conns[ci];
-        let mut depart = now;
-        if bw > 0 {
-            let start = c.busy_until.max(now);
-            let backlog = ((start - now) as u128 * u128::from(bw) / 1_000_000) as u64;
-            if backlog + len > queue {
-                self.m.drops.queue_full += 1;
-                return;
-            }
-            c.busy_until = start + (u128::from(len) * 1_000_000).div_ceil(u128::from(bw)) as u64;
-            depart = c.busy_until;
-        }
-        let mut at = depart + delay_us;
-        if fifo && !reordered {
-            at = at.max(c.last_arrival);
-            c.last_arrival = at;
-        }
-        let conn = c.id;
+        let Some(at) = self.arrival(i, ci, len, delay_us, reordered) else {
+            self.m.drops.queue_full += 1;
+            return;
+        };
+        let conn = self.slots[i as usize].conns[ci].id;
         if let Some(extra) = duplicate_extra_us {
             self.push(
                 at + extra,
@@ -222,6 +206,39 @@ impl World {
                 bytes: frame,
             },
         );
+    }
+
+    /// When a frame of `len` bytes sent now on `i`'s connection `ci` arrives, `delay_us` after
+    /// it leaves: after the link's bandwidth queue (`None`: the queue is full), and in order on
+    /// the connection unless `reordered`.
+    fn arrival(
+        &mut self,
+        i: u32,
+        ci: usize,
+        len: u64,
+        delay_us: u64,
+        reordered: bool,
+    ) -> Option<u64> {
+        let now = self.now;
+        let cfg = self.net.config();
+        let (bw, queue, fifo) = (cfg.bandwidth_bytes_per_sec, cfg.queue_bytes, cfg.fifo);
+        let c = &mut self.slots[i as usize].conns[ci];
+        let mut depart = now;
+        if bw > 0 {
+            let start = c.busy_until.max(now);
+            let backlog = ((start - now) as u128 * u128::from(bw) / 1_000_000) as u64;
+            if backlog + len > queue {
+                return None;
+            }
+            c.busy_until = start + (u128::from(len) * 1_000_000).div_ceil(u128::from(bw)) as u64;
+            depart = c.busy_until;
+        }
+        let mut at = depart + delay_us;
+        if fifo && !reordered {
+            at = at.max(c.last_arrival);
+            c.last_arrival = at;
+        }
+        Some(at)
     }
 
     /// Node `i` dials `addr`: done after a round trip if a live, reachable node has it, else

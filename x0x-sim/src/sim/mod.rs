@@ -1,10 +1,5 @@
-//! The simulator: the nodes, the world around them and the run from setup to report.
-//!
-//! [`run`] builds a [`Sim`] (`setup`), runs its event loop (`world`) to the end of the script
-//! and assembles the [`Outcome`] (`outcome`). Around the loop: the events (`event`), the
-//! connections and frames between nodes (`connections`), the scripted faults (`faults`), the
-//! overlay measurement (`overlay`), the trace digest (`trace`) and the adversaries
-//! (`hostile`). The workloads that publish and measure live in [`crate::workload`].
+//! The simulator: the nodes, the world around them and the run from setup to report (the
+//! crate doc's "Layout" names the files).
 
 use std::time::{Duration, Instant};
 

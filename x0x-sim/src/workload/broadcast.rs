@@ -6,8 +6,7 @@
 //! the publisher, and alive without a restart from the round's start to its end. A node that
 //! (re)started after a publish catches up on history: those deliveries are counted apart.
 //!
-//! RMR and LDH follow the Plumtree paper: per message `RMR = m / (n_delivered − 1) − 1`,
-//! where `m` counts the `Gossip` frames received for it; LDH is its largest hop count.
+//! RMR and LDH are as the crate doc defines them.
 
 use bytes::Bytes;
 use rand::RngExt;

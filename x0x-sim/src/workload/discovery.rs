@@ -61,9 +61,9 @@ pub struct DiscoverySpec {
     /// Nodes crashed after the look-ups and looked up once their TTL passed. Default 10.
     pub gone: usize,
     /// Agent, machine, user and key cache capacity of the ordinary nodes (neither queriers
-    /// nor late joiners). Default: the protocol's defaults. A 1000-node run where every node
-    /// caches every agent holds ~10 GB of keys and signatures in one process, so the shipped
-    /// scenario caps them: its nodes behave like nodes of a network larger than their caches.
+    /// nor late joiners). Default: the protocol's defaults. The shipped scenario caps them,
+    /// because one process holds every node's cached keys and signatures: its nodes behave
+    /// like nodes of a network larger than their caches.
     pub node_cache: Option<usize>,
 }
 
