@@ -213,7 +213,7 @@ fn start_and_bootstrap(
     let boot = if i == 0 {
         Vec::new()
     } else if late {
-        // Late joiners enter through the bootstrap node (see `build_node`).
+        // Late joiners enter through the bootstrap node (see `DiscoverySpec::configure`).
         vec![0]
     } else if sc.bootstrap_nodes.is_empty() {
         vec![rng.random_range(0..i) as u32]

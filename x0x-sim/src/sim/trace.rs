@@ -76,7 +76,7 @@ impl TraceTag {
             Self::PartitionEnd => 11,
             Self::Overlay => 12,
             Self::DirectSend => 13,
-            Self::ConnectionClosed => 13,
+            Self::ConnectionClosed => 17,
             Self::Delivery | Self::DirectMessage => 14,
             Self::DirectReceipt | Self::RoundClosed => 15,
             Self::DirectFailed => 16,
