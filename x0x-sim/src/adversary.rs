@@ -26,23 +26,25 @@ use serde::{Deserialize, Serialize};
 #[serde(default, deny_unknown_fields)]
 pub struct AdversarySpec {
     /// Fraction of the nodes that are black holes (never the fixed publisher nor the target).
+    /// Default 0.
     #[serde(deserialize_with = "crate::scenario::num")]
     pub blackhole_fraction: f64,
-    /// Number of forging nodes.
+    /// Number of forging nodes. Default 0.
     pub forgers: usize,
     /// Forged messages each forger injects per second (spread over its connections).
+    /// Default 0.
     #[serde(deserialize_with = "crate::scenario::num")]
     pub forge_per_sec: f64,
-    /// Replayed genuine frames each forger injects per second.
+    /// Replayed genuine frames each forger injects per second. Default 0.
     #[serde(deserialize_with = "crate::scenario::num")]
     pub replay_per_sec: f64,
-    /// Extra Sybil identities (added to `nodes`) that join through `target`.
+    /// Extra Sybil identities (added to `nodes`) that join through `target`. Default 0.
     pub sybils: usize,
     /// When the Sybils start joining, after the warm-up. Default 0.
     pub sybil_start_ms: u64,
     /// The Sybils' joins are spread over this window. Default 10 000 ms.
     pub sybil_window_ms: u64,
-    /// Number of eclipse attackers.
+    /// Number of eclipse attackers. Default 0.
     pub eclipsers: usize,
     /// Interval between an eclipser's JOINs to the target. Default 500 ms.
     pub eclipse_interval_ms: u64,

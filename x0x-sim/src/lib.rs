@@ -52,17 +52,28 @@
 //! ```
 //!
 //! The CLI (`x0x-sim run <scenario>`, `x0x-sim compare a.json b.json`) is in `src/main.rs`.
+//!
+//! ## Layout
+//!
+//! [`sim`] runs a scenario: `setup` builds the nodes and queues the script, `world` holds
+//! everything but the nodes and runs the event loop, `connections` carries frames between
+//! nodes, `faults` crashes, restarts, partitions and churns them, `overlay` measures the
+//! active views, `trace` hashes the events into the digest, `outcome` assembles the
+//! [`Report`] and `hostile` plays the [`adversary`]. [`workload`] holds what the nodes are
+//! asked to do and how it is measured: broadcast rounds, direct messages, discovery and SWIM
+//! failure detection. [`scenario`] reads the TOML, [`net`] models the links, [`report`] and
+//! [`plot`] write the results, [`stats`] holds the measuring structures.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod adversary;
-pub mod discovery;
 pub mod net;
 pub mod plot;
 pub mod report;
 pub mod scenario;
 pub mod sim;
 pub mod stats;
+pub mod workload;
 
 pub use report::Report;
 pub use scenario::{Scenario, ScenarioError};

@@ -2,7 +2,7 @@
 #![forbid(unsafe_code)]
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -69,8 +69,8 @@ struct RunArgs {
     expect_rmr_max: Option<f64>,
 }
 
-/// The simulator allocates and frees millions of small frames and map nodes per simulated
-/// minute; glibc's allocator spent about a sixth of a 10 000-node run (perf), mimalloc less.
+/// The simulator allocates and frees many small frames and map nodes; mimalloc does that
+/// faster than the system allocator (docs/benchmarks.md).
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -115,131 +115,147 @@ fn run_cmd(a: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let nodes = a.nodes.unwrap_or(sc.nodes);
-    let tty = std::io::stderr().is_terminal();
-    let outcomes: Vec<Outcome> = match a.seeds {
-        None => vec![run(
-            &sc,
-            &RunOptions {
-                seed: a.seed,
-                nodes: Some(nodes),
-                progress: !a.quiet && tty,
-            },
-        )],
-        Some(k) => {
-            let k = k.max(1);
-            let bar = if !a.quiet && tty {
-                ProgressBar::with_draw_target(Some(k), ProgressDrawTarget::stderr())
-            } else {
-                ProgressBar::hidden()
-            };
-            bar.set_message("seeds");
-            let outs = run_seeds(&sc, Some(nodes), a.seed, k, 2, &|_| bar.inc(1));
-            bar.finish_and_clear();
-            outs
-        }
-    };
+    let outcomes = run_outcomes(&a, &sc);
     let reports: Vec<&Report> = outcomes.iter().map(|o| &o.report).collect();
     if !a.quiet {
         for r in &reports {
             println!("{}", r.table());
         }
     }
-    let json = if a.seeds.is_some() {
-        let multi = MultiReport::new(reports.iter().map(|r| (*r).clone()).collect());
-        if !a.quiet {
-            for key in [
-                "delivery_ratio",
-                "rmr",
-                "ldh_max",
-                "latency_ms.p50",
-                "latency_ms.p99",
-                "components",
-                "isolated_nodes",
-                "wall_secs",
-            ] {
-                if let Some(s) = multi.aggregate.get(key) {
-                    println!(
-                        "  {key:<18} mean {:.4}  p50 {:.4}  min {:.4}  max {:.4}",
-                        s.mean, s.p50, s.min, s.max
-                    );
-                }
-            }
-        }
-        serde_json::to_string_pretty(&multi)
-    } else {
-        serde_json::to_string_pretty(reports[0])
-    };
+    let json = report_json(&a, &reports);
     if let Some(path) = &a.json {
-        match json {
-            Ok(s) => {
-                if let Err(e) = std::fs::write(path, s + "\n") {
-                    eprintln!("error: writing {}: {e}", path.display());
-                    return ExitCode::FAILURE;
-                }
-            }
-            Err(e) => {
-                eprintln!("error: serialising the report: {e}");
-                return ExitCode::FAILURE;
-            }
+        let written = json
+            .map_err(|e| format!("serialising the report: {e}"))
+            .and_then(|s| {
+                std::fs::write(path, s + "\n")
+                    .map_err(|e| format!("writing {}: {e}", path.display()))
+            });
+        if let Err(e) = written {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
         }
     }
-    if let Some(dir) = &a.plot {
-        for o in &outcomes {
-            let d = if outcomes.len() > 1 {
-                dir.join(format!("seed-{}", o.report.seed))
-            } else {
-                dir.clone()
-            };
-            match plot::write_plots(&d, o) {
-                Ok(paths) if !a.quiet => {
-                    for p in paths {
-                        println!("wrote {}", p.display());
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    eprintln!("error: writing charts to {}: {e}", d.display());
-                    return ExitCode::FAILURE;
-                }
-            }
-        }
+    if let Some(dir) = &a.plot
+        && let Err(e) = write_plots(&a, dir, &outcomes)
+    {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
     }
     let mut failed = false;
     for r in &reports {
-        let mut why = Vec::new();
-        if let Some(x) = a.expect_delivery
-            && r.delivery_ratio.is_none_or(|d| d < x)
-        {
-            why.push(format!("delivery_ratio {:?} < {x}", r.delivery_ratio));
-        }
-        if let Some(x) = a.expect_components
-            && r.components > x
-        {
-            why.push(format!("components {} > {x}", r.components));
-        }
-        if let Some(x) = a.expect_isolated
-            && r.isolated_nodes > x
-        {
-            why.push(format!("isolated_nodes {} > {x}", r.isolated_nodes));
-        }
-        if let Some(x) = a.expect_rmr_max
-            && r.rmr.is_none_or(|v| v > x)
-        {
-            why.push(format!("rmr {:?} > {x}", r.rmr));
-        }
-        if !why.is_empty() {
-            failed = true;
-            eprintln!("FAILED: {}", why.join("; "));
-            eprintln!(
-                "replay: x0x-sim run {} --nodes {} --seed {}",
-                a.scenario, r.nodes, r.seed
-            );
-        }
+        failed |= !meets_expectations(&a, r);
     }
     if failed {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// Runs the seed, or the seeds on two threads with a progress bar.
+fn run_outcomes(a: &RunArgs, sc: &Scenario) -> Vec<Outcome> {
+    let nodes = a.nodes.unwrap_or(sc.nodes);
+    let tty = std::io::stderr().is_terminal();
+    let Some(k) = a.seeds else {
+        return vec![run(
+            sc,
+            &RunOptions {
+                seed: a.seed,
+                nodes: Some(nodes),
+                progress: !a.quiet && tty,
+            },
+        )];
+    };
+    let k = k.max(1);
+    let bar = if !a.quiet && tty {
+        ProgressBar::with_draw_target(Some(k), ProgressDrawTarget::stderr())
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_message("seeds");
+    let outs = run_seeds(sc, Some(nodes), a.seed, k, 2, &|_| bar.inc(1));
+    bar.finish_and_clear();
+    outs
+}
+
+/// The JSON of the single report, or of the multi-seed report (whose main aggregates are
+/// printed unless quiet).
+fn report_json(a: &RunArgs, reports: &[&Report]) -> serde_json::Result<String> {
+    if a.seeds.is_none() {
+        return serde_json::to_string_pretty(reports[0]);
+    }
+    let multi = MultiReport::new(reports.iter().map(|r| (*r).clone()).collect());
+    if !a.quiet {
+        for key in [
+            "delivery_ratio",
+            "rmr",
+            "ldh_max",
+            "latency_ms.p50",
+            "latency_ms.p99",
+            "components",
+            "isolated_nodes",
+            "wall_secs",
+        ] {
+            if let Some(s) = multi.aggregate.get(key) {
+                println!(
+                    "  {key:<18} mean {:.4}  p50 {:.4}  min {:.4}  max {:.4}",
+                    s.mean, s.p50, s.min, s.max
+                );
+            }
+        }
+    }
+    serde_json::to_string_pretty(&multi)
+}
+
+/// Writes each run's charts into `dir` (a subdirectory per seed for several).
+fn write_plots(a: &RunArgs, dir: &Path, outcomes: &[Outcome]) -> Result<(), String> {
+    for o in outcomes {
+        let d = if outcomes.len() > 1 {
+            dir.join(format!("seed-{}", o.report.seed))
+        } else {
+            dir.to_path_buf()
+        };
+        let paths = plot::write_plots(&d, o)
+            .map_err(|e| format!("writing charts to {}: {e}", d.display()))?;
+        if !a.quiet {
+            for p in paths {
+                println!("wrote {}", p.display());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether run `r` meets every `--expect-*` bound; prints what it missed and how to replay it.
+fn meets_expectations(a: &RunArgs, r: &Report) -> bool {
+    let mut why = Vec::new();
+    if let Some(x) = a.expect_delivery
+        && r.delivery_ratio.is_none_or(|d| d < x)
+    {
+        why.push(format!("delivery_ratio {:?} < {x}", r.delivery_ratio));
+    }
+    if let Some(x) = a.expect_components
+        && r.components > x
+    {
+        why.push(format!("components {} > {x}", r.components));
+    }
+    if let Some(x) = a.expect_isolated
+        && r.isolated_nodes > x
+    {
+        why.push(format!("isolated_nodes {} > {x}", r.isolated_nodes));
+    }
+    if let Some(x) = a.expect_rmr_max
+        && r.rmr.is_none_or(|v| v > x)
+    {
+        why.push(format!("rmr {:?} > {x}", r.rmr));
+    }
+    if why.is_empty() {
+        return true;
+    }
+    eprintln!("FAILED: {}", why.join("; "));
+    eprintln!(
+        "replay: x0x-sim run {} --nodes {} --seed {}",
+        a.scenario, r.nodes, r.seed
+    );
+    false
 }

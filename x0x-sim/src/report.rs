@@ -108,7 +108,7 @@ pub struct Report {
     /// BLAKE3 of the event trace, hex: same scenario, nodes and seed ⇒ same digest.
     pub digest: String,
     /// Time from a new agent's announcement to its discovery at each node live then
-    /// (discovery scenarios; see [`crate::discovery`]).
+    /// (discovery scenarios; see [`crate::workload::discovery`]).
     pub discovery_ms: Option<Percentiles>,
     /// Right answers / look-ups: live uncached agents found, gone agents not found
     /// (discovery scenarios).
@@ -116,7 +116,7 @@ pub struct Report {
 
     // ----- extras -----
     /// Everything the discovery workload measured (discovery scenarios).
-    pub discovery: Option<crate::discovery::DiscoveryReport>,
+    pub discovery: Option<crate::workload::discovery::DiscoveryReport>,
     /// `real` (ML-DSA-65) or `stand-in` keys.
     pub crypto: String,
     /// Wall time of building identities and nodes.

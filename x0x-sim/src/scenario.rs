@@ -2,7 +2,8 @@
 //!
 //! Every key has a default, so a scenario file only names what differs. Times are in
 //! milliseconds; script times (`at_ms`, `start_ms`) count from the end of the warm-up.
-//! See `scenarios/broadcast-single.toml` for a commented example of every section.
+//! See `scenarios/broadcast-single.toml` for a commented example of the top-level keys,
+//! `[network]` and `[workload]`; every section is documented on its type below.
 
 use std::path::{Path, PathBuf};
 
@@ -114,7 +115,7 @@ impl Default for Latency {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NetworkConfig {
-    /// Base latency of each ordered pair.
+    /// Base latency of each ordered pair. Default uniform 10–50 ms.
     pub latency: Latency,
     /// Extra per-frame delay, uniform in `[0, jitter_ms]`. Default 0.
     #[serde(deserialize_with = "num")]
@@ -184,7 +185,7 @@ pub enum Publishers {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Workload {
-    /// Who publishes.
+    /// Who publishes. Default fixed.
     pub publishers: Publishers,
     /// The node index of the fixed publisher. Default 0.
     pub publisher: usize,
@@ -272,7 +273,7 @@ impl Default for DirectWorkload {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CrashSpec {
-    /// When, after the warm-up.
+    /// When, after the warm-up. Default 0.
     #[serde(default)]
     pub at_ms: u64,
     /// Fraction of the nodes (never the fixed publisher).
@@ -287,7 +288,7 @@ pub struct CrashSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PartitionSpec {
-    /// When the cut starts, after the warm-up.
+    /// When the cut starts, after the warm-up. Default 0.
     #[serde(default)]
     pub at_ms: u64,
     /// How long it lasts.
@@ -305,7 +306,7 @@ fn half() -> f64 {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChurnSpec {
-    /// When churn starts, after the warm-up.
+    /// When churn starts, after the warm-up. Default 0.
     #[serde(default)]
     pub start_ms: u64,
     /// How long it lasts.
@@ -317,6 +318,7 @@ pub struct ChurnSpec {
     #[serde(deserialize_with = "num")]
     pub join_per_sec: f64,
     /// Fraction of leaves that are graceful (`Node::shutdown`), the rest are crashes.
+    /// Default 0.
     #[serde(default, deserialize_with = "num")]
     pub graceful_fraction: f64,
 }
@@ -325,11 +327,11 @@ pub struct ChurnSpec {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NodeOverrides {
-    /// `Config::max_connections`.
+    /// `Config::max_connections`. Default: the protocol's.
     pub max_connections: Option<usize>,
-    /// `Config::keepalive_interval`, milliseconds.
+    /// `Config::keepalive_interval`, milliseconds. Default: the protocol's.
     pub keepalive_ms: Option<u64>,
-    /// `Config::hello_timeout`, milliseconds.
+    /// `Config::hello_timeout`, milliseconds. Default: the protocol's.
     pub hello_timeout_ms: Option<u64>,
 }
 
@@ -337,9 +339,9 @@ pub struct NodeOverrides {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Scenario {
-    /// Name, reported as `scenario`.
+    /// Name, reported as `scenario`. Default: the file name.
     pub name: String,
-    /// One line on what it measures.
+    /// One line on what it measures. Default empty.
     pub description: String,
     /// Node count (`--nodes` overrides). Default 100.
     pub nodes: usize,
@@ -356,24 +358,24 @@ pub struct Scenario {
     pub overlay_at_ms: Option<u64>,
     /// Simulated time after the last round before the run ends. Default 2000 ms.
     pub drain_ms: u64,
-    /// The discovery workload ([`crate::discovery`]); nodes announce themselves only in a
-    /// scenario that has one.
-    pub discovery: Option<crate::discovery::DiscoverySpec>,
+    /// The discovery workload ([`crate::workload::discovery`]); nodes announce themselves
+    /// only in a scenario that has one. Default none.
+    pub discovery: Option<crate::workload::discovery::DiscoverySpec>,
     /// The network model.
     pub network: NetworkConfig,
     /// The broadcast workload.
     pub workload: Workload,
-    /// The direct-message workload.
+    /// The direct-message workload. Default: none (no messages).
     pub direct: DirectWorkload,
-    /// Node configuration overrides.
+    /// Node configuration overrides. Default none.
     pub node: NodeOverrides,
-    /// A mass crash.
+    /// A mass crash. Default none.
     pub crash: Option<CrashSpec>,
-    /// A partition.
+    /// A partition. Default none.
     pub partition: Option<PartitionSpec>,
-    /// Churn.
+    /// Churn. Default none.
     pub churn: Option<ChurnSpec>,
-    /// Hostile nodes ([`crate::adversary`]).
+    /// Hostile nodes ([`crate::adversary`]). Default none.
     pub adversary: Option<crate::adversary::AdversarySpec>,
 }
 

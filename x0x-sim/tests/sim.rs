@@ -4,14 +4,10 @@ use x0x_sim::report::Report;
 use x0x_sim::scenario::CryptoMode;
 use x0x_sim::{RunOptions, Scenario, run, run_named};
 
-/// Runs a shipped scenario, shortened for a test: `rounds` rounds and a 20 s warm-up.
-fn quick(name: &str, nodes: usize, seed: u64, rounds: usize, crypto: CryptoMode) -> Report {
-    let mut sc = Scenario::load(name).unwrap();
-    sc.workload.rounds = rounds;
-    sc.warmup_ms = 20_000;
-    sc.crypto = crypto;
+/// Runs `sc` with `nodes` nodes and `seed`, without a progress bar.
+fn report(sc: &Scenario, seed: u64, nodes: usize) -> Report {
     run(
-        &sc,
+        sc,
         &RunOptions {
             seed,
             nodes: Some(nodes),
@@ -19,6 +15,15 @@ fn quick(name: &str, nodes: usize, seed: u64, rounds: usize, crypto: CryptoMode)
         },
     )
     .report
+}
+
+/// Runs a shipped scenario, shortened for a test: `rounds` rounds and a 20 s warm-up.
+fn quick(name: &str, nodes: usize, seed: u64, rounds: usize, crypto: CryptoMode) -> Report {
+    let mut sc = Scenario::load(name).unwrap();
+    sc.workload.rounds = rounds;
+    sc.warmup_ms = 20_000;
+    sc.crypto = crypto;
+    report(&sc, seed, nodes)
 }
 
 #[test]
@@ -63,15 +68,7 @@ fn discovery_reaches_every_cache_and_lookups_answer_right() {
     d.heartbeat_s = 15;
     d.lookups = 20;
     d.gone = 3;
-    let r = run(
-        &sc,
-        &RunOptions {
-            seed: 4,
-            nodes: Some(100),
-            progress: false,
-        },
-    )
-    .report;
+    let r = report(&sc, 4, 100);
     let dr = r.discovery.clone().unwrap();
     assert!(dr.pairs > 0 && dr.pairs == dr.pairs_discovered, "{dr:#?}");
     assert_eq!(dr.late_joiners_short, 0, "{dr:#?}");
@@ -90,15 +87,7 @@ fn direct_scenario_delivers_every_message_exactly_once_and_is_deterministic() {
         sc.warmup_ms = 20_000;
         sc.direct.messages = 300;
         sc.drain_ms = 40_000;
-        run(
-            &sc,
-            &RunOptions {
-                seed: 5,
-                nodes: Some(100),
-                progress: false,
-            },
-        )
-        .report
+        report(&sc, 5, 100)
     };
     let r = run_it();
     let d = r.direct.clone().expect("direct summary");
@@ -117,15 +106,7 @@ fn hostile(name: &str, nodes: usize, rounds: usize) -> Report {
     sc.workload.rounds = rounds;
     sc.warmup_ms = 20_000;
     sc.crypto = CryptoMode::StandIn;
-    run(
-        &sc,
-        &RunOptions {
-            seed: 5,
-            nodes: Some(nodes),
-            progress: false,
-        },
-    )
-    .report
+    report(&sc, 5, nodes)
 }
 
 #[test]
@@ -188,15 +169,7 @@ fn a_sybil_flood_through_one_node_stays_within_every_cap() {
     spec.sybil_window_ms = 2000;
     sc.workload.rounds = 5;
     sc.warmup_ms = 20_000;
-    let r = run(
-        &sc,
-        &RunOptions {
-            seed: 3,
-            nodes: Some(150),
-            progress: false,
-        },
-    )
-    .report;
+    let r = report(&sc, 3, 150);
     let a = r.adversary.as_ref().unwrap();
     assert_eq!(a.roles.get("sybil"), Some(&1000));
     let t = a.target.unwrap();

@@ -1,6 +1,7 @@
 //! The simulator side of [`crate::adversary`]: assigning roles, injecting forgeries, replays
-//! and eclipse joins, and measuring what they did. Kept out of `sim.rs` so the event loop only
-//! carries a few hooks.
+//! and eclipse joins, and measuring what they did. The event loop only carries a few hooks.
+
+use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use rand::RngExt;
@@ -9,9 +10,10 @@ use rand_core::SeedableRng;
 use x0x_proto::broadcast::PubSubBody;
 use x0x_proto::identity::{AgentKeypair, Domain, SignerId};
 use x0x_proto::wire::{self, Frame, FrameKind, Signed, TopicId};
-use x0x_proto::{AgentId, Node};
+use x0x_proto::{AgentId, MachineId, Node};
 
-use super::{Ev, Sim, World, derive, ms};
+use super::world::IdMap;
+use super::{Ev, Sim, TraceTag, World, derive, ms};
 use crate::adversary::{Adversary, CAPTURE_CAP, Role, TargetView};
 use crate::net::addr_of;
 use crate::scenario::{Publishers, Scenario};
@@ -99,14 +101,14 @@ impl World {
     }
 
     /// A delivery of a message id the workload never published, at node `j`.
-    pub(super) fn adversary_unknown_delivery(&mut self, j: u32) {
+    pub(crate) fn adversary_unknown_delivery(&mut self, j: u32) {
         if !self.adv.roles.is_empty() && self.adv.honest(j) {
             self.adv.report.forged_deliveries += 1;
         }
     }
 
     /// A second delivery of a workload message at node `j`.
-    pub(super) fn adversary_redelivery(&mut self, j: u32) {
+    pub(crate) fn adversary_redelivery(&mut self, j: u32) {
         if !self.adv.roles.is_empty() && self.adv.honest(j) {
             self.adv.report.replayed_redeliveries += 1;
         }
@@ -125,6 +127,12 @@ impl World {
 
     fn adv_rng_pick(&mut self, len: usize) -> usize {
         self.script_rng.random_range(0..len)
+    }
+
+    /// Sends an injected frame from node `from` to node `to`.
+    fn send_to(&mut self, from: u32, to: u32, kind: FrameKind, bytes: Bytes) {
+        let id = self.ids[to as usize];
+        self.route(from, id, kind, bytes);
     }
 }
 
@@ -158,44 +166,17 @@ impl Sim<'_> {
             payload: Bytes::from(format!("forged {f} {c}")),
         };
         let (what, message) = match c % 4 {
-            0 => {
-                // A genuine message with its body altered: the signature no longer matches.
-                let captured = self.w.adv.captured.back().cloned();
-                match captured.and_then(|b| Frame::decode(&b).ok()) {
-                    Some(Frame::Gossip(g)) => {
-                        let mut m = g.message;
-                        let mut b = m.body.to_vec();
-                        b.extend_from_slice(&c.to_le_bytes());
-                        m.body = Bytes::from(b);
-                        ("bad_signature", m)
-                    }
-                    _ => {
-                        let mut m = Signed::sign(&key, Domain::PubSubMessage, &body, true);
-                        m.signature = key.sign(Domain::PubSubMessage, b"something else");
-                        ("bad_signature", m)
-                    }
-                }
-            }
+            0 => ("bad_signature", self.altered(&key, &body, c)),
             1 => {
                 // Claims another agent wrote it, with the forger's own key attached.
                 let mut m = Signed::sign(&key, Domain::PubSubMessage, &body, true);
-                m.signer = SignerId::Agent(AgentId::from_bytes(derive(
-                    "x0x-sim forged agent v1",
-                    self.seed,
-                    c,
-                    0,
-                )));
+                m.signer = SignerId::Agent(self.forged_agent(c, 0));
                 ("key_mismatch", m)
             }
             2 => {
                 // An unknown signer and no key to check it with.
                 let mut m = Signed::sign(&key, Domain::PubSubMessage, &body, false);
-                m.signer = SignerId::Agent(AgentId::from_bytes(derive(
-                    "x0x-sim forged agent v1",
-                    self.seed,
-                    c,
-                    1,
-                )));
+                m.signer = SignerId::Agent(self.forged_agent(c, 1));
                 ("unknown_key", m)
             }
             _ => {
@@ -221,6 +202,31 @@ impl Sim<'_> {
         frame.encode().ok().map(|b| (what, b))
     }
 
+    /// A message whose signature does not match: the last captured genuine message with its
+    /// body altered, or (none captured yet) `body` signed over other bytes.
+    fn altered(&self, key: &AgentKeypair, body: &PubSubBody, c: u64) -> Signed {
+        let captured = self.w.adv.captured.back().cloned();
+        match captured.and_then(|b| Frame::decode(&b).ok()) {
+            Some(Frame::Gossip(g)) => {
+                let mut m = g.message;
+                let mut b = m.body.to_vec();
+                b.extend_from_slice(&c.to_le_bytes());
+                m.body = Bytes::from(b);
+                m
+            }
+            _ => {
+                let mut m = Signed::sign(key, Domain::PubSubMessage, body, true);
+                m.signature = key.sign(Domain::PubSubMessage, b"something else");
+                m
+            }
+        }
+    }
+
+    /// A made-up agent id for forgery `c` (`k` tells the kinds apart).
+    fn forged_agent(&self, c: u64, k: u64) -> AgentId {
+        AgentId::from_bytes(derive("x0x-sim forged agent v1", self.seed, c, k))
+    }
+
     /// The adversary clock: injections, eclipse joins, measurements; re-arms itself until the
     /// run's script ends.
     pub(super) fn adversary_tick(&mut self) {
@@ -236,69 +242,12 @@ impl Sim<'_> {
         let replays = self.w.adv.carry.1.floor();
         self.w.adv.carry.0 -= forges;
         self.w.adv.carry.1 -= replays;
-        let forgers: Vec<u32> = (0..self.nodes.len() as u32)
-            .filter(|&i| self.w.adv.role(i) == Role::Forger && self.w.slots[i as usize].alive)
-            .collect();
-        self.w.adv.injecting = true;
-        for &f in &forgers {
-            for _ in 0..forges as u64 {
-                let Some(to) = self.w.honest_conn_peer(f) else {
-                    break;
-                };
-                if let Some((what, bytes)) = self.forge(f) {
-                    Adversary::bump(&mut self.w.adv.report.forged_injected, what, 1);
-                    self.w.trace.rec(now, 20, f, u64::from(to));
-                    let id = self.w.ids[to as usize];
-                    self.w.route(f, id, FrameKind::Gossip, bytes);
-                }
-            }
-            for _ in 0..replays as u64 {
-                let n = self.w.adv.captured.len();
-                if n == 0 {
-                    break;
-                }
-                let Some(to) = self.w.honest_conn_peer(f) else {
-                    break;
-                };
-                let k = self.w.adv_rng_pick(n);
-                let bytes = self.w.adv.captured[k].clone();
-                self.w.adv.report.replays_injected += 1;
-                self.w.trace.rec(now, 21, f, u64::from(to));
-                let id = self.w.ids[to as usize];
-                self.w.route(f, id, FrameKind::Gossip, bytes);
-            }
-        }
-        self.w.adv.injecting = false;
-        // Eclipse: every attacker JOINs the target again, or reconnects to it.
+        self.inject(forges as u64, replays as u64);
         let target = a.target.min(self.sc.nodes.saturating_sub(1)) as u32;
         if a.eclipsers > 0 {
             if self.w.adv.next_eclipse == 0 {
                 self.w.adv.next_eclipse = (a.eclipse_interval_ms / a.tick_ms).max(1);
-                let attackers: Vec<u32> = (0..self.nodes.len() as u32)
-                    .filter(|&i| {
-                        self.w.adv.role(i) == Role::Eclipser && self.w.slots[i as usize].alive
-                    })
-                    .collect();
-                for e in attackers {
-                    let connected = self.w.slots[e as usize]
-                        .conns
-                        .iter()
-                        .any(|c| c.peer == target);
-                    if connected {
-                        let join: Frame = wire::Join {
-                            addrs: vec![addr_of(e)],
-                        }
-                        .into();
-                        if let Ok(bytes) = join.encode() {
-                            self.w.adv.report.eclipse_joins += 1;
-                            self.w.trace.rec(now, 22, e, u64::from(target));
-                            let id = self.w.ids[target as usize];
-                            self.w.route(e, id, FrameKind::Join, bytes);
-                        }
-                    } else {
-                        self.w.dial(e, addr_of(target));
-                    }
-                }
+                self.eclipse(target);
             }
             self.w.adv.next_eclipse -= 1;
         }
@@ -318,16 +267,80 @@ impl Sim<'_> {
         self.w.push(now + ms(a.tick_ms), Ev::Adversary);
     }
 
+    /// The live nodes of `role`.
+    fn live_with_role(&self, role: Role) -> Vec<u32> {
+        (0..self.nodes.len() as u32)
+            .filter(|&i| self.w.adv.role(i) == role && self.w.slots[i as usize].alive)
+            .collect()
+    }
+
+    /// Every live forger sends `forges` forgeries and `replays` replays, each to a random
+    /// honest node it is connected with.
+    fn inject(&mut self, forges: u64, replays: u64) {
+        let now = self.w.now;
+        self.w.adv.injecting = true;
+        for f in self.live_with_role(Role::Forger) {
+            for _ in 0..forges {
+                let Some(to) = self.w.honest_conn_peer(f) else {
+                    break;
+                };
+                if let Some((what, bytes)) = self.forge(f) {
+                    Adversary::bump(&mut self.w.adv.report.forged_injected, what, 1);
+                    self.w.trace.rec(now, TraceTag::Forgery, f, u64::from(to));
+                    self.w.send_to(f, to, FrameKind::Gossip, bytes);
+                }
+            }
+            for _ in 0..replays {
+                let n = self.w.adv.captured.len();
+                if n == 0 {
+                    break;
+                }
+                let Some(to) = self.w.honest_conn_peer(f) else {
+                    break;
+                };
+                let k = self.w.adv_rng_pick(n);
+                let bytes = self.w.adv.captured[k].clone();
+                self.w.adv.report.replays_injected += 1;
+                self.w.trace.rec(now, TraceTag::Replay, f, u64::from(to));
+                self.w.send_to(f, to, FrameKind::Gossip, bytes);
+            }
+        }
+        self.w.adv.injecting = false;
+    }
+
+    /// Every live eclipser JOINs `target` again, or reconnects to it.
+    fn eclipse(&mut self, target: u32) {
+        let now = self.w.now;
+        for e in self.live_with_role(Role::Eclipser) {
+            let connected = self.w.slots[e as usize]
+                .conns
+                .iter()
+                .any(|c| c.peer == target);
+            if !connected {
+                self.w.dial(e, addr_of(target));
+                continue;
+            }
+            let join: Frame = wire::Join {
+                addrs: vec![addr_of(e)],
+            }
+            .into();
+            if let Ok(bytes) = join.encode() {
+                self.w.adv.report.eclipse_joins += 1;
+                self.w
+                    .trace
+                    .rec(now, TraceTag::EclipseJoin, e, u64::from(target));
+                self.w.send_to(e, target, FrameKind::Join, bytes);
+            }
+        }
+    }
+
     fn sample_target(&mut self, target: u32) {
         let Some(node) = self.nodes[target as usize].as_ref() else {
             return;
         };
         let view = node.active_view();
         let conns = node.connected_peers().len() as u64;
-        let adversarial = view
-            .iter()
-            .filter(|p| self.w.by_id.get(*p).is_some_and(|&j| !self.w.adv.honest(j)))
-            .count();
+        let adversarial = adversaries_in(&view, &self.w.by_id, &self.w.adv);
         let honest = (view.len() - adversarial) as u64;
         let share = if view.is_empty() {
             0.0
@@ -376,40 +389,13 @@ impl Sim<'_> {
                 continue;
             }
             let Some(node) = slot.as_ref() else { continue };
-            let rej = &mut adv.report.rejections;
-            let s = node.stats();
-            for (k, v) in &s.messages_rejected {
-                Adversary::bump(rej, &format!("message/{k}"), *v);
-            }
-            for (k, v) in &s.frames_rejected {
-                Adversary::bump(rej, &format!("frame/{k}"), *v);
-            }
-            for (k, v) in &s.closes {
-                Adversary::bump(rej, &format!("close/{k}"), *v);
-            }
-            Adversary::bump(rej, "frame/from_non_neighbor", s.frames_from_non_neighbor);
-            Adversary::bump(rej, "frame/unknown_kind", s.frames_unknown_kind);
-            Adversary::bump(rej, "queue/transmits_dropped", s.transmits_dropped);
-            Adversary::bump(rej, "queue/events_dropped", s.events_dropped);
-            for (k, v) in &node.discovery_stats().rejected {
-                Adversary::bump(rej, &format!("record/{k}"), *v);
-            }
-            let b = node.broadcast_stats();
-            for (k, v) in &b.dropped {
-                Adversary::bump(rej, &format!("broadcast/{k}"), *v);
-            }
-            Adversary::bump(rej, "broadcast/duplicate", b.duplicates);
-            Adversary::bump(rej, "broadcast/graft_exhausted", b.graft_exhausted);
-            Adversary::bump(rej, "membership/rejected", node.membership_stats().rejected);
+            count_rejections(&mut adv.report.rejections, node);
             let view = node.active_view();
             if view.is_empty() {
                 adv.report.honest_nodes_isolated += 1;
                 continue;
             }
-            let bad = view
-                .iter()
-                .filter(|p| self.w.by_id.get(*p).is_some_and(|&j| !adv.honest(j)))
-                .count();
+            let bad = adversaries_in(&view, &self.w.by_id, adv);
             if bad == view.len() {
                 adv.report.honest_nodes_eclipsed += 1;
             }
@@ -433,6 +419,43 @@ impl Sim<'_> {
     }
 }
 
+/// The members of `view` that are adversaries.
+fn adversaries_in(view: &[MachineId], by_id: &IdMap<MachineId>, adv: &Adversary) -> usize {
+    view.iter()
+        .filter(|p| by_id.get(*p).is_some_and(|&j| !adv.honest(j)))
+        .count()
+}
+
+/// Adds every refusal `node` counted to `rej`, keyed `layer/reason`.
+fn count_rejections(rej: &mut BTreeMap<String, u64>, node: &Node) {
+    let s = node.stats();
+    for (k, v) in &s.messages_rejected {
+        Adversary::bump(rej, &format!("message/{k}"), *v);
+    }
+    for (k, v) in &s.frames_rejected {
+        Adversary::bump(rej, &format!("frame/{k}"), *v);
+    }
+    for (k, v) in &s.closes {
+        Adversary::bump(rej, &format!("close/{k}"), *v);
+    }
+    Adversary::bump(rej, "frame/from_non_neighbor", s.frames_from_non_neighbor);
+    Adversary::bump(rej, "frame/unknown_kind", s.frames_unknown_kind);
+    Adversary::bump(rej, "queue/transmits_dropped", s.transmits_dropped);
+    Adversary::bump(rej, "queue/events_dropped", s.events_dropped);
+    for (k, v) in &node.discovery_stats().rejected {
+        Adversary::bump(rej, &format!("record/{k}"), *v);
+    }
+    let b = node.broadcast_stats();
+    for (k, v) in &b.dropped {
+        Adversary::bump(rej, &format!("broadcast/{k}"), *v);
+    }
+    Adversary::bump(rej, "broadcast/duplicate", b.duplicates);
+    Adversary::bump(rej, "broadcast/graft_exhausted", b.graft_exhausted);
+    Adversary::bump(rej, "membership/rejected", node.membership_stats().rejected);
+}
+
+/// Records the size of each bounded table of `node` against its cap, and whether its
+/// invariants hold.
 fn sample_node(adv: &mut Adversary, node: &Node) {
     let c = node.config();
     adv.bound(

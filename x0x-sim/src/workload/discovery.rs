@@ -25,12 +25,15 @@
 //! probes; no workload).
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
+use rand::RngExt;
 use serde::{Deserialize, Serialize};
 use x0x_proto::node::QueryId;
-use x0x_proto::{AgentId, MachineId};
+use x0x_proto::{AgentId, Config, MachineId, Node, Time};
 
 use crate::report::Percentiles;
+use crate::sim::{Ev, Sim, World, ms};
 use crate::stats::LatencyRecorder;
 
 /// The `[discovery]` table of a scenario.
@@ -58,9 +61,9 @@ pub struct DiscoverySpec {
     /// Nodes crashed after the look-ups and looked up once their TTL passed. Default 10.
     pub gone: usize,
     /// Agent, machine, user and key cache capacity of the ordinary nodes (neither queriers
-    /// nor late joiners). Default: the protocol's defaults. A 1000-node run where every node
-    /// caches every agent holds ~10 GB of keys and signatures in one process, so the shipped
-    /// scenario caps them: its nodes behave like nodes of a network larger than their caches.
+    /// nor late joiners). Default: the protocol's defaults. The shipped scenario caps them,
+    /// because one process holds every node's cached keys and signatures: its nodes behave
+    /// like nodes of a network larger than their caches.
     pub node_cache: Option<usize>,
 }
 
@@ -111,6 +114,7 @@ impl DiscoverySpec {
         i >= 1 && i <= self.queriers && i < self.held_back(n).0
     }
 
+    /// Offsets of the script phases after the warm-up.
     pub(crate) fn phases(&self) -> Phases {
         let late_join_ms = self.new_agents as u64 * self.new_agent_gap_ms + 5_000;
         let lookups_ms = late_join_ms + 10_000;
@@ -123,6 +127,27 @@ impl DiscoverySpec {
             crash_ms,
             gone_lookups_ms,
             end_ms,
+        }
+    }
+}
+
+impl DiscoverySpec {
+    /// Applies the spec to node `i`'s config in a run of `n` nodes: heartbeat, TTL and
+    /// cache capacities.
+    pub(crate) fn configure(&self, c: &mut Config, i: usize, n: usize) {
+        c.announce.heartbeat_interval = Duration::from_secs(self.heartbeat_s);
+        c.announce.identity_ttl = Duration::from_secs(self.ttl_s);
+        // Node 0 is the bootstrap node of the late joiners and keeps the default caches, as
+        // a well-provisioned bootstrap node would; so do the late joiners themselves.
+        let full = i == 0 || self.is_late_joiner(i, n);
+        if let Some(cap) = self.node_cache.filter(|_| !full) {
+            c.announce.max_agents = cap;
+            c.announce.max_machines = cap;
+            c.announce.max_users = cap;
+            c.key_cache_capacity = cap;
+        }
+        if self.is_querier(i, n) {
+            c.announce.max_agents = self.querier_cache;
         }
     }
 }
@@ -310,5 +335,182 @@ impl DiscoveryState {
         let ratio = (total > 0).then(|| right as f64 / total as f64);
         let discovery_ms = lat.percentiles();
         (self.report, discovery_ms, ratio)
+    }
+}
+
+impl World {
+    /// Queues the discovery script of a run of `n` nodes after the warm-up.
+    pub(crate) fn schedule_discovery(&mut self, d: &DiscoverySpec, n: usize) {
+        let warmup_end = self.warmup_end;
+        let ph = d.phases();
+        let (from, k) = d.held_back(n);
+        for x in 0..k {
+            let i = (from + x) as u32;
+            let (at, step) = if x < d.new_agents {
+                (x as u64 * d.new_agent_gap_ms, Step::NewAgent(i))
+            } else {
+                (
+                    ph.late_join_ms + (x - d.new_agents) as u64 * 500,
+                    Step::LateJoiner(i),
+                )
+            };
+            self.push(warmup_end + ms(at), Ev::Discovery(step));
+        }
+        for l in 0..d.lookups {
+            let at = ph.lookups_ms + l as u64 * d.lookup_gap_ms;
+            self.push(warmup_end + ms(at), Ev::Discovery(Step::Lookup));
+        }
+        self.push(warmup_end + ms(ph.crash_ms), Ev::Discovery(Step::CrashGone));
+        self.push(
+            warmup_end + ms(ph.crash_ms + 1000),
+            Ev::Discovery(Step::Snapshot),
+        );
+        for g in 0..d.gone {
+            let at = ph.gone_lookups_ms + g as u64 * d.lookup_gap_ms;
+            self.push(
+                warmup_end + ms(at),
+                Ev::Discovery(Step::LookupGone(g as u32)),
+            );
+        }
+    }
+}
+
+impl Sim<'_> {
+    /// Runs one step of the discovery script.
+    pub(crate) fn discovery_step(&mut self, step: Step) {
+        let Some(spec) = self.sc.discovery.clone() else {
+            return;
+        };
+        match step {
+            Step::NewAgent(i) | Step::LateJoiner(i) => self.start_held_back(step, i),
+            Step::Lookup => self.lookup_uncached(&spec),
+            Step::CrashGone => self.crash_gone(&spec),
+            Step::Snapshot => {
+                let total = self.w.slots.iter().map(|s| s.bytes_sent).sum();
+                let now = self.w.now;
+                if let Some(d) = self.w.disc.as_mut() {
+                    d.snapshot = Some((now, total));
+                }
+            }
+            Step::LookupGone(k) => {
+                let Some(&(g, agent)) = self.w.disc.as_ref().and_then(|d| d.gone.get(k as usize))
+                else {
+                    return;
+                };
+                if let Some(q) = self.w.random_live(g) {
+                    self.lookup(q, agent, None);
+                }
+            }
+        }
+    }
+
+    /// Starts held-back node `i` as a measured new agent or late joiner.
+    fn start_held_back(&mut self, step: Step, i: u32) {
+        let Some(agent) = self.nodes[i as usize].as_ref().map(Node::agent_id) else {
+            return;
+        };
+        let now = self.w.now;
+        // The agents live now (every started node announced on start).
+        let live: Vec<u32> = (0..self.nodes.len() as u32)
+            .filter(|&j| j != i && self.w.slots[j as usize].alive)
+            .collect();
+        if let Some(d) = self.w.disc.as_mut() {
+            if matches!(step, Step::NewAgent(_)) {
+                d.new_agents.insert(agent, (i, now));
+                d.expected
+                    .insert(agent, live.iter().map(|&j| (j, None)).collect());
+            } else {
+                // 99 % of the others, plus its own announcement (also "discovered").
+                let want = (live.len() * 99).div_ceil(100) + 1;
+                d.late.insert(i, (now, want, 0, None));
+            }
+        }
+        self.start_node(i);
+    }
+
+    /// Looks up, from a random live querier, a live agent it does not have cached (a few
+    /// tries).
+    fn lookup_uncached(&mut self, spec: &DiscoverySpec) {
+        let n = self.nodes.len();
+        let queriers: Vec<u32> = (0..n)
+            .filter(|&j| spec.is_querier(j, n) && self.w.slots[j].alive)
+            .map(|j| j as u32)
+            .collect();
+        if queriers.is_empty() {
+            return;
+        }
+        let q = queriers[self.w.script_rng.random_range(0..queriers.len())];
+        let t = Time::from_micros(self.w.now);
+        let mut target = None;
+        for _ in 0..64 {
+            let Some(j) = self.w.random_live(q) else {
+                break;
+            };
+            let Some(cand) = self.nodes[j as usize].as_ref() else {
+                continue;
+            };
+            let (agent, machine) = (cand.agent_id(), cand.machine_id());
+            let cached = self.nodes[q as usize]
+                .as_ref()
+                .is_some_and(|qn| qn.discovered_agent(t, &agent).is_some());
+            if !cached {
+                target = Some((agent, machine));
+                break;
+            }
+        }
+        let Some((agent, machine)) = target else {
+            return;
+        };
+        self.lookup(q, agent, Some(machine));
+    }
+
+    /// Crashes the gone agents: random live nodes, never a querier (they must stay to ask).
+    fn crash_gone(&mut self, spec: &DiscoverySpec) {
+        let n = self.nodes.len();
+        let mut gone: Vec<(u32, AgentId)> = Vec::new();
+        for _ in 0..spec.gone {
+            if let Some(j) = (0..64)
+                .filter_map(|_| self.w.random_live(u32::MAX))
+                .find(|&j| !spec.is_querier(j as usize, n) && !gone.iter().any(|g| g.0 == j))
+            {
+                if let Some(a) = self.nodes[j as usize].as_ref().map(Node::agent_id) {
+                    gone.push((j, a));
+                }
+                self.crash(j);
+            }
+        }
+        if let Some(d) = self.w.disc.as_mut() {
+            d.gone = gone;
+        }
+    }
+
+    /// Starts a `find_agent` at node `q`; `expect` is the right answer.
+    fn lookup(&mut self, q: u32, agent: AgentId, expect: Option<MachineId>) {
+        let now = self.w.now;
+        let mut query = None;
+        self.call(q, |node, t| query = Some(node.find_agent(t, agent)));
+        let Some(query) = query else {
+            return;
+        };
+        let Some(d) = self.w.disc.as_mut() else {
+            return;
+        };
+        if expect.is_some() {
+            d.report.lookups_live += 1;
+        } else {
+            d.report.lookups_gone += 1;
+        }
+        d.pending.insert(
+            (q, query),
+            PendingLookup {
+                started: now,
+                expect,
+            },
+        );
+        // A cache answer is already queued and was drained by `call`: replay it now that
+        // the look-up is registered.
+        if let Some((m, at)) = d.early.remove(&(q, query)) {
+            d.on_query_finished(q, query, m, at);
+        }
     }
 }

@@ -1,0 +1,12 @@
+//! The workloads a scenario runs on the nodes, each with its script steps, its bookkeeping
+//! and the figures it adds to the report.
+//!
+//! * `broadcast`: publish rounds, deliveries, delivery ratio, RMR and LDH.
+//! * `direct`: direct messages between random pairs of live nodes.
+//! * [`discovery`]: announcements, late joiners and `find_agent` look-ups.
+//! * `swim`: how soon crashed nodes are suspected and declared dead.
+
+pub(crate) mod broadcast;
+pub(crate) mod direct;
+pub mod discovery;
+pub(crate) mod swim;
