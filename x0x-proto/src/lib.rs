@@ -158,6 +158,7 @@ pub mod kem;
 pub mod membership;
 pub mod node;
 pub mod time;
+pub(crate) mod util;
 pub mod wire;
 
 pub use identity::{AgentId, MachineId, UserId};

@@ -1425,29 +1425,28 @@ impl<'a> Sim<'a> {
         let mut dm_attempts: BTreeMap<String, u64> = BTreeMap::new();
         let mut dm_rejected: BTreeMap<String, u64> = BTreeMap::new();
         for node in nodes.iter().flatten() {
-            let ds = node.direct_stats();
-            for (k, v) in &ds.attempts {
-                *dm_attempts.entry((*k).to_string()).or_default() += v;
-            }
-            for (k, v) in &ds.rejected {
-                *dm_rejected.entry((*k).to_string()).or_default() += v;
-            }
             let s = node.stats();
+            let ds = &s.direct;
+            for (k, v) in crate::report::named_counts(&ds.attempts) {
+                *dm_attempts.entry(k).or_default() += v;
+            }
+            for (k, v) in crate::report::named_counts(&ds.rejected) {
+                *dm_rejected.entry(k).or_default() += v;
+            }
             counters.frames_received += s.frames_received;
             counters.frames_sent += s.frames_sent;
-            counters.frames_rejected += s.frames_rejected.values().sum::<u64>();
+            counters.frames_rejected += s.frames_rejected.total();
             counters.frames_from_unknown_peer += s.frames_from_unknown_peer;
             counters.transmits_dropped += s.transmits_dropped;
             counters.events_dropped += s.events_dropped;
             counters.dials_failed += s.dials_failed;
-            for (k, v) in &s.closes {
-                *counters.closes.entry((*k).to_string()).or_default() += v;
+            for (k, v) in crate::report::named_counts(&s.closes) {
+                *counters.closes.entry(k).or_default() += v;
             }
-            let b = node.broadcast_stats();
+            let b = &s.broadcast;
             for (k, v) in [
                 ("grafts_sent", b.grafts_sent),
                 ("prunes_sent", b.prunes_sent),
-                ("optimizations", b.optimizations),
                 ("reparents", b.reparents),
                 ("place_updates", b.place_updates),
                 ("graft_misses", b.graft_misses),
@@ -1455,7 +1454,7 @@ impl<'a> Sim<'a> {
             ] {
                 *counters.broadcast.entry(k.to_string()).or_default() += v;
             }
-            for (k, v) in &b.dropped {
+            for (k, v) in crate::report::named_counts(&b.dropped) {
                 *counters
                     .broadcast
                     .entry(format!("dropped_{k}"))

@@ -1,0 +1,7 @@
+//! Small building blocks the protocol layers share: timer sets, bounded FIFOs, sorted-vector
+//! sets and typed counters.
+
+pub(crate) mod counts;
+pub(crate) mod fifo;
+pub(crate) mod small_set;
+pub(crate) mod timers;
