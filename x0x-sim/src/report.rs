@@ -52,7 +52,7 @@ pub struct Drops {
     pub queue_full: u64,
 }
 
-/// Sums of the nodes' own counters ([`x0x_proto::node::Stats`]) over the nodes alive at the end.
+/// Sums of the nodes' own counters ([`x0x_proto::node::NodeStats`]) over the nodes alive at the end.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct NodeCounters {
     /// Frames the nodes accepted.

@@ -12,7 +12,7 @@ use x0x_proto::direct::{DirectMessage, DirectOptions, DirectReceipt};
 use x0x_proto::identity::{
     AgentCertificate, AgentKeypair, GenerateError, MachineKeypair, UserId, UserKeypair,
 };
-use x0x_proto::node::{Delivery, Stats};
+use x0x_proto::node::{Delivery, NodeStats};
 use x0x_proto::wire::{MessageId, TopicId};
 use x0x_proto::{AgentId, Config, Identity, MachineId, Node};
 
@@ -653,8 +653,8 @@ impl Events {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct AgentStats {
-    /// The protocol node's counters.
-    pub node: Stats,
+    /// The protocol node's counters (its layers' included).
+    pub node: NodeStats,
     /// The broadcast layer's counters (publishes, GOSSIP frames, duplicates, repairs).
     pub broadcast: BroadcastStats,
     /// The driver's counters.

@@ -449,8 +449,8 @@ impl Driver {
                 reply.send(rx);
             }
             Command::Stats(reply) => reply.send(AgentStats {
-                node: self.node.stats().clone(),
-                broadcast: self.node.broadcast_stats().clone(),
+                node: self.node.stats(),
+                broadcast: self.node.stats().broadcast,
                 driver: self.stats.clone(),
                 connections: self.conns.len(),
             }),

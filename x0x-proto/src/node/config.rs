@@ -168,3 +168,54 @@ impl Config {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::announce::QueryRing;
+
+    /// A scenario file sets the knobs it varies; every other field keeps its default, and a
+    /// misspelt knob is refused rather than ignored.
+    #[test]
+    fn a_config_file_sets_its_knobs_and_keeps_every_other_default() {
+        let text = r#"
+            max_connections = 32
+            [broadcast]
+            graft_timeout = "50ms"
+            [broadcast.first_push]
+            fanout = 3
+            [membership]
+            probe_interval = "2s"
+            [announce]
+            query_rings = [{ ttl = 3, wait = "1s" }]
+            [direct]
+            max_attempts = 4
+        "#;
+        let config: Config = toml::from_str(text).unwrap();
+        let mut want = Config {
+            max_connections: 32,
+            ..Config::default()
+        };
+        want.broadcast.graft_timeout = Duration::from_millis(50);
+        want.broadcast.first_push.fanout = 3;
+        want.membership.probe_interval = Duration::from_secs(2);
+        want.announce.query_rings = vec![QueryRing {
+            ttl: 3,
+            wait: Duration::from_secs(1),
+        }];
+        want.direct.max_attempts = 4;
+        assert_eq!(config, want);
+
+        let json = serde_json::to_string(&config).unwrap();
+        assert_eq!(serde_json::from_str::<Config>(&json).unwrap(), config);
+        let toml_text = toml::to_string(&config).unwrap();
+        assert_eq!(toml::from_str::<Config>(&toml_text).unwrap(), config);
+
+        let one: BroadcastConfig = serde_json::from_str(r#"{ "prune_grace": "1s 500ms" }"#).unwrap();
+        assert_eq!(one.prune_grace, Duration::from_millis(1500));
+        assert_eq!(one.graft_timeout, BroadcastConfig::default().graft_timeout);
+
+        assert!(toml::from_str::<Config>("[broadcast]\ngraft_timout = \"1s\"").is_err());
+        assert!(toml::from_str::<Config>("[membership]\nprobe_interval = 5").is_err());
+    }
+}
