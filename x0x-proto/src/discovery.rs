@@ -242,6 +242,20 @@ impl<K: Ord + Copy, V> Bounded<K, V> {
         evicted
     }
 
+    /// `Err(NotNewer)` when the cached entry for `k` is stamped later than `stamp` (an equal
+    /// stamp replaces it).
+    fn check_newer(
+        &self,
+        k: &K,
+        stamp: u64,
+        stamp_of: impl Fn(&V) -> u64,
+    ) -> Result<(), RejectReason> {
+        match self.get(k) {
+            Some(prev) if stamp_of(prev) > stamp => Err(RejectReason::NotNewer),
+            _ => Ok(()),
+        }
+    }
+
     fn remove(&mut self, k: &K) {
         if let Some((o, _)) = self.map.remove(k) {
             self.order.remove(&(o, *k));
@@ -255,6 +269,14 @@ impl<K: Ord + Copy, V> Bounded<K, V> {
     fn values(&self) -> impl Iterator<Item = &V> {
         self.map.values().map(|(_, v)| v)
     }
+}
+
+/// `Err(TooManyAddresses)` over [`crate::announce::MAX_ANNOUNCED_ADDRS`].
+fn check_addrs(addresses: &[SocketAddr]) -> Result<(), RejectReason> {
+    if addresses.len() > crate::announce::MAX_ANNOUNCED_ADDRS {
+        return Err(RejectReason::TooManyAddresses);
+    }
+    Ok(())
 }
 
 /// A query in progress or remembered for reverse-path routing.
@@ -360,9 +382,7 @@ impl Discovery {
         ann: IdentityAnnouncement,
     ) -> Result<Merged, RejectReason> {
         self.fresh(now, ann.announced_at)?;
-        if ann.addresses.len() > crate::announce::MAX_ANNOUNCED_ADDRS {
-            return Err(RejectReason::TooManyAddresses);
-        }
+        check_addrs(&ann.addresses)?;
         let user_id = match &ann.user {
             Some(cert) => {
                 cert.verify(&agent, now.as_secs())
@@ -371,12 +391,9 @@ impl Discovery {
             }
             None => None,
         };
+        self.agents
+            .check_newer(&agent, ann.announced_at, |e| e.ann.announced_at)?;
         let previous = self.agents.get(&agent);
-        if let Some(prev) = previous
-            && prev.ann.announced_at > ann.announced_at
-        {
-            return Err(RejectReason::NotNewer);
-        }
         let new = previous.is_none();
         // A known user id is never cleared by an announcement without one.
         let user_id = user_id.or(previous.and_then(|p| p.user_id));
@@ -391,9 +408,7 @@ impl Discovery {
             last_seen: now,
             kem,
         };
-        if self.agents.insert(agent, order, entry) {
-            self.stats.evicted.agents += 1;
-        }
+        self.stats.evicted.agents += u64::from(self.agents.insert(agent, order, entry));
         self.stats.accepted.identity += 1;
         Ok(if new {
             Merged::NewAgent(agent)
@@ -411,21 +426,12 @@ impl Discovery {
         ann: MachineAnnouncement,
     ) -> Result<Merged, RejectReason> {
         self.fresh(now, ann.announced_at)?;
-        if ann.addresses.len() > crate::announce::MAX_ANNOUNCED_ADDRS {
-            return Err(RejectReason::TooManyAddresses);
-        }
-        if let Some(prev) = self.machines.get(&machine)
-            && prev.ann.announced_at > ann.announced_at
-        {
-            return Err(RejectReason::NotNewer);
-        }
+        check_addrs(&ann.addresses)?;
+        self.machines
+            .check_newer(&machine, ann.announced_at, |e| e.ann.announced_at)?;
         let order = ann.announced_at;
-        if self
-            .machines
-            .insert(machine, order, MachineEntry { ann, signed, key })
-        {
-            self.stats.evicted.machines += 1;
-        }
+        let entry = MachineEntry { ann, signed, key };
+        self.stats.evicted.machines += u64::from(self.machines.insert(machine, order, entry));
         self.stats.accepted.machine += 1;
         Ok(Merged::Updated)
     }
@@ -441,15 +447,11 @@ impl Discovery {
         if ann.agents.len() > 64 {
             return Err(RejectReason::Malformed);
         }
-        if let Some(prev) = self.users.get(&user)
-            && prev.ann.announced_at > ann.announced_at
-        {
-            return Err(RejectReason::NotNewer);
-        }
+        self.users
+            .check_newer(&user, ann.announced_at, |e| e.ann.announced_at)?;
         let order = ann.announced_at;
-        if self.users.insert(user, order, UserEntry { ann, signed }) {
-            self.stats.evicted.users += 1;
-        }
+        let entry = UserEntry { ann, signed };
+        self.stats.evicted.users += u64::from(self.users.insert(user, order, entry));
         self.stats.accepted.user += 1;
         Ok(Merged::Updated)
     }
@@ -467,21 +469,12 @@ impl Discovery {
         if rec.issued_at_ms > now.as_millis() + self.config.max_clock_skew.as_millis() as u64 {
             return Err(RejectReason::FutureTimestamp);
         }
-        if rec.addresses.len() > crate::announce::MAX_ANNOUNCED_ADDRS {
-            return Err(RejectReason::TooManyAddresses);
-        }
-        if let Some(prev) = self.rendezvous.get(&agent)
-            && prev.rec.issued_at_ms > rec.issued_at_ms
-        {
-            return Err(RejectReason::NotNewer);
-        }
+        check_addrs(&rec.addresses)?;
+        self.rendezvous
+            .check_newer(&agent, rec.issued_at_ms, |e| e.rec.issued_at_ms)?;
         let order = rec.expires_at_ms;
-        if self
-            .rendezvous
-            .insert(agent, order, RendezvousEntry { rec, signed })
-        {
-            self.stats.evicted.rendezvous += 1;
-        }
+        let entry = RendezvousEntry { rec, signed };
+        self.stats.evicted.rendezvous += u64::from(self.rendezvous.insert(agent, order, entry));
         self.stats.accepted.rendezvous += 1;
         Ok(Merged::Updated)
     }

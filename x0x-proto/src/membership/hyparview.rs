@@ -192,14 +192,7 @@ impl Membership {
             return;
         }
         // Accept: answer with as many passive entries as we received, then integrate theirs.
-        let passive: Vec<PeerAddr> = self
-            .passive
-            .iter()
-            .map(|(id, addrs)| PeerAddr {
-                id: *id,
-                addrs: addrs.clone(),
-            })
-            .collect();
+        let passive = self.passive_peers();
         let reply = sample(rng, &passive, s.peers.len().max(1));
         self.send_or_connect(s.origin.clone(), Pending::ShuffleReply(reply));
         let mut incoming = s.peers.clone();
@@ -224,14 +217,7 @@ impl Membership {
                 .collect::<Vec<_>>(),
             self.config.shuffle_active_count,
         );
-        let passive: Vec<PeerAddr> = self
-            .passive
-            .iter()
-            .map(|(id, addrs)| PeerAddr {
-                id: *id,
-                addrs: addrs.clone(),
-            })
-            .collect();
+        let passive = self.passive_peers();
         peers.extend(sample(rng, &passive, self.config.shuffle_passive_count));
         self.stats.shuffles += 1;
         self.out.push_back(Out::Send(
@@ -438,5 +424,16 @@ impl Membership {
         for p in peers {
             self.add_passive(rng, p.clone());
         }
+    }
+
+    /// The passive view as peer addresses, in id order.
+    fn passive_peers(&self) -> Vec<PeerAddr> {
+        self.passive
+            .iter()
+            .map(|(id, addrs)| PeerAddr {
+                id: *id,
+                addrs: addrs.clone(),
+            })
+            .collect()
     }
 }

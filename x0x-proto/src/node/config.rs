@@ -211,7 +211,8 @@ mod tests {
         let toml_text = toml::to_string(&config).unwrap();
         assert_eq!(toml::from_str::<Config>(&toml_text).unwrap(), config);
 
-        let one: BroadcastConfig = serde_json::from_str(r#"{ "prune_grace": "1s 500ms" }"#).unwrap();
+        let one: BroadcastConfig =
+            serde_json::from_str(r#"{ "prune_grace": "1s 500ms" }"#).unwrap();
         assert_eq!(one.prune_grace, Duration::from_millis(1500));
         assert_eq!(one.graft_timeout, BroadcastConfig::default().graft_timeout);
 

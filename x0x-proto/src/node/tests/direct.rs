@@ -271,26 +271,21 @@ fn announced(n: usize) -> testnet::Net {
     net
 }
 
-fn net_direct(net: &testnet::Net, i: usize) -> Vec<DirectMessage> {
+/// The events node `i` of `net` emitted.
+fn events_of(net: &testnet::Net, i: usize) -> Vec<Event> {
     net.events
         .iter()
         .filter(|(j, _)| *j == i)
-        .filter_map(|(_, e)| match e {
-            Event::DirectMessage(m) => Some(m.clone()),
-            _ => None,
-        })
+        .map(|(_, e)| e.clone())
         .collect()
 }
 
+fn net_direct(net: &testnet::Net, i: usize) -> Vec<DirectMessage> {
+    direct_messages(&events_of(net, i))
+}
+
 fn net_receipts(net: &testnet::Net, i: usize) -> Vec<DirectReceipt> {
-    net.events
-        .iter()
-        .filter(|(j, _)| *j == i)
-        .filter_map(|(_, e)| match e {
-            Event::DirectReceipt(r) => Some(r.clone()),
-            _ => None,
-        })
-        .collect()
+    receipts(&events_of(net, i))
 }
 
 /// The highest-numbered node with no connection to `src`.
