@@ -517,6 +517,17 @@ pub fn max_rss_mb() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
+/// The non-zero counters of a named-field counter struct (`x0x_proto` stats), by field name.
+pub(crate) fn named_counts(counters: &impl Serialize) -> Vec<(String, u64)> {
+    let Ok(Value::Object(fields)) = serde_json::to_value(counters) else {
+        return Vec::new();
+    };
+    fields
+        .into_iter()
+        .filter_map(|(k, v)| v.as_u64().filter(|n| *n > 0).map(|n| (k, n)))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -560,15 +571,4 @@ mod tests {
         let t = compare_table(&a, &b);
         assert!(t.contains("+50.0%") && t.contains("-10.0%"), "{t}");
     }
-}
-
-/// The non-zero counters of a named-field counter struct (`x0x_proto` stats), by field name.
-pub(crate) fn named_counts(counters: &impl Serialize) -> Vec<(String, u64)> {
-    let Ok(Value::Object(fields)) = serde_json::to_value(counters) else {
-        return Vec::new();
-    };
-    fields
-        .into_iter()
-        .filter_map(|(k, v)| v.as_u64().filter(|n| *n > 0).map(|n| (k, n)))
-        .collect()
 }

@@ -56,8 +56,7 @@ impl Node {
     /// Checks the node's structural invariants: the membership views within their caps,
     /// disjoint and without this node; the broadcast topics' trees well formed and their
     /// caches within their caps; the discovery caches, key caches, direct-message tables and
-    /// every queue within their caps.
-    #[doc(hidden)]
+    /// every queue within their caps. An error is a bug in the node, never a peer's fault.
     pub fn check_invariants(&self) -> Result<(), InvariantError> {
         self.membership.check_invariants()?;
         self.broadcast.check_invariants()?;

@@ -105,7 +105,7 @@ enum Timer {
 ///   [`Node::passive_view_len`], [`Node::topic_peers`], [`Node::broadcast_cache_sizes`],
 ///   [`Node::discovered_agents`], [`Node::discovered_agent`], [`Node::find_agents_by_user`],
 ///   [`Node::cached_rendezvous`], [`Node::discovery_cache_sizes`],
-///   [`Node::direct_in_flight`], [`Node::direct_rtt`].
+///   [`Node::direct_in_flight`], [`Node::direct_rtt`], [`Node::check_invariants`].
 #[derive(Debug)]
 pub struct Node {
     identity: Identity,

@@ -16,7 +16,7 @@ use crate::wire::{self, MessageId, RecordKind, TopicId};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum PublishError {
-    /// The payload is larger than [`Config::max_payload_len`].
+    /// The payload is larger than [`Config::max_payload_len`](super::Config::max_payload_len).
     #[error("payload of {len} bytes exceeds the maximum of {max}")]
     PayloadTooLarge {
         /// Payload length.
