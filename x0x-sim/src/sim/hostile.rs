@@ -459,7 +459,11 @@ fn sample_node(adv: &mut Adversary, node: &Node) {
     adv.bound("discovery_agents", d.agents, c.announce.max_agents);
     adv.bound("discovery_machines", d.machines, c.announce.max_machines);
     adv.bound("discovery_users", d.users, c.announce.max_users);
-    adv.bound("discovery_rendezvous", d.rendezvous, c.announce.max_rendezvous);
+    adv.bound(
+        "discovery_rendezvous",
+        d.rendezvous,
+        c.announce.max_rendezvous,
+    );
     if node.check_invariants().is_err() {
         adv.report.invariant_violations += 1;
     }
