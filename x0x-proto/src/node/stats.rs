@@ -107,3 +107,31 @@ pub struct MessageRejects {
     /// The signed body names another topic than the frame carrying it.
     pub topic_mismatch: u64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::announce::RejectReason;
+    use crate::membership::DownReason;
+
+    /// One value, named fields, each layer nested under its name; a reason's counter is named
+    /// as the reason.
+    #[test]
+    fn stats_serialise_with_named_fields_nested_per_layer() {
+        let mut s = NodeStats::default();
+        s.closes.count(&CloseReason::HelloTimeout);
+        s.messages_rejected.reason.count(&RejectReason::Stale);
+        s.messages_rejected.topic_mismatch += 1;
+        s.membership.neighbor_down.count(&DownReason::Dead);
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["closes"]["hello_timeout"], 1);
+        assert_eq!(v["messages_rejected"]["stale"], 1);
+        assert_eq!(v["messages_rejected"]["topic_mismatch"], 1);
+        assert_eq!(v["membership"]["neighbor_down"]["dead"], 1);
+        assert_eq!(v["broadcast"]["dropped"]["cache_evicted"], 0);
+        assert_eq!(v["discovery"]["rejected"]["not_newer"], 0);
+        assert_eq!(v["direct"]["attempts"]["sealed"], 0);
+        assert_eq!(s.closes.total(), 1);
+        assert_eq!(s.membership.neighbor_down.get(&DownReason::Dead), 1);
+    }
+}

@@ -22,7 +22,6 @@ macro_rules! counts_by {
 
         impl $name {
             /// Counts one `reason`.
-            #[allow(dead_code)]
             pub(crate) fn count(&mut self, reason: &$reason) {
                 *self.slot(reason) += 1;
             }

@@ -261,28 +261,19 @@ fn sparse_topic_reaches_every_subscriber_without_payloads_at_non_subscribers() {
             .collect();
         assert_eq!(got, want, "publisher {publisher}");
     }
+    let gossip = |i: usize| {
+        net.nodes[i]
+            .as_ref()
+            .unwrap()
+            .stats()
+            .broadcast
+            .gossip_received
+    };
     let at_non_subscribers: u64 = (0..n)
         .filter(|i| !subscribers.contains(i))
-        .map(|i| {
-            net.nodes[i]
-                .as_ref()
-                .unwrap()
-                .stats()
-                .broadcast
-                .gossip_received
-        })
+        .map(gossip)
         .sum();
-    let at_subscribers: u64 = subscribers
-        .iter()
-        .map(|i| {
-            net.nodes[*i]
-                .as_ref()
-                .unwrap()
-                .stats()
-                .broadcast
-                .gossip_received
-        })
-        .sum();
+    let at_subscribers: u64 = subscribers.iter().map(|i| gossip(*i)).sum();
     // Non-subscribers still carry the discovery topics; none of the sparse payloads.
     let _ = at_subscribers;
     assert_eq!(at_non_subscribers, 0);
