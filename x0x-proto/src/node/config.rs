@@ -39,18 +39,19 @@ pub struct Config {
     /// Malformed or oversized frames tolerated from one connection before it is closed.
     /// Default 0: the first one closes it (an honest peer never sends one).
     pub max_frame_errors: u32,
-    /// Largest pub/sub payload [`Node::publish`](super::Node::publish) accepts. Default 64 KiB: what fits a
-    /// `Gossip` frame with its signature and key with room to spare.
+    /// Largest pub/sub payload [`Node::publish`](super::Node::publish) accepts. Default 64 KiB:
+    /// what fits a `Gossip` frame with its signature and key with room to spare.
     pub max_payload_len: usize,
     /// Accept simulation stand-in signatures ([`crate::identity::stand_in`]). Default false;
     /// only the simulator sets it.
     #[cfg(feature = "stand-in-crypto")]
     pub allow_stand_in_signatures: bool,
     /// Keep a received message's body and signature as slices of the frame buffer given to
-    /// [`Node::handle_frame`](super::Node::handle_frame) ([`Frame::decode_shared`](crate::wire::Frame::decode_shared)) instead of copying them. Default
-    /// false: on a real transport each frame is its own buffer, and a slice would keep the
-    /// frame's copy of the signer's key alive with every cached message. A simulator that
-    /// hands one sent frame to every receiver turns it on, so the receivers share one buffer.
+    /// [`Node::handle_frame`](super::Node::handle_frame)
+    /// ([`Frame::decode_shared`](crate::wire::Frame::decode_shared)) instead of copying them.
+    /// Default false: on a real transport each frame is its own buffer, and a slice would keep the
+    /// frame's copy of the signer's key alive with every cached message. A simulator that hands one
+    /// sent frame to every receiver turns it on, so the receivers share one buffer.
     pub share_frames: bool,
     /// Membership (HyParView + SWIM) settings.
     pub membership: MembershipConfig,
@@ -58,9 +59,9 @@ pub struct Config {
     pub broadcast: BroadcastConfig,
     /// Most agent public keys kept decoded for verification. Default 4096 (oldest evicted).
     pub key_cache_capacity: usize,
-    /// Most verified batch roots remembered ([`wire::BatchProof`](crate::wire::BatchProof)), so the members of a batch
-    /// after the first verify by hashing alone. Default 1024 (oldest evicted): a few seconds
-    /// of batches from a few busy publishers.
+    /// Most verified batch roots remembered ([`wire::BatchProof`](crate::wire::BatchProof)), so the
+    /// members of a batch after the first verify by hashing alone. Default 1024 (oldest evicted): a
+    /// few seconds of batches from a few busy publishers.
     pub batch_cache_capacity: usize,
     /// Announcement, heartbeat and discovery settings.
     pub announce: AnnounceConfig,

@@ -132,11 +132,12 @@ impl Node {
         self.drain_layers(now);
     }
 
-    /// A frame arrived from `peer`. Errors are informational: the node has counted them and
-    /// queued any close it wants.
+    /// A frame arrived from `peer`. Errors are informational: the node has counted them and queued
+    /// any close it wants.
     ///
-    /// With [`Config::share_frames`](super::Config::share_frames), a pub/sub message the node keeps (cache, events) holds
-    /// slices of `bytes` rather than copies of its parts ([`Frame::decode_shared`]).
+    /// With [`Config::share_frames`](super::Config::share_frames), a pub/sub message the node keeps
+    /// (cache, events) holds slices of `bytes` rather than copies of its parts
+    /// ([`Frame::decode_shared`]).
     pub fn handle_frame(
         &mut self,
         now: Time,

@@ -55,16 +55,18 @@ pub enum CloseReason {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Action {
-    /// Open a connection to `addr`. When it succeeds, call [`Node::handle_connected`](super::Node::handle_connected); when it
-    /// fails, [`Node::handle_dial_failed`](super::Node::handle_dial_failed). If `expect` is set, the TLS handshake must prove
-    /// that machine, or the connection must be refused.
+    /// Open a connection to `addr`. When it succeeds, call
+    /// [`Node::handle_connected`](super::Node::handle_connected); when it fails,
+    /// [`Node::handle_dial_failed`](super::Node::handle_dial_failed). If `expect` is set, the TLS
+    /// handshake must prove that machine, or the connection must be refused.
     Dial {
         /// Where to dial.
         addr: SocketAddr,
         /// The machine expected at that address, if known.
         expect: Option<MachineId>,
     },
-    /// Close the connection to `peer`, then call [`Node::handle_disconnected`](super::Node::handle_disconnected).
+    /// Close the connection to `peer`, then call
+    /// [`Node::handle_disconnected`](super::Node::handle_disconnected).
     Close {
         /// The peer.
         peer: MachineId,

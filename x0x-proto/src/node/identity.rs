@@ -32,7 +32,8 @@ impl Identity {
 
     /// Deterministic **stand-in** identity for large simulations (see
     /// [`crate::identity::stand_in`]); only nodes with
-    /// [`Config::allow_stand_in_signatures`](super::Config::allow_stand_in_signatures) accept what it signs.
+    /// [`Config::allow_stand_in_signatures`](super::Config::allow_stand_in_signatures) accept what
+    /// it signs.
     #[cfg(feature = "stand-in-crypto")]
     pub fn stand_in_from_seed(seed: [u8; 32]) -> Self {
         let m = blake3::derive_key("x0x-rs identity-from-seed machine v1", &seed);

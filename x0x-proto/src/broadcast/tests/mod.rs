@@ -49,10 +49,10 @@ fn messages_in_flight_after_a_prune_do_not_undo_it() {
     assert!(is_eager(&b, topic, peer));
 }
 
-/// A broadcast layer with `peers` as carrying neighbours of `topic`. Round trips fall with the index, against id order: the last peer
-/// is the fastest, at 10 ms, and each one before it 10 ms slower. Each peer also has a
-/// 500 ms sample, before its real one for even indices and after it for odd ones (the
-/// smallest sample counts, not the latest).
+/// A broadcast layer with `peers` as carrying neighbours of `topic`. Round trips fall with the
+/// index, against id order: the last peer is the fastest, at 10 ms, and each one before it 10 ms
+/// slower. Each peer also has a 500 ms sample, before its real one for even indices and after it
+/// for odd ones (the smallest sample counts, not the latest).
 fn carriers(topic: TopicId, peers: &[MachineId]) -> Broadcast {
     carriers_with(BroadcastConfig::default(), topic, peers)
 }
