@@ -7,56 +7,57 @@
 //!
 //! ## Two paths
 //!
-//! * * **Connected** ([`DirectPath::Connected`]): a [`crate::wire::Direct`] frame straight over the
-//!   QUIC connection to the recipient's machine (dialled first when the recipient's announcement
-//!   gives an address and no connection exists — x0x's `connect_to_agent`). The payload is not
-//!   signed: QUIC/TLS proves the sending **machine**, and the receiver accepts the claimed sender
-//!   agent only if that agent's signed identity announcement names that machine. The sender
-//!   attaches its own identity announcement until the peer has acknowledged once, so a receiver
-//!   that never heard of it can check the binding (one ML-DSA verify per peer, not per message).
-//!   This keeps the connected path free of per-message signatures: an ML-DSA-65 signature costs
-//!   more than a loopback round trip.
-//! * * **Sealed** ([`DirectPath::Sealed`]): a [`SealedEnvelope`] — the payload encrypted to the
-//!   recipient's ML-KEM-768 key ([`crate::kem`]) with ChaCha20-Poly1305, the AAD binding sender
-//!   agent and machine, recipient, request id and both timestamps ([`aad`]) — published as a
-//!   pub/sub message on the inbox topic [`INBOX_TOPIC`]. The pub/sub signature (one ML-DSA
-//!   signature by the sending agent) authenticates the sender; the recipient checks that the signer
-//!   is the envelope's sender.
+//! * **Connected** ([`DirectPath::Connected`]): a [`crate::wire::Direct`] frame straight over
+//!   the QUIC connection to the recipient's machine (dialled first when the recipient's
+//!   announcement gives an address and no connection exists — x0x's `connect_to_agent`). The
+//!   payload is not signed: QUIC/TLS proves the sending **machine**, and the receiver accepts
+//!   the claimed sender agent only if that agent's signed identity announcement names that
+//!   machine. The sender attaches its own identity announcement until the peer has acknowledged
+//!   once, so a receiver that never heard of it can check the binding (one ML-DSA verify per
+//!   peer, not per message). This keeps the connected path free of per-message signatures: an
+//!   ML-DSA-65 signature costs more than a loopback round trip.
+//! * **Sealed** ([`DirectPath::Sealed`]): a [`SealedEnvelope`] — the payload encrypted to the
+//!   recipient's ML-KEM-768 key ([`crate::kem`]) with ChaCha20-Poly1305, the AAD binding
+//!   sender agent and machine, recipient, request id and both timestamps ([`aad`]) —
+//!   published as a pub/sub message on the inbox topic [`INBOX_TOPIC`]. The pub/sub signature
+//!   (one ML-DSA signature by the sending agent) authenticates the sender; the recipient
+//!   checks that the signer is the envelope's sender.
 //!
-//! **Routing of the sealed path, and why.** We chose the simpler routing: one inbox topic that
-//! every node carries (x0x v0.19.17's `x0x/dm/v1/bus`), rather than a per-recipient inbox. Our
-//! broadcast layer only disseminates a topic among its carriers, and a topic carried by one
-//! recipient cannot be found by a random topic walk in a large unstructured overlay; routing to
-//! "the recipient's side of the mesh" needs a structured overlay (DHT) we do not have yet. The cost
-//! is one relay per node per sealed message, which is acceptable because the sealed path is the
-//! **fallback**: [`PathPreference::Auto`] uses the connected path whenever a connection is up or
-//! can be dialled, and the sealed path when a dial to the recipient's machine failed within
-//! [`UNDIALABLE_FOR`] (NAT, offline) or no address is known. Non-recipients learn only that
-//! *someone* sent *something* sealed to an agent.
+//! **Routing of the sealed path, and why.** We chose the simpler routing: one inbox topic
+//! that every node carries (x0x v0.19.17's `x0x/dm/v1/bus`), rather than a per-recipient
+//! inbox. Our broadcast layer only disseminates a topic among its carriers, and a topic
+//! carried by one recipient cannot be found by a random topic walk in a large
+//! unstructured overlay; routing to "the recipient's side of the mesh" needs a structured
+//! overlay (DHT) we do not have yet. The cost is one relay per node per sealed message, which
+//! is acceptable because the sealed path is the **fallback**: [`PathPreference::Auto`] uses the
+//! connected path whenever a connection is up or can be dialled, and the sealed path when a
+//! dial to the recipient's machine failed within [`UNDIALABLE_FOR`] (NAT, offline) or no
+//! address is known. Non-recipients learn only that *someone* sent *something* sealed to an agent.
 //!
 //! ## Acknowledgements, retries, dedup, expiry
 //!
 //! The recipient answers every accepted (or duplicate) message with a [`crate::wire::DirectAck`]
-//! echoing the request id and the attempt number: over the connection it came on, or on the inbox
-//! topic for the sealed path. The sender retries with the **same** request id until an ack, the
-//! envelope's expiry, or [`DirectConfig::max_attempts`]. The per-attempt timeout adapts to the RTT
-//! measured from acks (RFC 6298: `SRTT + 4·RTTVAR` per peer, or the node-wide estimate of the same
-//! path for a peer never measured; clamped to
+//! echoing the request id and the attempt number: over the connection it came on, or on the
+//! inbox topic for the sealed path. The sender retries with the **same** request id until an
+//! ack, the envelope's expiry, or [`DirectConfig::max_attempts`]. The per-attempt timeout adapts
+//! to the RTT measured from acks (RFC 6298: `SRTT + 4·RTTVAR` per peer, or the node-wide
+//! estimate of the same path for a peer never measured; clamped to
 //! [`DirectConfig::min_timeout`]..[`DirectConfig::max_timeout`], doubled per retry); echoing the
-//! attempt number makes every sample unambiguous (no Karn ambiguity). x0x used a fixed 5 s × 2,
-//! which made fast links wait and slow links fail.
+//! attempt number makes every sample unambiguous (no Karn ambiguity). x0x used a fixed
+//! 5 s × 2, which made fast links wait and slow links fail.
 //!
 //! The receiver keeps a dedup window of `(sender, request id)` → outcome
 //! ([`DirectConfig::dedup_capacity`], retained for the longest valid envelope lifetime plus the
 //! clock skew, oldest evicted first and counted), so a retry or replay inside the envelope's
-//! validity is re-acknowledged and never delivered twice, and one outside it is refused as expired.
+//! validity is re-acknowledged and never delivered twice, and one outside it is refused as
+//! expired.
 //!
 //! ## Hostile input
 //!
-//! Every refusal is a typed [`DirectReject`] counted in [`DirectStats::rejected`] under its name:
-//! tampered ciphertext, wrong recipient, expired or far-future envelopes, over-long lifetimes,
-//! forged or unbound senders, oversized payloads, malformed items. Nothing refused is delivered;
-//! nothing panics.
+//! Every refusal is a typed [`DirectReject`] counted in [`DirectStats::rejected`] under its
+//! name: tampered ciphertext, wrong recipient, expired or far-future envelopes, over-long
+//! lifetimes, forged or unbound senders, oversized payloads, malformed items. Nothing refused
+//! is delivered; nothing panics.
 
 use std::collections::BTreeMap;
 use std::fmt;
