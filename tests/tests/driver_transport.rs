@@ -93,7 +93,7 @@ async fn hostile_peers_are_disconnected_and_the_agent_keeps_serving() {
 
     let stats = a.stats().await.unwrap();
     assert_eq!(stats.driver.frames_too_large, 2);
-    assert_eq!(stats.node.closes.get("bad_frames"), Some(&2));
+    assert_eq!(stats.node.closes.bad_frames, 2);
     assert_eq!(stats.connections, 0);
 
     // A well-behaved peer is still served.

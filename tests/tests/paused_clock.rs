@@ -19,12 +19,12 @@ async fn heartbeat_fires_on_a_paused_clock() {
         .unwrap();
     // Joining alone announces the agent once and arms the heartbeat.
     agent.join_network().await.unwrap();
-    let announced = agent.stats().await.unwrap().broadcast.published;
+    let announced = agent.stats().await.unwrap().node.broadcast.published;
     assert!(announced > 0);
 
     let real = Instant::now();
     tokio::time::sleep(Duration::from_secs(HEARTBEAT_SECS + 1)).await;
-    let after = agent.stats().await.unwrap().broadcast.published;
+    let after = agent.stats().await.unwrap().node.broadcast.published;
     assert_eq!(
         after,
         2 * announced,

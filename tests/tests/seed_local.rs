@@ -146,7 +146,7 @@ async fn wait_for_published(agent: &Agent, count: u64, deadline: std::time::Dura
         loop {
             tick.tick().await;
             match agent.stats().await {
-                Ok(s) if s.broadcast.published >= count => return true,
+                Ok(s) if s.node.broadcast.published >= count => return true,
                 Ok(_) => {}
                 Err(_) => return false,
             }
@@ -557,7 +557,7 @@ async fn test_vps_late_join_heartbeat_discovery() {
     // of A only from a heartbeat or the bootstrap nodes' caches. x0x's test sleeps 15 s (one
     // 10 s heartbeat and then some); here B joins once A's first heartbeat has gone out, that
     // is once A has published its announcement records a second time.
-    let first_round = agent_a.stats().await.unwrap().broadcast.published;
+    let first_round = agent_a.stats().await.unwrap().node.broadcast.published;
     assert!(first_round > 0, "joining published A's announcement");
     assert!(
         wait_for_published(

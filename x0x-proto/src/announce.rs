@@ -42,17 +42,22 @@ pub const RENDEZVOUS_TOPIC: &str = "x0x-rs/rendezvous/v1";
 /// Most addresses an announcement may list.
 pub const MAX_ANNOUNCED_ADDRS: usize = wire::MAX_ADDRS_PER_PEER;
 
-/// Announcement and discovery configuration. Defaults and their provenance on each field.
-#[derive(Debug, Clone)]
+/// Announcement and discovery configuration. Each field says its default and where it comes
+/// from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct AnnounceConfig {
-    /// Interval between re-announcements (heartbeats). Default 300 s: x0x's
-    /// `IDENTITY_HEARTBEAT_INTERVAL_SECS` after 60 s saturated its fleet. Tests use seconds.
+    /// Interval between re-announcements (heartbeats). Default 300 s: x0x's identity
+    /// heartbeat, which it lengthened from 60 s when shorter ones saturated its fleet.
+    #[serde(with = "humantime_serde")]
     pub heartbeat_interval: Duration,
     /// An agent whose newest announcement is older than this is no longer listed. Default
-    /// 900 s (x0x's `IDENTITY_TTL_SECS`: three missed heartbeats).
+    /// 900 s, three missed heartbeats (x0x's identity TTL).
+    #[serde(with = "humantime_serde")]
     pub identity_ttl: Duration,
     /// Announcements stamped further than this in the future are refused. Default 30 s (x0x).
+    #[serde(with = "humantime_serde")]
     pub max_clock_skew: Duration,
     /// Cap of the agent cache (least recently announced evicted first). Default 4096.
     pub max_agents: usize,
@@ -64,15 +69,24 @@ pub struct AnnounceConfig {
     pub max_rendezvous: usize,
     /// Most records sent to a neighbour that asks to catch up. Default 4096.
     pub sync_max_records: usize,
-    /// Expanding-ring TTLs of a `find_agent` query and how long each ring waits.
-    /// Default rings of 2 and 8 hops waiting 300 and 800 ms: the first asks the
-    /// neighbourhood (a few dozen caches, several round trips of slack on links up to
-    /// 50 ms one way), the second reaches every node of a 10^5-node overlay of degree 5,
-    /// including the sought agent, which always answers for itself. x0x instead waits
-    /// 5 s + 5 s for a re-announcement.
-    pub query_rings: Vec<(u8, Duration)>,
+    /// The expanding rings of a `find_agent` query. Default 2 hops for 300 ms, then 8 hops for
+    /// 800 ms: the neighbourhood first, then every node of a large overlay of degree 5,
+    /// including the sought agent, which always answers for itself (x0x instead waits twice
+    /// 5 s for a re-announcement).
+    pub query_rings: Vec<QueryRing>,
     /// Most queries this node forwards or originates at once (older forgotten). Default 4096.
     pub max_tracked_queries: usize,
+}
+
+/// One ring of a `find_agent` query: how far it reaches and how long it waits for an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryRing {
+    /// Hops the query travels.
+    pub ttl: u8,
+    /// How long to wait for an answer before the next ring.
+    #[serde(with = "humantime_serde")]
+    pub wait: Duration,
 }
 
 impl Default for AnnounceConfig {
@@ -87,8 +101,14 @@ impl Default for AnnounceConfig {
             max_rendezvous: 4096,
             sync_max_records: 4096,
             query_rings: vec![
-                (2, Duration::from_millis(300)),
-                (8, Duration::from_millis(800)),
+                QueryRing {
+                    ttl: 2,
+                    wait: Duration::from_millis(300),
+                },
+                QueryRing {
+                    ttl: 8,
+                    wait: Duration::from_millis(800),
+                },
             ],
             max_tracked_queries: 4096,
         }
@@ -177,7 +197,8 @@ pub enum AnnounceError {
     NoUserIdentity,
 }
 
-/// Why an announcement or record was refused (each is counted under this name).
+/// Why an announcement, record or pub/sub message was refused (counted in
+/// [`crate::discovery::RejectCounts`]; the message is the counter's name).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, thiserror::Error)]
 #[non_exhaustive]
 pub enum RejectReason {
@@ -211,24 +232,6 @@ pub enum RejectReason {
     /// Not newer than what is cached.
     #[error("not_newer")]
     NotNewer,
-}
-
-impl RejectReason {
-    /// The counter name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::UnknownKey => "unknown_key",
-            Self::KeyMismatch => "key_mismatch",
-            Self::BadSignature => "bad_signature",
-            Self::Malformed => "malformed",
-            Self::WrongSigner => "wrong_signer",
-            Self::FutureTimestamp => "future_timestamp",
-            Self::Stale => "stale",
-            Self::BadCertificate => "bad_certificate",
-            Self::TooManyAddresses => "too_many_addresses",
-            Self::NotNewer => "not_newer",
-        }
-    }
 }
 
 /// The shard (0..65 536) of a 32-byte id: `u16` from the first bytes of

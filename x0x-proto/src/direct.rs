@@ -5,7 +5,7 @@
 //! [`crate::Event::DirectFailed`] (a typed [`DirectFailure`]). The recipient gets
 //! [`crate::Event::DirectMessage`] with the **verified** sender agent and machine.
 //!
-//! ## Two paths (reference/x0x-spec.md §7)
+//! ## Two paths
 //!
 //! * **Connected** ([`DirectPath::Connected`]): a [`crate::wire::Direct`] frame straight over
 //!   the QUIC connection to the recipient's machine (dialled first when the recipient's
@@ -15,7 +15,7 @@
 //!   machine. The sender attaches its own identity announcement until the peer has acknowledged
 //!   once, so a receiver that never heard of it can check the binding (one ML-DSA verify per
 //!   peer, not per message). This keeps the connected path free of per-message signatures: an
-//!   ML-DSA-65 signature costs ~0.7 ms, more than a loopback round trip.
+//!   ML-DSA-65 signature costs more than a loopback round trip.
 //! * **Sealed** ([`DirectPath::Sealed`]): a [`SealedEnvelope`] — the payload encrypted to the
 //!   recipient's ML-KEM-768 key ([`crate::kem`]) with ChaCha20-Poly1305, the AAD binding
 //!   sender agent and machine, recipient, request id and both timestamps ([`aad`]) —
@@ -23,10 +23,10 @@
 //!   (one ML-DSA signature by the sending agent) authenticates the sender; the recipient
 //!   checks that the signer is the envelope's sender.
 //!
-//! **Routing of the sealed path, and why.** We chose the simpler routing the issue allows: one
-//! inbox topic that every node carries (x0x v0.19.17's `x0x/dm/v1/bus`), rather than a
-//! per-recipient inbox. Our broadcast layer only disseminates a topic among its carriers, and
-//! a topic carried by one recipient cannot be found by a random topic walk in a large
+//! **Routing of the sealed path, and why.** We chose the simpler routing: one inbox topic
+//! that every node carries (x0x v0.19.17's `x0x/dm/v1/bus`), rather than a per-recipient
+//! inbox. Our broadcast layer only disseminates a topic among its carriers, and a topic
+//! carried by one recipient cannot be found by a random topic walk in a large
 //! unstructured overlay; routing to "the recipient's side of the mesh" needs a structured
 //! overlay (DHT) we do not have yet. The cost is one relay per node per sealed message, which
 //! is acceptable because the sealed path is the **fallback**: [`PathPreference::Auto`] uses the
@@ -44,7 +44,7 @@
 //! estimate of the same path for a peer never measured; clamped to
 //! [`DirectConfig::min_timeout`]..[`DirectConfig::max_timeout`], doubled per retry); echoing the
 //! attempt number makes every sample unambiguous (no Karn ambiguity). x0x used a fixed
-//! 5 s × 2, which made fast links wait and slow links fail (spec §13.5).
+//! 5 s × 2, which made fast links wait and slow links fail.
 //!
 //! The receiver keeps a dedup window of `(sender, request id)` → outcome
 //! ([`DirectConfig::dedup_capacity`], retained for the longest valid envelope lifetime plus the
@@ -59,7 +59,7 @@
 //! lifetimes, forged or unbound senders, oversized payloads, malformed items. Nothing refused
 //! is delivered; nothing panics.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -68,15 +68,19 @@ use serde::{Deserialize, Serialize};
 
 use crate::identity::{AgentId, MachineId};
 use crate::kem::{KemKeypair, SealedBox};
+use crate::node::InvariantError;
 use crate::time::Time;
+use crate::util::counts::counts_by;
+use crate::util::fifo::Fifo;
 
 /// The inbox topic every node carries for sealed direct messages and their acks.
 pub const INBOX_TOPIC: &str = "x0x-rs/direct/inbox/v1";
 /// Context prefix of the sealed path's AAD.
 pub const AAD_CONTEXT: &[u8] = b"x0x-rs/direct-aad/v1";
 
-/// Direct-message configuration. Defaults and their provenance on each field.
-#[derive(Debug, Clone)]
+/// Direct-message configuration. Each field says its default and where it comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct DirectConfig {
     /// Largest payload accepted by `send_direct` and by a receiver. Default 48 KiB (x0x's DM
@@ -84,21 +88,28 @@ pub struct DirectConfig {
     pub max_payload_len: usize,
     /// Lifetime of an envelope when the caller gives none. Default 120 s (x0x's default send
     /// lifetime).
+    #[serde(with = "humantime_serde")]
     pub default_lifetime: Duration,
     /// Longest lifetime accepted (`expires - created`). Default 600 s (x0x).
+    #[serde(with = "humantime_serde")]
     pub max_lifetime: Duration,
     /// Envelopes created further than this in the future are refused. Default 30 s (x0x).
+    #[serde(with = "humantime_serde")]
     pub max_clock_skew: Duration,
     /// Per-attempt timeout before any RTT was measured to a peer. Default 1 s (RFC 6298's
     /// initial RTO).
+    #[serde(with = "humantime_serde")]
     pub initial_timeout: Duration,
     /// Per-attempt timeout of the sealed path before any RTT was measured to the recipient.
     /// Default 2 s: a few gossip hops plus a possible IHAVE/GRAFT repair (150 ms grace).
+    #[serde(with = "humantime_serde")]
     pub sealed_initial_timeout: Duration,
     /// Lower clamp of the adaptive timeout. Default 20 ms: above scheduler noise on loopback,
     /// so fast links retry fast without spurious retries.
+    #[serde(with = "humantime_serde")]
     pub min_timeout: Duration,
     /// Upper clamp of the adaptive timeout (after backoff). Default 30 s (x0x HEAD's clamp).
+    #[serde(with = "humantime_serde")]
     pub max_timeout: Duration,
     /// Most attempts per message (first send included). Default 8: with doubling timeouts this
     /// spans minutes on a slow path, and expiry usually ends a hopeless send first.
@@ -275,7 +286,7 @@ pub enum RejectCode {
     TooLarge,
 }
 
-/// Why a received direct message or ack was refused (counted under [`DirectReject::name`]).
+/// Why a received direct message or ack was refused (counted in [`DirectRejectCounts`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, thiserror::Error)]
 #[non_exhaustive]
 pub enum DirectReject {
@@ -312,25 +323,6 @@ pub enum DirectReject {
     /// An ack that matches nothing in flight (late, duplicate, or forged).
     #[error("unmatched_ack")]
     UnmatchedAck,
-}
-
-impl DirectReject {
-    /// The counter name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Tampered => "tampered",
-            Self::WrongRecipient => "wrong_recipient",
-            Self::Expired => "expired",
-            Self::FromFuture => "from_future",
-            Self::BadLifetime => "bad_lifetime",
-            Self::Replay => "replay",
-            Self::ForgedSender => "forged_sender",
-            Self::UnboundSender => "unbound_sender",
-            Self::TooLarge => "too_large",
-            Self::Malformed => "malformed",
-            Self::UnmatchedAck => "unmatched_ack",
-        }
-    }
 }
 
 /// The connected path's envelope (inside [`crate::wire::Direct`]). Not signed: the QUIC
@@ -466,25 +458,25 @@ pub fn open_sealed(
 pub const UNDIALABLE_FOR: Duration = Duration::from_secs(60);
 
 /// Counters of the direct-message layer. Monotonic.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct DirectStats {
     /// Messages accepted by `send_direct`.
     pub sent: u64,
-    /// Attempts sent, by path name (`connected`, `sealed`).
-    pub attempts: BTreeMap<&'static str, u64>,
+    /// Attempts sent, by path.
+    pub attempts: PathCounts,
     /// Attempts after the first.
     pub retries: u64,
     /// Receipts (acknowledged sends).
     pub receipts: u64,
     /// Failed sends, by reason.
-    pub failures: BTreeMap<&'static str, u64>,
+    pub failures: FailureCounts,
     /// Messages delivered to this agent (each once).
     pub delivered: u64,
     /// Copies of an already delivered message (re-acknowledged, not delivered).
     pub duplicates: u64,
-    /// Received messages or acks refused, by [`DirectReject::name`].
-    pub rejected: BTreeMap<&'static str, u64>,
+    /// Received messages or acks refused, by reason.
+    pub rejected: DirectRejectCounts,
     /// Acks sent.
     pub acks_sent: u64,
     /// Sealed envelopes on the inbox topic addressed to another agent (relayed, not opened).
@@ -495,27 +487,55 @@ pub struct DirectStats {
     pub rtt_evicted: u64,
 }
 
-impl DirectStats {
-    pub(crate) fn reject(&mut self, r: DirectReject) {
-        *self.rejected.entry(r.name()).or_default() += 1;
+counts_by! {
+    /// Direct-message attempts, by [`DirectPath`].
+    pub struct PathCounts(DirectPath) {
+        /// To this node's own agent.
+        local: DirectPath::Local,
+        /// Over a connection.
+        connected: DirectPath::Connected,
+        /// Sealed, through the mesh.
+        sealed: DirectPath::Sealed,
     }
+}
 
-    pub(crate) fn attempt(&mut self, path: DirectPath) {
-        let k = match path {
-            DirectPath::Local => "local",
-            DirectPath::Connected => "connected",
-            DirectPath::Sealed => "sealed",
-        };
-        *self.attempts.entry(k).or_default() += 1;
+counts_by! {
+    /// Direct messages that failed, by [`DirectFailure`].
+    pub struct FailureCounts(DirectFailure) {
+        /// Expired before an acknowledgement.
+        expired: DirectFailure::Expired,
+        /// Every attempt timed out.
+        retries_exhausted: DirectFailure::RetriesExhausted,
+        /// The recipient refused it.
+        rejected_by_recipient: DirectFailure::RejectedByRecipient(_),
     }
+}
 
-    pub(crate) fn fail(&mut self, f: DirectFailure) {
-        let k = match f {
-            DirectFailure::Expired => "expired",
-            DirectFailure::RetriesExhausted => "retries_exhausted",
-            DirectFailure::RejectedByRecipient(_) => "rejected_by_recipient",
-        };
-        *self.failures.entry(k).or_default() += 1;
+counts_by! {
+    /// Received direct messages and acks refused, by [`DirectReject`].
+    pub struct DirectRejectCounts(DirectReject) {
+        /// The sealed body failed authentication.
+        tampered: DirectReject::Tampered,
+        /// Addressed to another agent.
+        wrong_recipient: DirectReject::WrongRecipient,
+        /// Past its expiry.
+        expired: DirectReject::Expired,
+        /// Created too far in the future.
+        from_future: DirectReject::FromFuture,
+        /// Lifetime over the maximum, or negative.
+        bad_lifetime: DirectReject::BadLifetime,
+        /// A request id already delivered.
+        replay: DirectReject::Replay,
+        /// The claimed sender is not who signed it or not bound to the sending machine.
+        forged_sender: DirectReject::ForgedSender,
+        /// An unknown sender without a binding.
+        unbound_sender: DirectReject::UnboundSender,
+        /// Payload over the limit.
+        too_large: DirectReject::TooLarge,
+        /// An inbox item that does not decode.
+        malformed: DirectReject::Malformed,
+        /// An ack that matches nothing in flight.
+        unmatched_ack: DirectReject::UnmatchedAck,
     }
 }
 
@@ -590,24 +610,21 @@ pub(crate) struct Outgoing {
 /// Receiver dedup window: `(sender, request id)` → outcome, bounded by count and age.
 #[derive(Debug)]
 pub(crate) struct Dedup {
-    map: BTreeMap<(AgentId, RequestId), DirectOutcome>,
-    order: VecDeque<(Time, (AgentId, RequestId))>,
-    cap: usize,
+    /// Each outcome with when it was remembered.
+    entries: Fifo<(AgentId, RequestId), (Time, DirectOutcome)>,
     retention: Duration,
 }
 
 impl Dedup {
     fn new(cap: usize, retention: Duration) -> Self {
         Self {
-            map: BTreeMap::new(),
-            order: VecDeque::new(),
-            cap,
+            entries: Fifo::new(cap),
             retention,
         }
     }
 
     pub(crate) fn get(&self, k: &(AgentId, RequestId)) -> Option<DirectOutcome> {
-        self.map.get(k).copied()
+        self.entries.get(k).map(|(_, outcome)| *outcome)
     }
 
     /// Remembers an outcome; returns how many entries the cap evicted (0 or 1).
@@ -617,32 +634,14 @@ impl Dedup {
         k: (AgentId, RequestId),
         outcome: DirectOutcome,
     ) -> u64 {
-        self.expire(now);
-        let mut evicted = 0;
-        if self.map.len() >= self.cap
-            && let Some((_, old)) = self.order.pop_front()
-        {
-            self.map.remove(&old);
-            evicted = 1;
-        }
-        if self.map.insert(k, outcome).is_none() {
-            self.order.push_back((now, k));
-        }
-        evicted
-    }
-
-    fn expire(&mut self, now: Time) {
-        while let Some((at, k)) = self.order.front().copied() {
-            if now - at < self.retention {
-                break;
-            }
-            self.order.pop_front();
-            self.map.remove(&k);
-        }
+        let retention = self.retention;
+        self.entries
+            .pop_oldest_while(|(at, _)| now - *at >= retention);
+        u64::from(self.entries.push(k, (now, outcome)).is_some())
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.map.len()
+        self.entries.len()
     }
 }
 
@@ -652,8 +651,7 @@ pub(crate) struct DirectState {
     pub config: DirectConfig,
     pub kem: KemKeypair,
     pub outgoing: BTreeMap<RequestId, Outgoing>,
-    rtt: BTreeMap<RttKey, Rtt>,
-    rtt_order: VecDeque<RttKey>,
+    rtt: Fifo<RttKey, Rtt>,
     rtt_all: BTreeMap<AggregateRtt, Rtt>,
     /// Addresses we asked to dial for a direct message, and the machine expected there.
     dialing: BTreeMap<std::net::SocketAddr, MachineId>,
@@ -661,9 +659,8 @@ pub(crate) struct DirectState {
     undialable: BTreeMap<MachineId, Time>,
     pub dedup: Dedup,
     /// Peers that acknowledged one of our connected messages, so they know our binding
-    /// (bounded FIFO; forgetting one only means re-attaching the announcement).
-    bound: BTreeSet<MachineId>,
-    bound_order: VecDeque<MachineId>,
+    /// (forgetting one only means re-attaching the announcement).
+    bound: Fifo<MachineId, ()>,
     pub stats: DirectStats,
 }
 
@@ -674,17 +671,15 @@ impl DirectState {
         let retention = config.max_lifetime + config.max_clock_skew;
         Self {
             dedup: Dedup::new(config.dedup_capacity, retention),
-            config,
             kem,
             outgoing: BTreeMap::new(),
-            rtt: BTreeMap::new(),
-            rtt_order: VecDeque::new(),
+            rtt: Fifo::new(config.max_rtt_entries),
             rtt_all: BTreeMap::new(),
             dialing: BTreeMap::new(),
             undialable: BTreeMap::new(),
-            bound: BTreeSet::new(),
-            bound_order: VecDeque::new(),
+            bound: Fifo::new(config.max_rtt_entries),
             stats: DirectStats::default(),
+            config,
         }
     }
 
@@ -720,14 +715,9 @@ impl DirectState {
             r.update(us);
             return;
         }
-        if self.rtt.len() >= self.config.max_rtt_entries
-            && let Some(old) = self.rtt_order.pop_front()
-        {
-            self.rtt.remove(&old);
+        if self.rtt.push(key, Rtt::first(us)).is_some() {
             self.stats.rtt_evicted += 1;
         }
-        self.rtt.insert(key, Rtt::first(us));
-        self.rtt_order.push_back(key);
     }
 
     /// The smoothed RTT towards `key`, if measured.
@@ -761,29 +751,31 @@ impl DirectState {
     }
 
     pub(crate) fn is_bound(&self, peer: &MachineId) -> bool {
-        self.bound.contains(peer)
+        self.bound.contains_key(peer)
     }
 
     pub(crate) fn set_bound(&mut self, peer: MachineId, bound: bool) {
-        if !bound {
+        if bound {
+            self.bound.push(peer, ());
+        } else {
             self.bound.remove(&peer);
-            return;
         }
-        if self.bound.contains(&peer) {
-            return;
-        }
-        if self.bound.len() >= self.config.max_rtt_entries
-            && let Some(old) = self.bound_order.pop_front()
-        {
-            self.bound.remove(&old);
-        }
-        self.bound.insert(peer);
-        self.bound_order.push_back(peer);
     }
 
     /// Remembers a receive outcome, counting a capacity eviction.
     pub(crate) fn remember(&mut self, now: Time, k: (AgentId, RequestId), o: DirectOutcome) {
         self.stats.dedup_evicted += self.dedup.insert(now, k, o);
+    }
+
+    /// The dedup window and the messages in flight within their caps.
+    pub(crate) fn check_invariants(&self) -> Result<(), InvariantError> {
+        let c = &self.config;
+        InvariantError::check_cap("direct dedup window", self.dedup.len(), c.dedup_capacity)?;
+        InvariantError::check_cap(
+            "direct messages in flight",
+            self.outgoing.len(),
+            c.max_outstanding,
+        )
     }
 }
 

@@ -14,12 +14,14 @@
 //! first, counting the eviction.
 //!
 //! `find_agent` asks instead of waiting (x0x waits 5 s hoping for a re-announcement): a
-//! [`crate::wire::Query`] spreads over the overlay in expanding rings (1, 3, 8 hops by
+//! [`crate::wire::Query`] spreads over the overlay in expanding rings (2 and 8 hops by
 //! default); any node that has the agent cached answers with the signed records, which travel
 //! back along the query's path and are verified by the asker like any announcement.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
+
+use serde::Serialize;
 
 use crate::announce::{
     AnnounceConfig, IdentityAnnouncement, MachineAnnouncement, NatHints, RejectReason,
@@ -27,7 +29,10 @@ use crate::announce::{
 };
 use crate::identity::{AgentId, MachineId, PublicKey, UserId};
 use crate::kem::KemPublicKey;
+use crate::node::InvariantError;
 use crate::time::Time;
+use crate::util::counts::counts_by;
+use crate::util::fifo::Fifo;
 use crate::wire::{QueryTarget, Record, RecordKind, Signed};
 
 /// An agent as discovery knows it.
@@ -68,16 +73,16 @@ pub struct RendezvousInfo {
     pub expires_at_ms: u64,
 }
 
-/// Counters of the discovery layer.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Counters of the discovery layer. Monotonic.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct DiscoveryStats {
     /// Records accepted into a cache (new or fresher), by kind.
-    pub accepted: BTreeMap<&'static str, u64>,
+    pub accepted: RecordCounts,
     /// Records refused, by reason.
-    pub rejected: BTreeMap<&'static str, u64>,
+    pub rejected: RejectCounts,
     /// Cache evictions to stay under a cap, by cache.
-    pub evicted: BTreeMap<&'static str, u64>,
+    pub evicted: CacheCounts,
     /// Queries this node started.
     pub queries_started: u64,
     /// Queries this node answered from its cache.
@@ -92,12 +97,77 @@ pub struct DiscoveryStats {
     pub syncs_served: u64,
 }
 
-impl DiscoveryStats {
-    pub(crate) fn reject(&mut self, r: RejectReason) {
-        *self.rejected.entry(r.name()).or_default() += 1;
-    }
-    fn bump(map: &mut BTreeMap<&'static str, u64>, k: &'static str) {
-        *map.entry(k).or_default() += 1;
+/// Records accepted into the discovery caches, by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct RecordCounts {
+    /// Identity announcements (agent-signed).
+    pub identity: u64,
+    /// Machine announcements.
+    pub machine: u64,
+    /// User announcements.
+    pub user: u64,
+    /// Rendezvous records.
+    pub rendezvous: u64,
+    /// KEM key announcements.
+    pub kem: u64,
+}
+
+/// Discovery cache entries evicted to stay under a cap, by cache.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct CacheCounts {
+    /// The agent cache (`max_agents`).
+    pub agents: u64,
+    /// The machine cache (`max_machines`).
+    pub machines: u64,
+    /// The user cache (`max_users`).
+    pub users: u64,
+    /// The rendezvous record cache (`max_rendezvous`).
+    pub rendezvous: u64,
+    /// Query routes (`max_tracked_queries`).
+    pub query_routes: u64,
+}
+
+/// How full the discovery tables are ([`crate::Node::discovery_cache_sizes`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct DiscoveryCacheSizes {
+    /// Agents cached (`max_agents`).
+    pub agents: usize,
+    /// Machines cached (`max_machines`).
+    pub machines: usize,
+    /// Users cached (`max_users`).
+    pub users: usize,
+    /// Rendezvous records cached (`max_rendezvous`).
+    pub rendezvous: usize,
+    /// Query routes remembered (`max_tracked_queries`).
+    pub query_routes: usize,
+}
+
+counts_by! {
+    /// Announcements, records and pub/sub messages refused, by [`RejectReason`].
+    pub struct RejectCounts(RejectReason) {
+        /// No key attached and none cached.
+        unknown_key: RejectReason::UnknownKey,
+        /// The attached key does not hash to the signer id.
+        key_mismatch: RejectReason::KeyMismatch,
+        /// The signature does not verify.
+        bad_signature: RejectReason::BadSignature,
+        /// The signed body does not decode.
+        malformed: RejectReason::Malformed,
+        /// Signed by the wrong role for its kind.
+        wrong_signer: RejectReason::WrongSigner,
+        /// Stamped too far in the future.
+        future_timestamp: RejectReason::FutureTimestamp,
+        /// Older than the TTL or past its expiry.
+        stale: RejectReason::Stale,
+        /// A user id claimed without a valid certificate.
+        bad_certificate: RejectReason::BadCertificate,
+        /// More addresses than allowed.
+        too_many_addresses: RejectReason::TooManyAddresses,
+        /// Not newer than what is cached.
+        not_newer: RejectReason::NotNewer,
     }
 }
 
@@ -131,22 +201,21 @@ struct RendezvousEntry {
     signed: Signed,
 }
 
-/// A cache with a cap that evicts the entry with the smallest order key first.
+/// A cache with a cap that evicts the entry with the smallest order key first (the oldest
+/// announcement, the soonest expiry).
 #[derive(Debug)]
 struct Bounded<K: Ord + Copy, V> {
     map: BTreeMap<K, (u64, V)>,
     order: BTreeSet<(u64, K)>,
     cap: usize,
-    name: &'static str,
 }
 
 impl<K: Ord + Copy, V> Bounded<K, V> {
-    fn new(cap: usize, name: &'static str) -> Self {
+    fn new(cap: usize) -> Self {
         Self {
             map: BTreeMap::new(),
             order: BTreeSet::new(),
             cap,
-            name,
         }
     }
 
@@ -154,19 +223,37 @@ impl<K: Ord + Copy, V> Bounded<K, V> {
         self.map.get(k).map(|(_, v)| v)
     }
 
-    /// Inserts with `order` as the eviction key; evicts the smallest if over the cap.
-    fn insert(&mut self, k: K, order: u64, v: V, stats: &mut DiscoveryStats) {
+    /// Inserts with `order` as the eviction key; evicts the smallest if at the cap. Returns
+    /// whether an entry was evicted.
+    #[must_use]
+    fn insert(&mut self, k: K, order: u64, v: V) -> bool {
         if let Some((old, _)) = self.map.remove(&k) {
             self.order.remove(&(old, k));
         }
+        let mut evicted = false;
         if self.map.len() >= self.cap
             && let Some((_, victim)) = self.order.pop_first()
         {
             self.map.remove(&victim);
-            DiscoveryStats::bump(&mut stats.evicted, self.name);
+            evicted = true;
         }
         self.map.insert(k, (order, v));
         self.order.insert((order, k));
+        evicted
+    }
+
+    /// `Err(NotNewer)` when the cached entry for `k` is stamped later than `stamp` (an equal
+    /// stamp replaces it).
+    fn check_newer(
+        &self,
+        k: &K,
+        stamp: u64,
+        stamp_of: impl Fn(&V) -> u64,
+    ) -> Result<(), RejectReason> {
+        match self.get(k) {
+            Some(prev) if stamp_of(prev) > stamp => Err(RejectReason::NotNewer),
+            _ => Ok(()),
+        }
     }
 
     fn remove(&mut self, k: &K) {
@@ -182,6 +269,14 @@ impl<K: Ord + Copy, V> Bounded<K, V> {
     fn values(&self) -> impl Iterator<Item = &V> {
         self.map.values().map(|(_, v)| v)
     }
+}
+
+/// `Err(TooManyAddresses)` over [`crate::announce::MAX_ANNOUNCED_ADDRS`].
+fn check_addrs(addresses: &[SocketAddr]) -> Result<(), RejectReason> {
+    if addresses.len() > crate::announce::MAX_ANNOUNCED_ADDRS {
+        return Err(RejectReason::TooManyAddresses);
+    }
+    Ok(())
 }
 
 /// A query in progress or remembered for reverse-path routing.
@@ -210,21 +305,19 @@ pub(crate) struct Discovery {
     machines: Bounded<MachineId, MachineEntry>,
     users: Bounded<UserId, UserEntry>,
     rendezvous: Bounded<AgentId, RendezvousEntry>,
-    /// Query routes by wire query id (bounded FIFO).
-    routes: BTreeMap<u64, QueryRoute>,
-    route_order: VecDeque<u64>,
+    /// Query routes by wire query id.
+    routes: Fifo<u64, QueryRoute>,
     stats: DiscoveryStats,
 }
 
 impl Discovery {
     pub(crate) fn new(config: AnnounceConfig) -> Self {
         Self {
-            agents: Bounded::new(config.max_agents, "agents"),
-            machines: Bounded::new(config.max_machines, "machines"),
-            users: Bounded::new(config.max_users, "users"),
-            rendezvous: Bounded::new(config.max_rendezvous, "rendezvous"),
-            routes: BTreeMap::new(),
-            route_order: VecDeque::new(),
+            agents: Bounded::new(config.max_agents),
+            machines: Bounded::new(config.max_machines),
+            users: Bounded::new(config.max_users),
+            rendezvous: Bounded::new(config.max_rendezvous),
+            routes: Fifo::new(config.max_tracked_queries),
             stats: DiscoveryStats::default(),
             config,
         }
@@ -242,14 +335,30 @@ impl Discovery {
         &self.config
     }
 
-    /// Sizes of the caches: (agents, machines, users, rendezvous).
-    pub(crate) fn sizes(&self) -> (usize, usize, usize, usize) {
-        (
-            self.agents.len(),
-            self.machines.len(),
-            self.users.len(),
-            self.rendezvous.len(),
-        )
+    /// How many entries each table holds.
+    pub(crate) fn sizes(&self) -> DiscoveryCacheSizes {
+        DiscoveryCacheSizes {
+            agents: self.agents.len(),
+            machines: self.machines.len(),
+            users: self.users.len(),
+            rendezvous: self.rendezvous.len(),
+            query_routes: self.routes.len(),
+        }
+    }
+
+    /// Every table within its cap.
+    pub(crate) fn check_invariants(&self) -> Result<(), InvariantError> {
+        let (c, n) = (&self.config, self.sizes());
+        for (table, len, cap) in [
+            ("agent cache", n.agents, c.max_agents),
+            ("machine cache", n.machines, c.max_machines),
+            ("user cache", n.users, c.max_users),
+            ("rendezvous cache", n.rendezvous, c.max_rendezvous),
+            ("query routes", n.query_routes, c.max_tracked_queries),
+        ] {
+            InvariantError::check_cap(table, len, cap)?;
+        }
+        Ok(())
     }
 
     fn fresh(&self, now: Time, announced_at: u64) -> Result<(), RejectReason> {
@@ -273,9 +382,7 @@ impl Discovery {
         ann: IdentityAnnouncement,
     ) -> Result<Merged, RejectReason> {
         self.fresh(now, ann.announced_at)?;
-        if ann.addresses.len() > crate::announce::MAX_ANNOUNCED_ADDRS {
-            return Err(RejectReason::TooManyAddresses);
-        }
+        check_addrs(&ann.addresses)?;
         let user_id = match &ann.user {
             Some(cert) => {
                 cert.verify(&agent, now.as_secs())
@@ -284,32 +391,25 @@ impl Discovery {
             }
             None => None,
         };
+        self.agents
+            .check_newer(&agent, ann.announced_at, |e| e.ann.announced_at)?;
         let previous = self.agents.get(&agent);
-        if let Some(prev) = previous
-            && prev.ann.announced_at > ann.announced_at
-        {
-            return Err(RejectReason::NotNewer);
-        }
         let new = previous.is_none();
         // A known user id is never cleared by an announcement without one.
         let user_id = user_id.or(previous.and_then(|p| p.user_id));
         // The KEM key is a separate record; a newer identity announcement keeps it.
         let kem = previous.and_then(|p| p.kem.clone());
         let order = ann.announced_at;
-        self.agents.insert(
-            agent,
-            order,
-            AgentEntry {
-                ann,
-                signed,
-                key,
-                user_id,
-                last_seen: now,
-                kem,
-            },
-            &mut self.stats,
-        );
-        DiscoveryStats::bump(&mut self.stats.accepted, "identity");
+        let entry = AgentEntry {
+            ann,
+            signed,
+            key,
+            user_id,
+            last_seen: now,
+            kem,
+        };
+        self.stats.evicted.agents += u64::from(self.agents.insert(agent, order, entry));
+        self.stats.accepted.identity += 1;
         Ok(if new {
             Merged::NewAgent(agent)
         } else {
@@ -326,22 +426,13 @@ impl Discovery {
         ann: MachineAnnouncement,
     ) -> Result<Merged, RejectReason> {
         self.fresh(now, ann.announced_at)?;
-        if ann.addresses.len() > crate::announce::MAX_ANNOUNCED_ADDRS {
-            return Err(RejectReason::TooManyAddresses);
-        }
-        if let Some(prev) = self.machines.get(&machine)
-            && prev.ann.announced_at > ann.announced_at
-        {
-            return Err(RejectReason::NotNewer);
-        }
+        check_addrs(&ann.addresses)?;
+        self.machines
+            .check_newer(&machine, ann.announced_at, |e| e.ann.announced_at)?;
         let order = ann.announced_at;
-        self.machines.insert(
-            machine,
-            order,
-            MachineEntry { ann, signed, key },
-            &mut self.stats,
-        );
-        DiscoveryStats::bump(&mut self.stats.accepted, "machine");
+        let entry = MachineEntry { ann, signed, key };
+        self.stats.evicted.machines += u64::from(self.machines.insert(machine, order, entry));
+        self.stats.accepted.machine += 1;
         Ok(Merged::Updated)
     }
 
@@ -356,15 +447,12 @@ impl Discovery {
         if ann.agents.len() > 64 {
             return Err(RejectReason::Malformed);
         }
-        if let Some(prev) = self.users.get(&user)
-            && prev.ann.announced_at > ann.announced_at
-        {
-            return Err(RejectReason::NotNewer);
-        }
-        let order = ann.announced_at;
         self.users
-            .insert(user, order, UserEntry { ann, signed }, &mut self.stats);
-        DiscoveryStats::bump(&mut self.stats.accepted, "user");
+            .check_newer(&user, ann.announced_at, |e| e.ann.announced_at)?;
+        let order = ann.announced_at;
+        let entry = UserEntry { ann, signed };
+        self.stats.evicted.users += u64::from(self.users.insert(user, order, entry));
+        self.stats.accepted.user += 1;
         Ok(Merged::Updated)
     }
 
@@ -381,22 +469,13 @@ impl Discovery {
         if rec.issued_at_ms > now.as_millis() + self.config.max_clock_skew.as_millis() as u64 {
             return Err(RejectReason::FutureTimestamp);
         }
-        if rec.addresses.len() > crate::announce::MAX_ANNOUNCED_ADDRS {
-            return Err(RejectReason::TooManyAddresses);
-        }
-        if let Some(prev) = self.rendezvous.get(&agent)
-            && prev.rec.issued_at_ms > rec.issued_at_ms
-        {
-            return Err(RejectReason::NotNewer);
-        }
+        check_addrs(&rec.addresses)?;
+        self.rendezvous
+            .check_newer(&agent, rec.issued_at_ms, |e| e.rec.issued_at_ms)?;
         let order = rec.expires_at_ms;
-        self.rendezvous.insert(
-            agent,
-            order,
-            RendezvousEntry { rec, signed },
-            &mut self.stats,
-        );
-        DiscoveryStats::bump(&mut self.stats.accepted, "rendezvous");
+        let entry = RendezvousEntry { rec, signed };
+        self.stats.evicted.rendezvous += u64::from(self.rendezvous.insert(agent, order, entry));
+        self.stats.accepted.rendezvous += 1;
         Ok(Merged::Updated)
     }
 
@@ -452,7 +531,7 @@ impl Discovery {
             return Err(RejectReason::NotNewer);
         }
         entry.kem = Some((ann.kem_key, ann.announced_at, signed));
-        DiscoveryStats::bump(&mut self.stats.accepted, "kem");
+        self.stats.accepted.kem += 1;
         Ok(Merged::Updated)
     }
 
@@ -629,14 +708,9 @@ impl Discovery {
         if self.routes.contains_key(&id) {
             return false;
         }
-        if self.routes.len() >= self.config.max_tracked_queries
-            && let Some(old) = self.route_order.pop_front()
-        {
-            self.routes.remove(&old);
-            DiscoveryStats::bump(&mut self.stats.evicted, "query_routes");
+        if self.routes.push(id, route).is_some() {
+            self.stats.evicted.query_routes += 1;
         }
-        self.routes.insert(id, route);
-        self.route_order.push_back(id);
         true
     }
 
@@ -687,10 +761,10 @@ mod tests {
             let at = now.as_secs() - u64::from(i % 800);
             d.merge_identity(now, agent, key, signed, ann(at, 1))
                 .unwrap();
-            assert!(d.sizes().0 <= 4096);
+            assert!(d.sizes().agents <= 4096);
         }
-        assert_eq!(d.sizes().0, 4096);
-        assert_eq!(d.stats().evicted.get("agents"), Some(&(100_000 - 4096)));
+        assert_eq!(d.sizes().agents, 4096);
+        assert_eq!(d.stats().evicted.agents, 100_000 - 4096);
     }
 
     #[test]

@@ -163,7 +163,7 @@ pub fn feed_record(
     .into();
     let bytes = frame.encode().ok()?;
     let _ = node.handle_frame(now, peer, &bytes);
-    node.check_invariants((4096, 65_536, 4096))
+    node.check_invariants()
         .unwrap_or_else(|e| panic!("invariant broken: {e}"));
     Some((node, key.agent_id()))
 }
@@ -305,7 +305,6 @@ pub fn node_ops(data: &[u8]) {
     config.broadcast.max_missing = 16;
     config.announce.max_agents = 8;
     config.announce.max_tracked_queries = 16;
-    let caps = (16usize, 32usize, 16usize);
     let Ok(mut node) = Node::new(fuzz_identity(), config, [2; 32]) else {
         return;
     };
@@ -443,7 +442,7 @@ pub fn node_ops(data: &[u8]) {
                 }
             }
         }
-        node.check_invariants(caps)
+        node.check_invariants()
             .unwrap_or_else(|e| panic!("invariant broken: {e}"));
         while node.poll_transmit().is_some() {}
         while node.poll_action().is_some() {}

@@ -14,12 +14,22 @@
 //!
 //! | module | holds |
 //! |---|---|
+//! | [`node`] | [`Node`], its [`Config`], [`Identity`], inputs, outputs and [`node::NodeStats`]: the front end every driver calls |
+//! | [`membership`] | the overlay: HyParView active and passive views, SWIM failure detection |
+//! | [`broadcast`] | pub/sub dissemination: PlumTree per topic over one tree per topic (the depth rule), topic links for sparse topics |
+//! | [`announce`] | the signed announcement and rendezvous records, address scoping |
+//! | [`discovery`] | the bounded caches of announced agents, and the query that finds one |
+//! | [`direct`] | direct messages: connected and sealed paths, acks, retries, dedup |
 //! | [`identity`] | machine / agent / user ML-DSA-65 keys, ids, [`identity::AgentCertificate`] |
+//! | [`kem`] | ML-KEM-768 agent keys and the sealed box (ChaCha20-Poly1305) |
 //! | [`wire`] | every frame type, the versioned framing, size limits, [`wire::Signed`] content |
 //! | [`time`] | [`Time`], the time value passed into every call |
-//! | [`kem`] | ML-KEM-768 agent keys and the sealed box (ChaCha20-Poly1305) |
-//! | [`direct`] | direct messages: connected and sealed paths, acks, retries, dedup |
-//! | [`node`] | [`Node`], its [`Config`], inputs and outputs |
+//!
+//! The protocol layers ([`membership`], [`broadcast`], [`discovery`], [`direct`]) are small
+//! state machines inside the node, each with a config whose fields say their defaults and
+//! where they come from; every config deserialises (serde, durations as `"150ms"`), so a
+//! simulator scenario can set any knob. Crate-private helpers (timer sets, bounded FIFOs,
+//! small sorted sets, counters by reason) live in `util`.
 //!
 //! ## The run loop
 //!
@@ -40,7 +50,7 @@
 //! 2. Call [`Node::start`]`(now)` (or any `handle_*`, which starts it implicitly).
 //! 3. After **every** input, drain all four outputs until each returns `None`. Outputs are
 //!    queued in the order the node produced them; a driver that stops draining causes the
-//!    bounded queues to drop (and count, see [`node::Stats`]) rather than grow.
+//!    bounded queues to drop (and count, see [`node::NodeStats`]) rather than grow.
 //! 4. Sleep until [`Node::poll_timeout`] or until the next input, whichever comes first, then
 //!    call [`Node::handle_timeout`]. Calling it early or twice is harmless.
 //!
@@ -87,10 +97,12 @@
 //! No input makes the node panic. Bytes from the network are decoded against explicit size
 //! limits before any allocation they could drive, and every failure is a typed error
 //! ([`wire::DecodeError`], [`identity::VerifyError`], [`node::FrameError`]) plus a counter in
-//! [`node::Stats`]. A peer that sends undecodable frames is disconnected with a reason. The
+//! [`node::NodeStats`]. A peer that sends undecodable frames is disconnected with a reason. The
 //! remaining `unreachable!`s mark states the types rule out (e.g. encoding a value into a
 //! `Vec` cannot fail), each with a comment. Configuration is validated by [`Node::new`], which
-//! returns [`node::ConfigError`] rather than asserting.
+//! returns [`node::ConfigError`] rather than asserting. [`Node::check_invariants`] checks what
+//! must hold after any input (caps, disjoint views, well-formed trees) and returns a typed
+//! [`node::InvariantError`]; the fuzzers and the simulator's hostile scenarios call it.
 //!
 //! ## Bounded memory
 //!

@@ -44,6 +44,7 @@ mod properties {
 #[test]
 fn record_seeds_reach_the_caches() {
     use x0x_proto::Time;
+    use x0x_proto::announce::RejectReason;
     use x0x_proto::fuzzing::{RECORD_FUZZ_NOW_SECS, feed_record};
     use x0x_proto::identity::Domain;
     use x0x_proto::wire::RecordKind;
@@ -66,17 +67,13 @@ fn record_seeds_reach_the_caches() {
         .expect("fresh seed accepted");
     assert!(found.user_id.is_some(), "its user certificate verified");
     for (seed, reason) in [
-        ("identity_stale", "stale"),
-        ("identity_future", "future_timestamp"),
-        ("identity_many_addrs", "too_many_addresses"),
+        ("identity_stale", RejectReason::Stale),
+        ("identity_future", RejectReason::FutureTimestamp),
+        ("identity_many_addrs", RejectReason::TooManyAddresses),
     ] {
         let (node, agent) = ann(seed);
         assert!(node.discovered_agent(now, &agent).is_none(), "{seed}");
-        assert_eq!(
-            node.discovery_stats().rejected.get(reason),
-            Some(&1),
-            "{seed}"
-        );
+        assert_eq!(node.stats().discovery.rejected.get(&reason), 1, "{seed}");
     }
     let rv = |name: &str| {
         let data = std::fs::read(root.join("rendezvous_decode").join(name)).unwrap();

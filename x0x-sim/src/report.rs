@@ -52,7 +52,7 @@ pub struct Drops {
     pub queue_full: u64,
 }
 
-/// Sums of the nodes' own counters ([`x0x_proto::node::Stats`]) over the nodes alive at the end.
+/// Sums of the nodes' own counters ([`x0x_proto::node::NodeStats`]) over the nodes alive at the end.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct NodeCounters {
     /// Frames the nodes accepted.
@@ -515,6 +515,17 @@ pub fn max_rss_mb() -> Option<f64> {
     let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
+}
+
+/// The non-zero counters of a named-field counter struct (`x0x_proto` stats), by field name.
+pub(crate) fn named_counts(counters: &impl Serialize) -> Vec<(String, u64)> {
+    let Ok(Value::Object(fields)) = serde_json::to_value(counters) else {
+        return Vec::new();
+    };
+    fields
+        .into_iter()
+        .filter_map(|(k, v)| v.as_u64().filter(|n| *n > 0).map(|n| (k, n)))
+        .collect()
 }
 
 #[cfg(test)]

@@ -1,16 +1,13 @@
-//! [`AgentStats`]: the node's, the broadcast layer's and the driver's counters.
+//! [`AgentStats`]: the node's counters (every layer's, nested) and the driver's.
 
-use x0x_proto::broadcast::BroadcastStats;
-use x0x_proto::node::Stats;
+use x0x_proto::node::NodeStats;
 
 /// Counters from [`Agent::stats`](crate::Agent::stats).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct AgentStats {
-    /// The protocol node's counters.
-    pub node: Stats,
-    /// The broadcast layer's counters (publishes, GOSSIP frames, duplicates, repairs).
-    pub broadcast: BroadcastStats,
+    /// The protocol node's counters, each layer's nested (`node.broadcast.published`, …).
+    pub node: NodeStats,
     /// The driver's counters.
     pub driver: DriverStats,
     /// Connections tracked now.

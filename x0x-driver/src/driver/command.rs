@@ -124,8 +124,7 @@ impl Driver {
                 reply.send(rx);
             }
             Command::Stats(reply) => reply.send(AgentStats {
-                node: self.node.stats().clone(),
-                broadcast: self.node.broadcast_stats().clone(),
+                node: self.node.stats(),
                 driver: self.stats.clone(),
                 connections: self.conns.len(),
             }),

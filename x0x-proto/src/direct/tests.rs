@@ -111,7 +111,7 @@ fn direct_tampered_ciphertext_is_rejected() {
     bad.sealed.ciphertext = c.into();
     let r = f.open(now, &bad);
     assert_eq!(r, Err(DirectReject::Tampered));
-    assert_eq!(r.unwrap_err().name(), "tampered");
+    assert_eq!(r.unwrap_err().to_string(), "tampered");
     // The AAD binds the header: changing the claimed machine or timestamps breaks the tag.
     let mut moved = env.clone();
     moved.sender_machine = MachineKeypair::from_seed([9; 32]).machine_id();

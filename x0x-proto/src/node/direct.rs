@@ -1,12 +1,23 @@
 //! The node's side of direct messages: path choice, sending, receiving, acks and retries.
 //! The types, envelope checks and the state live in [`crate::direct`].
 
-use super::*;
-use crate::announce::KemAnnouncement;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rand_core::Rng;
+
+use super::discovery::OwnBinding;
+use super::{Event, Node, Timer};
+use crate::announce::{KemAnnouncement, RejectReason};
+use crate::broadcast::PubSubBody;
 use crate::direct::{
-    DirectEnvelope, DirectError, DirectOptions, DirectOutcome, DirectPath, DirectReject, InboxItem,
-    Outgoing, PathPreference, RejectCode, RttKey, SealedEnvelope,
+    DirectEnvelope, DirectError, DirectFailure, DirectMessage, DirectOptions, DirectOutcome,
+    DirectPath, DirectReceipt, DirectReject, InboxItem, Outgoing, PathPreference, RejectCode,
+    RequestId, RttKey, SealedEnvelope,
 };
+use crate::identity::{AgentId, Domain, MachineId, SignerId};
+use crate::time::Time;
+use crate::wire::{self, Frame, RecordKind};
 
 impl Node {
     /// Sends `payload` to agent `to`, choosing the path automatically. Returns the request id
@@ -49,9 +60,10 @@ impl Node {
         let created_at_ms = now.as_millis();
         let expires_at_ms = (now + lifetime).as_millis();
         if to == self.agent_id() {
-            // Self-DM short-circuits (x0x X0X-0002): no network, delivered and receipted now.
+            // A message to oneself short-circuits (as in x0x): no network, delivered and
+            // receipted now.
             self.direct.stats.sent += 1;
-            self.direct.stats.attempt(DirectPath::Local);
+            self.direct.stats.attempts.count(&DirectPath::Local);
             self.direct.stats.delivered += 1;
             self.direct.stats.receipts += 1;
             self.emit(Event::DirectMessage(DirectMessage {
@@ -97,11 +109,6 @@ impl Node {
         Ok(id)
     }
 
-    /// Direct-message counters.
-    pub fn direct_stats(&self) -> &DirectStats {
-        &self.direct.stats
-    }
-
     /// Direct messages in flight from this node.
     pub fn direct_in_flight(&self) -> usize {
         self.direct.outgoing.len()
@@ -116,15 +123,15 @@ impl Node {
     /// none was published yet). Another node imports it with [`Node::import_agent_card`] to
     /// reach this agent without waiting for discovery.
     pub fn agent_card(&mut self, now: Time) -> Vec<wire::Record> {
-        let (_, identity, kem) = self.own_binding(now);
+        let binding = self.own_binding(now);
         vec![
             wire::Record {
                 kind: RecordKind::Announcement,
-                signed: identity,
+                signed: binding.identity,
             },
             wire::Record {
                 kind: RecordKind::KemKey,
-                signed: kem,
+                signed: binding.kem,
             },
         ]
     }
@@ -158,29 +165,15 @@ impl Node {
 
     /// Our newest signed identity + KEM announcements; signs new ones when there are none or
     /// they are older than half the identity TTL (so receivers still accept them).
-    fn own_binding(&mut self, now: Time) -> (u64, wire::Signed, wire::Signed) {
+    fn own_binding(&mut self, now: Time) -> OwnBinding {
         let half_ttl = self.discovery.config().identity_ttl.as_secs() / 2;
-        if let Some(r) = &self.own_records
-            && r.0 + half_ttl > now.as_secs()
+        if let Some(b) = &self.own_binding
+            && b.announced_at + half_ttl > now.as_secs()
         {
-            return r.clone();
+            return b.clone();
         }
         let announced_at = now.as_secs();
-        let identity = IdentityAnnouncement {
-            machine_id: self.machine_id(),
-            addresses: crate::announce::announceable_addrs(
-                &self.config.listen_addrs,
-                &self.config.bootstrap,
-            ),
-            announced_at,
-            nat: None,
-            user: self
-                .identity
-                .user
-                .as_ref()
-                .filter(|_| self.user_disclosed)
-                .map(|(_, c)| c.clone()),
-        };
+        let identity = self.identity_announcement(announced_at, self.announceable_addrs());
         let identity = wire::Signed::sign(
             &self.identity.agent,
             Domain::IdentityAnnouncement,
@@ -190,15 +183,13 @@ impl Node {
         let kem = self.kem_record(announced_at);
         let _ = self.accept_record(now, RecordKind::Announcement, &identity);
         let _ = self.accept_record(now, RecordKind::KemKey, &kem);
-        let r = (announced_at, identity, kem);
-        self.own_records = Some(r.clone());
-        r
-    }
-
-    fn hello_done(&self, peer: &MachineId) -> bool {
-        self.peers
-            .get(peer)
-            .is_some_and(|p| p.hello.is_some() && !p.closing)
+        let binding = OwnBinding {
+            announced_at,
+            identity,
+            kem,
+        };
+        self.own_binding = Some(binding.clone());
+        binding
     }
 
     /// Sends the next attempt of `id` and arms its timeout.
@@ -239,7 +230,7 @@ impl Node {
         let mut dialing = false;
         let key = match (path, machine) {
             (DirectPath::Connected, Some(m)) => {
-                let binding = (!self.direct.is_bound(&m)).then(|| self.own_binding(now).1);
+                let binding = (!self.direct.is_bound(&m)).then(|| self.own_binding(now).identity);
                 let frame: Frame = wire::Direct {
                     envelope: DirectEnvelope {
                         request_id: id,
@@ -297,7 +288,7 @@ impl Node {
         };
         let timeout = match key {
             Some(k) => {
-                self.direct.stats.attempt(path);
+                self.direct.stats.attempts.count(&path);
                 if attempt > 1 {
                     self.direct.stats.retries += 1;
                 }
@@ -318,7 +309,7 @@ impl Node {
                 o.machine = machine;
             }
         }
-        self.timers.insert((deadline, Timer::DirectRetry(id)));
+        self.timers.set(deadline, Timer::DirectRetry(id));
     }
 
     fn publish_inbox(&mut self, now: Time, item: &InboxItem) {
@@ -353,7 +344,7 @@ impl Node {
 
     fn direct_fail(&mut self, id: RequestId, reason: DirectFailure) {
         if let Some(o) = self.direct.outgoing.remove(&id) {
-            self.direct.stats.fail(reason);
+            self.direct.stats.failures.count(&reason);
             self.emit(Event::DirectFailed {
                 request_id: id,
                 recipient: o.recipient,
@@ -363,7 +354,7 @@ impl Node {
     }
 
     fn reject_direct(&mut self, r: DirectReject) {
-        self.direct.stats.reject(r);
+        self.direct.stats.rejected.count(&r);
     }
 
     fn direct_ack_frame(

@@ -16,6 +16,7 @@ use super::world::IdMap;
 use super::{Ev, Sim, TraceTag, World, derive, ms};
 use crate::adversary::{Adversary, CAPTURE_CAP, Role, TargetView};
 use crate::net::addr_of;
+use crate::report::named_counts;
 use crate::scenario::{Publishers, Scenario};
 use crate::stats::Bitset;
 
@@ -429,29 +430,29 @@ fn adversaries_in(view: &[MachineId], by_id: &IdMap<MachineId>, adv: &Adversary)
 /// Adds every refusal `node` counted to `rej`, keyed `layer/reason`.
 fn count_rejections(rej: &mut BTreeMap<String, u64>, node: &Node) {
     let s = node.stats();
-    for (k, v) in &s.messages_rejected {
-        Adversary::bump(rej, &format!("message/{k}"), *v);
+    for (k, v) in named_counts(&s.messages_rejected) {
+        Adversary::bump(rej, &format!("message/{k}"), v);
     }
-    for (k, v) in &s.frames_rejected {
-        Adversary::bump(rej, &format!("frame/{k}"), *v);
+    for (k, v) in named_counts(&s.frames_rejected) {
+        Adversary::bump(rej, &format!("frame/{k}"), v);
     }
-    for (k, v) in &s.closes {
-        Adversary::bump(rej, &format!("close/{k}"), *v);
+    for (k, v) in named_counts(&s.closes) {
+        Adversary::bump(rej, &format!("close/{k}"), v);
     }
     Adversary::bump(rej, "frame/from_non_neighbor", s.frames_from_non_neighbor);
     Adversary::bump(rej, "frame/unknown_kind", s.frames_unknown_kind);
     Adversary::bump(rej, "queue/transmits_dropped", s.transmits_dropped);
     Adversary::bump(rej, "queue/events_dropped", s.events_dropped);
-    for (k, v) in &node.discovery_stats().rejected {
-        Adversary::bump(rej, &format!("record/{k}"), *v);
+    for (k, v) in named_counts(&s.discovery.rejected) {
+        Adversary::bump(rej, &format!("record/{k}"), v);
     }
-    let b = node.broadcast_stats();
-    for (k, v) in &b.dropped {
-        Adversary::bump(rej, &format!("broadcast/{k}"), *v);
+    let b = &s.broadcast;
+    for (k, v) in named_counts(&b.dropped) {
+        Adversary::bump(rej, &format!("broadcast/{k}"), v);
     }
     Adversary::bump(rej, "broadcast/duplicate", b.duplicates);
     Adversary::bump(rej, "broadcast/graft_exhausted", b.graft_exhausted);
-    Adversary::bump(rej, "membership/rejected", node.membership_stats().rejected);
+    Adversary::bump(rej, "membership/rejected", s.membership.rejected);
 }
 
 /// Records the size of each bounded table of `node` against its cap, and whether its
@@ -473,21 +474,20 @@ fn sample_node(adv: &mut Adversary, node: &Node) {
         node.passive_view_len(),
         c.membership.passive_view_capacity,
     );
-    let (cache, seen, missing) = node.broadcast_cache_sizes();
-    adv.bound("broadcast_cache", cache, c.broadcast.cache_capacity);
-    adv.bound("broadcast_seen", seen, c.broadcast.seen_capacity);
-    adv.bound("broadcast_missing", missing, c.broadcast.max_missing);
-    let (agents, machines, users, rv) = node.discovery_cache_sizes();
-    adv.bound("discovery_agents", agents, c.announce.max_agents);
-    adv.bound("discovery_machines", machines, c.announce.max_machines);
-    adv.bound("discovery_users", users, c.announce.max_users);
-    adv.bound("discovery_rendezvous", rv, c.announce.max_rendezvous);
-    let caps = (
-        c.broadcast.cache_capacity,
-        c.broadcast.seen_capacity,
-        c.broadcast.max_missing,
+    let b = node.broadcast_cache_sizes();
+    adv.bound("broadcast_cache", b.cache, c.broadcast.cache_capacity);
+    adv.bound("broadcast_seen", b.seen, c.broadcast.seen_capacity);
+    adv.bound("broadcast_missing", b.missing, c.broadcast.max_missing);
+    let d = node.discovery_cache_sizes();
+    adv.bound("discovery_agents", d.agents, c.announce.max_agents);
+    adv.bound("discovery_machines", d.machines, c.announce.max_machines);
+    adv.bound("discovery_users", d.users, c.announce.max_users);
+    adv.bound(
+        "discovery_rendezvous",
+        d.rendezvous,
+        c.announce.max_rendezvous,
     );
-    if node.check_invariants(caps).is_err() {
+    if node.check_invariants().is_err() {
         adv.report.invariant_violations += 1;
     }
 }

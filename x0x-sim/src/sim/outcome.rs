@@ -183,19 +183,18 @@ fn node_counters(nodes: &[Option<Node>]) -> NodeCounters {
         let s = node.stats();
         counters.frames_received += s.frames_received;
         counters.frames_sent += s.frames_sent;
-        counters.frames_rejected += s.frames_rejected.values().sum::<u64>();
+        counters.frames_rejected += s.frames_rejected.total();
         counters.frames_from_unknown_peer += s.frames_from_unknown_peer;
         counters.transmits_dropped += s.transmits_dropped;
         counters.events_dropped += s.events_dropped;
         counters.dials_failed += s.dials_failed;
-        for (k, v) in &s.closes {
-            *counters.closes.entry((*k).to_string()).or_default() += v;
+        for (k, v) in crate::report::named_counts(&s.closes) {
+            *counters.closes.entry(k).or_default() += v;
         }
-        let b = node.broadcast_stats();
+        let b = &s.broadcast;
         for (k, v) in [
             ("grafts_sent", b.grafts_sent),
             ("prunes_sent", b.prunes_sent),
-            ("optimizations", b.optimizations),
             ("reparents", b.reparents),
             ("place_updates", b.place_updates),
             ("graft_misses", b.graft_misses),
@@ -203,7 +202,7 @@ fn node_counters(nodes: &[Option<Node>]) -> NodeCounters {
         ] {
             *counters.broadcast.entry(k.to_string()).or_default() += v;
         }
-        for (k, v) in &b.dropped {
+        for (k, v) in crate::report::named_counts(&b.dropped) {
             *counters
                 .broadcast
                 .entry(format!("dropped_{k}"))

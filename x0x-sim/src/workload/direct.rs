@@ -76,12 +76,12 @@ impl DirectRun {
         let mut attempts: BTreeMap<String, u64> = BTreeMap::new();
         let mut rejected: BTreeMap<String, u64> = BTreeMap::new();
         for node in nodes.iter().flatten() {
-            let ds = node.direct_stats();
-            for (k, v) in &ds.attempts {
-                *attempts.entry((*k).to_string()).or_default() += v;
+            let ds = node.stats().direct;
+            for (k, v) in crate::report::named_counts(&ds.attempts) {
+                *attempts.entry(k).or_default() += v;
             }
-            for (k, v) in &ds.rejected {
-                *rejected.entry((*k).to_string()).or_default() += v;
+            for (k, v) in crate::report::named_counts(&ds.rejected) {
+                *rejected.entry(k).or_default() += v;
             }
         }
         DirectSummary {

@@ -95,7 +95,7 @@ fn direct_connected_path_delivers_once_with_receipt() {
     deliver_all(&mut b, a.machine_id(), &txs, t(3));
     pump(&mut a, &mut b, t(3));
     assert_eq!(direct_messages(&drain_events(&mut b)).len(), 1);
-    assert_eq!(b.direct_stats().delivered, 2);
+    assert_eq!(b.stats().direct.delivered, 2);
     assert!(
         a.direct_rtt(&b.machine_id()).is_some(),
         "acks measured an RTT"
@@ -134,12 +134,12 @@ fn direct_retries_keep_the_request_id_and_deliver_exactly_once() {
     deliver_all(&mut b, a.machine_id(), &third, t(3100));
     pump(&mut a, &mut b, t(3100));
     assert!(direct_messages(&drain_events(&mut b)).is_empty());
-    assert_eq!(b.direct_stats().duplicates, 1);
-    assert_eq!(b.direct_stats().rejected.get("replay"), Some(&1));
+    assert_eq!(b.stats().direct.duplicates, 1);
+    assert_eq!(b.stats().direct.rejected.replay, 1);
     let r = receipts(&drain_events(&mut a));
     assert_eq!(r.len(), 1);
     assert_eq!((r[0].request_id, r[0].retries), (id, 2));
-    assert_eq!(a.direct_stats().retries, 2);
+    assert_eq!(a.stats().direct.retries, 2);
 }
 
 #[test]
@@ -206,12 +206,12 @@ fn direct_forged_sender_and_bad_envelopes_are_rejected_with_typed_reasons() {
         env(aid, cid, ms, ms + 60_000, 5),
         None,
     );
-    let s = b.direct_stats();
-    assert_eq!(s.rejected.get("forged_sender"), Some(&1));
-    assert_eq!(s.rejected.get("expired"), Some(&1));
-    assert_eq!(s.rejected.get("from_future"), Some(&1));
-    assert_eq!(s.rejected.get("bad_lifetime"), Some(&1));
-    assert_eq!(s.rejected.get("wrong_recipient"), Some(&1));
+    let s = b.stats().direct;
+    assert_eq!(s.rejected.forged_sender, 1);
+    assert_eq!(s.rejected.expired, 1);
+    assert_eq!(s.rejected.from_future, 1);
+    assert_eq!(s.rejected.bad_lifetime, 1);
+    assert_eq!(s.rejected.wrong_recipient, 1);
     assert_eq!(s.delivered, 0);
     assert!(direct_messages(&drain_events(&mut b)).is_empty());
     // A replayed genuine frame is delivered once.
@@ -219,7 +219,7 @@ fn direct_forged_sender_and_bad_envelopes_are_rejected_with_typed_reasons() {
     send(&mut b, a.machine_id(), good.clone(), None);
     send(&mut b, a.machine_id(), good, None);
     assert_eq!(direct_messages(&drain_events(&mut b)).len(), 1);
-    assert_eq!(b.direct_stats().rejected.get("replay"), Some(&1));
+    assert_eq!(b.stats().direct.rejected.replay, 1);
     // An ack from a machine that is not the recipient's is refused.
     let id = a
         .send_direct(now, b.agent_id(), Bytes::from_static(b"q"))
@@ -238,7 +238,7 @@ fn direct_forged_sender_and_bad_envelopes_are_rejected_with_typed_reasons() {
     connect(&mut a, &mut c2, now);
     drain_events(&mut a);
     a.handle_frame(now, c2.machine_id(), &forged_ack).unwrap();
-    assert_eq!(a.direct_stats().rejected.get("forged_sender"), Some(&1));
+    assert_eq!(a.stats().direct.rejected.forged_sender, 1);
     assert!(receipts(&drain_events(&mut a)).is_empty());
     assert_eq!(a.direct_in_flight(), 1);
 }
@@ -271,26 +271,21 @@ fn announced(n: usize) -> testnet::Net {
     net
 }
 
-fn net_direct(net: &testnet::Net, i: usize) -> Vec<DirectMessage> {
+/// The events node `i` of `net` emitted.
+fn events_of(net: &testnet::Net, i: usize) -> Vec<Event> {
     net.events
         .iter()
         .filter(|(j, _)| *j == i)
-        .filter_map(|(_, e)| match e {
-            Event::DirectMessage(m) => Some(m.clone()),
-            _ => None,
-        })
+        .map(|(_, e)| e.clone())
         .collect()
 }
 
+fn net_direct(net: &testnet::Net, i: usize) -> Vec<DirectMessage> {
+    direct_messages(&events_of(net, i))
+}
+
 fn net_receipts(net: &testnet::Net, i: usize) -> Vec<DirectReceipt> {
-    net.events
-        .iter()
-        .filter(|(j, _)| *j == i)
-        .filter_map(|(_, e)| match e {
-            Event::DirectReceipt(r) => Some(r.clone()),
-            _ => None,
-        })
-        .collect()
+    receipts(&events_of(net, i))
 }
 
 /// The highest-numbered node with no connection to `src`.
@@ -359,7 +354,7 @@ fn direct_sealed_path_delivers_through_the_mesh() {
     assert_eq!((Some(r[0].request_id), r[0].path), (id, DirectPath::Sealed));
     // Other nodes relayed it without opening it.
     let relays = (1..n)
-        .filter(|&i| i != dst && net.node(i).direct_stats().inbox_not_for_us >= 1)
+        .filter(|&i| i != dst && net.node(i).stats().direct.inbox_not_for_us >= 1)
         .count();
     assert!(relays >= 1);
 }
@@ -407,7 +402,7 @@ fn direct_send_to_a_crashed_agent_expires_with_a_typed_failure() {
         .collect();
     assert_eq!(failed, vec![DirectFailure::Expired]);
     assert!(
-        net.node(0).direct_stats().retries >= 1,
+        net.node(0).stats().direct.retries >= 1,
         "it retried before expiring"
     );
     assert_eq!(net.node(0).direct_in_flight(), 0);

@@ -1,0 +1,81 @@
+//! The message cache (GRAFT answers, catch-up digests) and the dedup window of seen ids.
+//!
+//! Both are bounded twice: by count (oldest evicted first, counted) and by age (expired once
+//! a second). The node checks an id against the dedup window before it verifies a signature,
+//! and marks an id seen only once the message verified, so a forged copy cannot shadow the
+//! genuine message.
+
+use super::Broadcast;
+use crate::identity::MachineId;
+use crate::time::Time;
+use crate::wire::{MessageId, Signed, TopicId};
+
+/// A message kept for GRAFT answers and catch-up digests.
+#[derive(Debug)]
+pub(super) struct Cached {
+    pub(super) topic: TopicId,
+    /// Hops it had travelled to reach this node.
+    pub(super) hops: u8,
+    /// The peer its first copy came from (`None`: published here).
+    pub(super) from: Option<MachineId>,
+    pub(super) message: Signed,
+    /// When it was cached (its expiry counts from here).
+    pub(super) at: Time,
+}
+
+impl Broadcast {
+    /// Whether the message id was seen (delivered or forwarded) recently.
+    pub(crate) fn is_known(&self, id: &MessageId) -> bool {
+        self.seen.contains_key(id)
+    }
+
+    /// Marks `id` seen and caches its message, and lists it among its topic's recent ids.
+    pub(super) fn remember(
+        &mut self,
+        now: Time,
+        id: MessageId,
+        topic: TopicId,
+        hops: u8,
+        from: Option<MachineId>,
+        message: Signed,
+    ) {
+        self.mark_seen(now, id);
+        if self.cache.contains_key(&id) {
+            return;
+        }
+        let cached = Cached {
+            topic,
+            hops,
+            from,
+            message,
+            at: now,
+        };
+        if self.cache.push(id, cached).is_some() {
+            self.stats.dropped.cache_evicted += 1;
+        }
+        if let Some(t) = self.topics.get_mut(&topic) {
+            if t.recent.len() >= self.config.catch_up_ids {
+                t.recent.pop_front();
+            }
+            t.recent.push_back((id, hops));
+        }
+    }
+
+    /// Puts `id` in the dedup window (a message refused for its age is remembered too, so a
+    /// repeat costs a lookup rather than another verification).
+    pub(crate) fn mark_seen(&mut self, now: Time, id: MessageId) {
+        if self.seen.contains_key(&id) {
+            return;
+        }
+        if self.seen.push(id, now).is_some() {
+            self.stats.dropped.seen_evicted += 1;
+        }
+    }
+
+    /// Drops cached messages and seen ids past their retention.
+    pub(super) fn expire(&mut self, now: Time) {
+        let (cache, seen) = (self.config.cache_retention, self.config.seen_retention);
+        self.cache.pop_oldest_while(|c| now - c.at >= cache);
+        self.seen.pop_oldest_while(|at| now - *at >= seen);
+    }
+}

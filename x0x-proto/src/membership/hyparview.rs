@@ -1,0 +1,439 @@
+//! HyParView: the active view messages flow through, repaired from the passive view.
+
+use std::net::SocketAddr;
+
+use rand_chacha::ChaCha8Rng;
+
+use super::{DownReason, Membership, Out, Pending, Timer, pick, sample};
+use crate::identity::MachineId;
+use crate::time::Time;
+use crate::wire::{self, Frame, PeerAddr};
+
+impl Membership {
+    pub(super) fn on_join(
+        &mut self,
+        now: Time,
+        rng: &mut ChaCha8Rng,
+        from: MachineId,
+        addrs: Vec<SocketAddr>,
+    ) {
+        let addrs = if addrs.is_empty() {
+            self.connected.get(&from).cloned().unwrap_or_default()
+        } else {
+            addrs
+        };
+        // "Upon reception of a JOIN, a node adds the new node to its active view, even if it
+        // has to drop a random node from it. It then sends a FORWARDJOIN to all other nodes in
+        // its active view." (§4.2)
+        self.add_active(now, rng, from, addrs.clone());
+        let joiner = PeerAddr { id: from, addrs };
+        let others: Vec<MachineId> = self
+            .active
+            .keys()
+            .filter(|p| **p != from)
+            .copied()
+            .collect();
+        for peer in others {
+            self.out.push_back(Out::Send(
+                peer,
+                wire::ForwardJoin {
+                    joiner: joiner.clone(),
+                    ttl: self.config.active_random_walk_length,
+                }
+                .into(),
+            ));
+        }
+    }
+
+    pub(super) fn on_forward_join(
+        &mut self,
+        now: Time,
+        rng: &mut ChaCha8Rng,
+        from: MachineId,
+        joiner: PeerAddr,
+        ttl: u8,
+    ) {
+        if joiner.id == self.me {
+            return;
+        }
+        // "If the TTL is zero or the active view has one node, add the new node to the active
+        // view" (§4.2). We ask it to be our neighbour (high priority: it is new and needs us).
+        if ttl == 0 || self.active.len() <= 1 {
+            if !self.active.contains_key(&joiner.id) {
+                self.request_neighbor(joiner, true);
+            }
+            return;
+        }
+        // "If the TTL equals PRWL, add the new node to the passive view."
+        if ttl == self.config.passive_random_walk_length {
+            self.add_passive(rng, joiner.clone());
+        }
+        let candidates: Vec<MachineId> = self
+            .active
+            .keys()
+            .filter(|p| **p != from && **p != joiner.id)
+            .copied()
+            .collect();
+        match pick(rng, candidates.iter()) {
+            Some(next) => self.out.push_back(Out::Send(
+                *next,
+                wire::ForwardJoin {
+                    joiner,
+                    ttl: ttl - 1,
+                }
+                .into(),
+            )),
+            None => {
+                if !self.active.contains_key(&joiner.id) {
+                    self.request_neighbor(joiner, true);
+                }
+            }
+        }
+        let _ = now;
+    }
+
+    pub(super) fn on_neighbor(
+        &mut self,
+        now: Time,
+        rng: &mut ChaCha8Rng,
+        from: MachineId,
+        high_priority: bool,
+    ) {
+        // "A high priority request is always accepted, even if a node has to be dropped; a low
+        // priority one only if there is a free slot" (§4.3).
+        let accept = self.active.contains_key(&from)
+            || high_priority
+            || self.active.len() < self.config.active_view_capacity;
+        if accept {
+            let addrs = self.connected.get(&from).cloned().unwrap_or_default();
+            self.add_active(now, rng, from, addrs);
+        }
+        self.out.push_back(Out::Send(
+            from,
+            wire::NeighborReply { accepted: accept }.into(),
+        ));
+    }
+
+    pub(super) fn on_neighbor_reply(
+        &mut self,
+        now: Time,
+        rng: &mut ChaCha8Rng,
+        from: MachineId,
+        accepted: bool,
+    ) {
+        self.awaiting_reply.remove(&from);
+        if accepted {
+            let addrs = self.connected.get(&from).cloned().unwrap_or_default();
+            self.add_active(now, rng, from, addrs);
+            self.refill_wait = self.config.maintenance_interval;
+        } else {
+            self.stats.neighbor_refused += 1;
+            if self.view_is_thin() {
+                // Stays in the passive view; try someone else at once (§4.3).
+                self.refill(rng);
+            } else {
+                // Healthy enough: wait before asking again, longer after each refusal
+                // (`refill_backoff_max` says why).
+                self.refill_after = now + self.refill_wait;
+                self.refill_wait = (self.refill_wait * 2).min(self.config.refill_backoff_max);
+            }
+        }
+    }
+
+    pub(super) fn on_disconnect(
+        &mut self,
+        now: Time,
+        rng: &mut ChaCha8Rng,
+        from: MachineId,
+        alive: bool,
+    ) {
+        if let Some(addrs) = self.active.remove(&from) {
+            let reason = if alive {
+                DownReason::Disconnected
+            } else {
+                DownReason::Left
+            };
+            if alive {
+                self.add_passive(
+                    rng,
+                    PeerAddr {
+                        id: from,
+                        addrs: addrs.clone(),
+                    },
+                );
+            }
+            self.neighbor_down(now, from, addrs, reason);
+            self.refill(rng);
+        }
+    }
+
+    pub(super) fn on_shuffle(&mut self, rng: &mut ChaCha8Rng, from: MachineId, s: &wire::Shuffle) {
+        if s.origin.id == self.me {
+            return;
+        }
+        let candidates: Vec<MachineId> = self
+            .active
+            .keys()
+            .filter(|p| **p != from && **p != s.origin.id)
+            .copied()
+            .collect();
+        if s.ttl > 0
+            && let Some(next) = pick(rng, candidates.iter())
+        {
+            self.out.push_back(Out::Send(
+                *next,
+                wire::Shuffle {
+                    origin: s.origin.clone(),
+                    peers: s.peers.clone(),
+                    ttl: s.ttl - 1,
+                }
+                .into(),
+            ));
+            return;
+        }
+        // Accept: answer with as many passive entries as we received, then integrate theirs.
+        let passive = self.passive_peers();
+        let reply = sample(rng, &passive, s.peers.len().max(1));
+        self.send_or_connect(s.origin.clone(), Pending::ShuffleReply(reply));
+        let mut incoming = s.peers.clone();
+        incoming.push(s.origin.clone());
+        self.add_passive_many(rng, &incoming);
+    }
+
+    pub(super) fn start_shuffle(&mut self, rng: &mut ChaCha8Rng) {
+        let active: Vec<MachineId> = self.active.keys().copied().collect();
+        let Some(target) = pick(rng, active.iter()).copied() else {
+            return;
+        };
+        let mut peers: Vec<PeerAddr> = sample(
+            rng,
+            &active
+                .iter()
+                .filter(|p| **p != target)
+                .map(|p| PeerAddr {
+                    id: *p,
+                    addrs: self.active[p].clone(),
+                })
+                .collect::<Vec<_>>(),
+            self.config.shuffle_active_count,
+        );
+        let passive = self.passive_peers();
+        peers.extend(sample(rng, &passive, self.config.shuffle_passive_count));
+        self.stats.shuffles += 1;
+        self.out.push_back(Out::Send(
+            target,
+            wire::Shuffle {
+                origin: self.me_addr(),
+                peers,
+                ttl: self.config.shuffle_random_walk_length,
+            }
+            .into(),
+        ));
+    }
+
+    /// Re-contacts one dead neighbour or bootstrap address, so a healed partition re-merges.
+    pub(super) fn recontact(&mut self, now: Time, rng: &mut ChaCha8Rng) {
+        let retention = self.config.graveyard_retention;
+        self.graveyard
+            .retain(|_, (_, died, _)| now - *died < retention);
+        // The entry stays until the node is a neighbour again (a partition may last longer
+        // than one try); the least recently tried goes first.
+        let next = self
+            .graveyard
+            .iter()
+            .filter(|(p, _)| !self.active.contains_key(p) && !self.pending.contains_key(p))
+            .min_by_key(|(p, (_, _, tried))| (*tried, **p))
+            .map(|(p, (addrs, _, _))| (*p, addrs.clone()));
+        if let Some((peer, addrs)) = next {
+            if let Some(e) = self.graveyard.get_mut(&peer) {
+                e.2 = now;
+            }
+            self.stats.recontacts += 1;
+            self.request_neighbor(PeerAddr { id: peer, addrs }, true);
+        } else if self.active.is_empty()
+            && let Some(addr) = pick(rng, self.bootstrap.iter()).copied()
+            && !self.dialing.contains_key(&addr)
+        {
+            self.stats.recontacts += 1;
+            self.dialing.insert(addr, None);
+            self.out.push_back(Out::Dial(addr, None));
+        }
+    }
+
+    pub(super) fn request_neighbor(&mut self, peer: PeerAddr, high_priority: bool) {
+        if peer.id == self.me {
+            return;
+        }
+        self.send_or_connect(peer, Pending::Neighbor { high_priority });
+    }
+
+    pub(super) fn send_or_connect(&mut self, peer: PeerAddr, what: Pending) {
+        if self.connected.contains_key(&peer.id) {
+            let frame: Frame = match what {
+                Pending::Neighbor { high_priority } => {
+                    self.awaiting_reply.insert(peer.id);
+                    wire::Neighbor { high_priority }.into()
+                }
+                Pending::ShuffleReply(peers) => wire::ShuffleReply { peers }.into(),
+                Pending::Frame(frame) => *frame,
+            };
+            self.out.push_back(Out::Send(peer.id, frame));
+            return;
+        }
+        let Some(addr) = peer.addrs.first().copied() else {
+            return;
+        };
+        if self.pending.contains_key(&peer.id) {
+            return;
+        }
+        self.pending.insert(peer.id, what);
+        self.dialing.insert(addr, Some(peer.id));
+        self.out.push_back(Out::Dial(addr, Some(peer.id)));
+    }
+
+    /// Whether the active view is under half full: refused refills are retried at once.
+    pub(super) fn view_is_thin(&self) -> bool {
+        self.active.len() * 2 < self.config.active_view_capacity
+    }
+
+    /// Tops the active view up from the passive view, one request per free slot.
+    pub(super) fn refill(&mut self, rng: &mut ChaCha8Rng) {
+        let outstanding = self
+            .pending
+            .values()
+            .filter(|p| matches!(p, Pending::Neighbor { .. }))
+            .count()
+            + self.awaiting_reply.len();
+        let free = self
+            .config
+            .active_view_capacity
+            .saturating_sub(self.active.len() + outstanding);
+        for _ in 0..free {
+            let candidates: Vec<MachineId> = self
+                .passive
+                .keys()
+                .filter(|p| {
+                    !self.active.contains_key(p)
+                        && !self.pending.contains_key(p)
+                        && !self.awaiting_reply.contains(p)
+                })
+                .copied()
+                .collect();
+            let Some(peer) = pick(rng, candidates.iter()).copied() else {
+                return;
+            };
+            let addrs = self.passive[&peer].clone();
+            // "If the active view is empty, the request has high priority" (§4.3).
+            let high = self.active.is_empty();
+            self.request_neighbor(PeerAddr { id: peer, addrs }, high);
+        }
+    }
+
+    pub(super) fn add_active(
+        &mut self,
+        now: Time,
+        rng: &mut ChaCha8Rng,
+        peer: MachineId,
+        addrs: Vec<SocketAddr>,
+    ) {
+        if peer == self.me || self.active.contains_key(&peer) {
+            return;
+        }
+        if !self.connected.contains_key(&peer) {
+            // We only keep neighbours we have a connection to.
+            return;
+        }
+        if self.active.len() >= self.config.active_view_capacity {
+            // "drop a random node from the active view" and tell it (DISCONNECT).
+            let victims: Vec<MachineId> = self.active.keys().copied().collect();
+            let victim = pick(rng, victims.iter()).copied().unwrap_or(peer);
+            if let Some(vaddrs) = self.active.remove(&victim) {
+                self.out
+                    .push_back(Out::Send(victim, wire::Disconnect { alive: true }.into()));
+                // Through `add_passive`, which keeps the passive view at its cap: inserting
+                // directly let it grow one past the cap on every eviction into a full view.
+                self.add_passive(
+                    rng,
+                    PeerAddr {
+                        id: victim,
+                        addrs: vaddrs.clone(),
+                    },
+                );
+                self.neighbor_down(now, victim, vaddrs, DownReason::Evicted);
+            }
+        }
+        self.passive.remove(&peer);
+        self.graveyard.remove(&peer);
+        self.pending.remove(&peer);
+        self.active.insert(peer, addrs);
+        self.stats.neighbor_up += 1;
+        self.out.push_back(Out::NeighborUp(peer));
+    }
+
+    pub(super) fn neighbor_down(
+        &mut self,
+        now: Time,
+        peer: MachineId,
+        addrs: Vec<SocketAddr>,
+        reason: DownReason,
+    ) {
+        self.stats.neighbor_down.count(&reason);
+        // A lost neighbour is news: refill without waiting out an earlier backoff.
+        self.refill_after = now;
+        self.refill_wait = self.config.maintenance_interval;
+        self.suspects.remove(&peer);
+        self.probe_order.retain(|(p, _)| *p != peer);
+        if matches!(reason, DownReason::Dead | DownReason::ConnectionLost) && !addrs.is_empty() {
+            if self.graveyard.len() >= self.config.graveyard_capacity
+                && let Some(oldest) = self
+                    .graveyard
+                    .iter()
+                    .min_by_key(|(_, (_, t, _))| *t)
+                    .map(|(id, _)| *id)
+            {
+                self.graveyard.remove(&oldest);
+            }
+            self.graveyard.insert(peer, (addrs, now, now));
+        }
+        self.out.push_back(Out::NeighborDown(peer, reason));
+        // The connection is kept for `linger` in case replies are in flight, then closed.
+        if self.connected.contains_key(&peer) {
+            self.timers
+                .set(now + self.config.linger, Timer::Linger(peer));
+        }
+    }
+
+    pub(super) fn add_passive(&mut self, rng: &mut ChaCha8Rng, peer: PeerAddr) {
+        if peer.id == self.me || self.active.contains_key(&peer.id) || peer.addrs.is_empty() {
+            return;
+        }
+        if !self.passive.contains_key(&peer.id)
+            && self.passive.len() >= self.config.passive_view_capacity
+        {
+            // "remove a random node from the passive view" (§4.4).
+            let keys: Vec<MachineId> = self.passive.keys().copied().collect();
+            if let Some(victim) = pick(rng, keys.iter()).copied() {
+                self.passive.remove(&victim);
+                self.stats.passive_evicted += 1;
+            }
+        }
+        self.passive.insert(peer.id, peer.addrs);
+    }
+
+    pub(super) fn add_passive_many(&mut self, rng: &mut ChaCha8Rng, peers: &[PeerAddr]) {
+        for p in peers {
+            self.add_passive(rng, p.clone());
+        }
+    }
+
+    /// The passive view as peer addresses, in id order.
+    fn passive_peers(&self) -> Vec<PeerAddr> {
+        self.passive
+            .iter()
+            .map(|(id, addrs)| PeerAddr {
+                id: *id,
+                addrs: addrs.clone(),
+            })
+            .collect()
+    }
+}

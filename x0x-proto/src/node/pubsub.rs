@@ -1,0 +1,222 @@
+//! Pub/sub: subscriptions, publishing (one signature per batch), and the path of a GOSSIP
+//! frame through the node: dedup, verification (discovery records are merged before they are
+//! relayed), the age check, the broadcast layer, delivery.
+
+use bytes::Bytes;
+use rand_core::Rng;
+
+use super::{Delivery, Event, Node};
+use crate::announce::RejectReason;
+use crate::broadcast::{BroadcastCacheSizes, PubSubBody, TopicPeers};
+use crate::identity::{AgentId, Domain, MachineId};
+use crate::time::Time;
+use crate::wire::{self, MessageId, RecordKind, TopicId};
+
+/// Why [`Node::publish`] refused a message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PublishError {
+    /// The payload is larger than [`Config::max_payload_len`](super::Config::max_payload_len).
+    #[error("payload of {len} bytes exceeds the maximum of {max}")]
+    PayloadTooLarge {
+        /// Payload length.
+        len: usize,
+        /// The configured maximum.
+        max: usize,
+    },
+}
+
+impl Node {
+    // ----- commands -----
+
+    // ----- pub/sub (filled in by the broadcast layer) -----
+
+    /// Subscribes to `topic`: messages published on it are delivered as [`Event::Message`].
+    pub fn subscribe(&mut self, now: Time, topic: TopicId) {
+        self.start(now);
+        self.broadcast.subscribe(topic);
+        self.drain_layers(now);
+    }
+
+    /// Unsubscribes from `topic`.
+    pub fn unsubscribe(&mut self, now: Time, topic: TopicId) {
+        self.start(now);
+        self.broadcast.unsubscribe(topic);
+        self.drain_layers(now);
+    }
+
+    /// Publishes `payload` on `topic`, signed once by this node's agent key. Returns the
+    /// message id. Publishing the same bytes twice makes two messages.
+    pub fn publish(
+        &mut self,
+        now: Time,
+        topic: TopicId,
+        payload: Bytes,
+    ) -> Result<MessageId, PublishError> {
+        self.publish_batch(now, vec![(topic, payload)])
+            .pop()
+            .unwrap_or_else(|| unreachable!("one result per item"))
+    }
+
+    /// Publishes several messages (on one topic or many) under **one signature** per
+    /// [`wire::MAX_BATCH`] of them ([`wire::BatchProof`]): what a driver calls with the
+    /// publishes that queued up while it was busy, so a busy publisher signs about once per
+    /// batch instead of once per message. Each message still travels, verifies and is
+    /// delivered on its own, with the same id it would have alone. Results are in input order;
+    /// a refused item (payload too large) does not stop the others.
+    pub fn publish_batch(
+        &mut self,
+        now: Time,
+        items: Vec<(TopicId, Bytes)>,
+    ) -> Vec<Result<MessageId, PublishError>> {
+        self.start(now);
+        let mut results = Vec::with_capacity(items.len());
+        let mut accepted = Vec::with_capacity(items.len());
+        for (topic, payload) in items {
+            if payload.len() > self.config.max_payload_len {
+                results.push(Err(PublishError::PayloadTooLarge {
+                    len: payload.len(),
+                    max: self.config.max_payload_len,
+                }));
+                continue;
+            }
+            let body = PubSubBody {
+                topic,
+                nonce: self.rng.next_u64(),
+                published_at_ms: now.as_millis(),
+                payload,
+            };
+            let bytes = postcard::to_allocvec(&body)
+                .unwrap_or_else(|_| unreachable!("postcard to Vec cannot fail for plain data"));
+            let bytes = Bytes::from(bytes);
+            results.push(Ok(MessageId::of_body(&bytes)));
+            accepted.push((topic, bytes));
+        }
+        let (topics, bodies): (Vec<TopicId>, Vec<Bytes>) = accepted.into_iter().unzip();
+        self.stats.publish_signatures += bodies.len().div_ceil(wire::MAX_BATCH) as u64;
+        let signed =
+            wire::Signed::sign_batch(&self.identity.agent, Domain::PubSubMessage, bodies, true);
+        for (topic, signed) in topics.into_iter().zip(signed) {
+            self.broadcast.publish(now, topic, signed);
+        }
+        self.drain_layers(now);
+        results
+    }
+
+    // ----- queries -----
+
+    /// Eager and lazy peers of a topic, if this node carries it.
+    pub fn topic_peers(&self, topic: &TopicId) -> Option<TopicPeers> {
+        self.broadcast.topic_peers(topic)
+    }
+
+    /// How full the broadcast caches are.
+    pub fn broadcast_cache_sizes(&self) -> BroadcastCacheSizes {
+        self.broadcast.sizes()
+    }
+
+    // ----- the GOSSIP path -----
+
+    /// A GOSSIP frame from `peer`.
+    pub(super) fn on_gossip(&mut self, now: Time, peer: MachineId, mut g: wire::Gossip) {
+        if !self.membership.is_active(&peer) {
+            self.stats.frames_from_non_neighbor += 1;
+        }
+        let id = g.message.id();
+        if self.broadcast.is_known(&id) {
+            self.broadcast.on_duplicate(now, peer, g.topic, &id);
+            self.broadcast
+                .on_depth(now, peer, g.topic, g.root, g.depth, false);
+            return;
+        }
+        // Verify (and, for discovery records, merge) before relaying: a forged, stale or
+        // superseded record is not forwarded.
+        if let Some(kind) = self.record_kind(&g.topic) {
+            if self.accept_record(now, kind, &g.message).is_ok() {
+                self.verifier.share_key(&mut g.message);
+                self.broadcast
+                    .on_depth(now, peer, g.topic, g.root, g.depth, true);
+                self.broadcast
+                    .on_gossip_verified(now, peer, g.topic, id, g.hops, g.message);
+            }
+            return;
+        }
+        match self.open_pubsub(&g.message) {
+            Ok((author, body)) if body.topic == g.topic => {
+                if let Some(why) = self.too_old(now, &body) {
+                    self.stats.messages_rejected.reason.count(&why);
+                    // Remembered so a repeat costs a lookup, not another verification.
+                    self.broadcast.mark_seen(now, id);
+                    return;
+                }
+                self.verifier.share_key(&mut g.message);
+                self.broadcast
+                    .on_depth(now, peer, g.topic, g.root, g.depth, true);
+                let deliver = self.broadcast.on_gossip_verified(
+                    now,
+                    peer,
+                    g.topic,
+                    id,
+                    g.hops,
+                    g.message.clone(),
+                );
+                if deliver && g.topic == self.topics.inbox {
+                    self.on_inbox(now, author, &body.payload);
+                } else if deliver {
+                    self.emit(Event::Message(Delivery {
+                        topic: g.topic,
+                        id,
+                        author,
+                        hops: g.hops,
+                        via: peer,
+                        published_at_ms: body.published_at_ms,
+                        payload: body.payload,
+                    }));
+                }
+            }
+            Ok(_) => self.stats.messages_rejected.topic_mismatch += 1,
+            Err(why) => self.stats.messages_rejected.reason.count(&why),
+        }
+    }
+
+    /// The kind of discovery record a topic carries, if it is a discovery topic.
+    fn record_kind(&self, topic: &TopicId) -> Option<RecordKind> {
+        if *topic == self.topics.announce {
+            Some(RecordKind::Announcement)
+        } else if *topic == self.topics.rendezvous {
+            Some(RecordKind::Rendezvous)
+        } else if *topic == self.topics.kem {
+            Some(RecordKind::KemKey)
+        } else {
+            None
+        }
+    }
+
+    /// Why a verified pub/sub message is refused for its age: published longer ago than
+    /// `max_message_age` (a replay after the dedup window would be), or further ahead than
+    /// `max_clock_skew`.
+    fn too_old(&self, now: Time, body: &PubSubBody) -> Option<RejectReason> {
+        let cfg = &self.config.broadcast;
+        let now_ms = now.as_millis();
+        let age_ms = u64::try_from(cfg.max_message_age.as_millis()).unwrap_or(u64::MAX);
+        let skew_ms = u64::try_from(cfg.max_clock_skew.as_millis()).unwrap_or(u64::MAX);
+        if body.published_at_ms > now_ms.saturating_add(skew_ms) {
+            Some(RejectReason::FutureTimestamp)
+        } else if now_ms.saturating_sub(body.published_at_ms) > age_ms {
+            Some(RejectReason::Stale)
+        } else {
+            None
+        }
+    }
+
+    /// Verifies a pub/sub message: agent-signed, valid signature, well-formed body.
+    fn open_pubsub(
+        &mut self,
+        signed: &wire::Signed,
+    ) -> Result<(AgentId, PubSubBody), RejectReason> {
+        let author = signed.agent().ok_or(RejectReason::WrongSigner)?;
+        self.verify(signed, Domain::PubSubMessage)?;
+        let body = signed.decode_body().map_err(|_| RejectReason::Malformed)?;
+        Ok((author, body))
+    }
+}
