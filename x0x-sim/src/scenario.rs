@@ -333,6 +333,43 @@ pub struct NodeOverrides {
     pub keepalive_ms: Option<u64>,
     /// `Config::hello_timeout`, milliseconds. Default: the protocol's.
     pub hello_timeout_ms: Option<u64>,
+    /// `[node.broadcast]`: the broadcast layer's settings; keys left out keep the protocol's
+    /// defaults (durations as `"150ms"`, `"2s"`). Default: the protocol's.
+    pub broadcast: Option<x0x_proto::broadcast::BroadcastConfig>,
+    /// `[node.membership]`: HyParView and SWIM settings, as `[node.broadcast]`.
+    pub membership: Option<x0x_proto::membership::MembershipConfig>,
+    /// `[node.announce]`: announcement and discovery settings, as `[node.broadcast]` (a
+    /// `[discovery]` section's own settings are applied after these).
+    pub announce: Option<x0x_proto::announce::AnnounceConfig>,
+    /// `[node.direct]`: direct-message settings, as `[node.broadcast]`.
+    pub direct: Option<x0x_proto::direct::DirectConfig>,
+}
+
+impl NodeOverrides {
+    /// Applies the overrides to `c`.
+    pub fn apply(&self, c: &mut x0x_proto::Config) {
+        if let Some(x) = self.max_connections {
+            c.max_connections = x;
+        }
+        if let Some(x) = self.keepalive_ms {
+            c.keepalive_interval = std::time::Duration::from_millis(x);
+        }
+        if let Some(x) = self.hello_timeout_ms {
+            c.hello_timeout = std::time::Duration::from_millis(x);
+        }
+        if let Some(b) = &self.broadcast {
+            c.broadcast = b.clone();
+        }
+        if let Some(m) = &self.membership {
+            c.membership = m.clone();
+        }
+        if let Some(a) = &self.announce {
+            c.announce = a.clone();
+        }
+        if let Some(d) = &self.direct {
+            c.direct = d.clone();
+        }
+    }
 }
 
 /// A complete scenario.
@@ -584,6 +621,10 @@ impl Scenario {
         if let Some(a) = &self.adversary {
             a.validate().map_err(ScenarioError::Invalid)?;
         }
+        let mut c = x0x_proto::Config::default();
+        self.node.apply(&mut c);
+        c.validate()
+            .map_err(|e| ScenarioError::Invalid(format!("node settings: {e}")))?;
         Ok(())
     }
 
@@ -596,6 +637,29 @@ impl Scenario {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn protocol_knobs_come_from_the_scenario() {
+        let sc = Scenario::from_toml(
+            "k",
+            "[node.broadcast]\nihave_interval = \"250ms\"\n[node.membership]\nactive_view_capacity = 7\n",
+        )
+        .unwrap();
+        let mut c = x0x_proto::Config::default();
+        sc.node.apply(&mut c);
+        assert_eq!(c.broadcast.ihave_interval, std::time::Duration::from_millis(250));
+        assert_eq!(c.membership.active_view_capacity, 7);
+        // Keys left out keep the protocol's defaults.
+        let d = x0x_proto::Config::default();
+        assert_eq!(c.broadcast.max_hops, d.broadcast.max_hops);
+        assert_eq!(c.direct, d.direct);
+        // An unknown knob, or a value the node would refuse, is a scenario error.
+        assert!(Scenario::from_toml("k", "[node.broadcast]\nno_such_knob = 1\n").is_err());
+        assert!(matches!(
+            Scenario::from_toml("k", "[node.broadcast]\ncache_capacity = 0\n"),
+            Err(ScenarioError::Invalid(_))
+        ));
+    }
 
     #[test]
     fn every_builtin_parses() {

@@ -107,7 +107,9 @@ pub enum ConfigError {
 }
 
 impl Config {
-    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+    /// Checks the caps and intervals [`Node::new`](super::Node::new) checks, so a driver or a
+    /// simulator can refuse a configuration before it builds a node.
+    pub fn validate(&self) -> Result<(), ConfigError> {
         let nonzero = [
             ("max_connections", self.max_connections == 0),
             ("hello_timeout", self.hello_timeout.is_zero()),

@@ -5,7 +5,6 @@
 //! the script RNG in a fixed order: subscribers, then bootstraps, then the script's draws.
 
 use std::collections::BinaryHeap;
-use std::time::Duration;
 
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
@@ -277,22 +276,14 @@ pub(crate) fn build_node(
     c.allow_stand_in_signatures = !real;
     // Every receiver of a sent frame gets the same buffer: share it instead of copying.
     c.share_frames = true;
-    if let Some(x) = sc.node.max_connections {
-        c.max_connections = x;
-    }
-    if let Some(x) = sc.node.keepalive_ms {
-        c.keepalive_interval = Duration::from_millis(x);
-    }
-    if let Some(x) = sc.node.hello_timeout_ms {
-        c.hello_timeout = Duration::from_millis(x);
-    }
+    sc.node.apply(&mut c);
     if let Some(d) = &sc.discovery {
         d.configure(&mut c, i as usize, sc.nodes);
     }
     let rng = derive("x0x-sim node rng v1", seed, u64::from(i), u64::from(inc));
     match Node::new(ident, c, rng) {
         Ok(n) => n,
-        // The overrides are the only input; a zero value is a scenario error worth a panic.
-        Err(e) => panic!("node config refused: {e}"),
+        // `Scenario::validate` refused every setting `Node::new` refuses.
+        Err(e) => unreachable!("node settings passed Scenario::validate: {e}"),
     }
 }

@@ -1,89 +1,65 @@
 //! The event trace: every event that shapes a run, hashed into the report's `digest`.
 //!
 //! A record is `(time, tag, a, b)`; the tag says what happened and what `a` and `b` hold.
-//! Two pairs of events share a tag byte (see [`TraceTag::byte`]): they never both occur in a
-//! shipped scenario, and separating them would change the digest of every scenario of one
-//! family.
+//! Each kind of event has its own tag byte.
 
 /// What a trace record is about; `a` and `b` in each variant's doc.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 pub(crate) enum TraceTag {
     /// The last 8 bytes of the frame just received (`b`, little-endian), after its
     /// [`TraceTag::FrameReceived`].
-    FrameTail,
+    FrameTail = 0,
     /// A frame reached a live node: `a` receiver, `b` = sender << 32 ^ kind << 24 ^ length.
-    FrameReceived,
+    FrameReceived = 1,
     /// A node's wake-up fired: `a` node.
-    Wake,
+    Wake = 2,
     /// A node started: `a` node.
-    Start,
+    Start = 3,
     /// A connection opened: `a` dialler, `b` target.
-    Connected,
+    Connected = 4,
     /// A dial failed: `a` dialler.
-    DialFailed,
+    DialFailed = 5,
     /// A node learned its peer closed the connection: `a` node, `b` peer.
-    Disconnected,
+    Disconnected = 6,
     /// A node crashed or left: `a` node.
-    Crash,
+    Crash = 7,
     /// A node restarted: `a` node, `b` its new incarnation.
-    Restart,
+    Restart = 8,
     /// A broadcast was published: `a` publisher, `b` 1 if it was registered.
-    Publish,
+    Publish = 9,
     /// A partition started: `a` nodes in the first group.
-    PartitionStart,
+    PartitionStart = 10,
     /// The partition healed.
-    PartitionEnd,
+    PartitionEnd = 11,
     /// The overlay was measured: `a` live nodes, `b` components.
-    Overlay,
+    Overlay = 12,
     /// A direct message was sent: `a` sender, `b` recipient.
-    DirectSend,
+    DirectSend = 13,
     /// A node closed a connection: `a` node, `b` peer.
-    ConnectionClosed,
+    ConnectionClosed = 17,
     /// A broadcast delivery: `a` node, `b` = message index << 8 | hops.
-    Delivery,
+    Delivery = 14,
     /// A direct message delivery: `a` node, `b` message index.
-    DirectMessage,
+    DirectMessage = 18,
     /// A direct-message receipt at the sender: `a` node, `b` retries.
-    DirectReceipt,
+    DirectReceipt = 19,
     /// A broadcast round ended: `a` round, `b` its delivery ratio's bits (`u64::MAX`: none).
-    RoundClosed,
+    RoundClosed = 15,
     /// A direct message failed at the sender: `a` node.
-    DirectFailed,
+    DirectFailed = 16,
     /// A forger injected a forgery: `a` forger, `b` receiver.
-    Forgery,
+    Forgery = 20,
     /// A forger injected a replay: `a` forger, `b` receiver.
-    Replay,
+    Replay = 21,
     /// An eclipser sent a JOIN to the target: `a` eclipser, `b` target.
-    EclipseJoin,
+    EclipseJoin = 22,
 }
 
 impl TraceTag {
-    /// The byte hashed into the trace. Broadcast and direct deliveries share 14, round ends
-    /// and direct receipts 15.
+    /// The byte hashed into the trace.
     pub(crate) const fn byte(self) -> u8 {
-        match self {
-            Self::FrameTail => 0,
-            Self::FrameReceived => 1,
-            Self::Wake => 2,
-            Self::Start => 3,
-            Self::Connected => 4,
-            Self::DialFailed => 5,
-            Self::Disconnected => 6,
-            Self::Crash => 7,
-            Self::Restart => 8,
-            Self::Publish => 9,
-            Self::PartitionStart => 10,
-            Self::PartitionEnd => 11,
-            Self::Overlay => 12,
-            Self::DirectSend => 13,
-            Self::ConnectionClosed => 17,
-            Self::Delivery | Self::DirectMessage => 14,
-            Self::DirectReceipt | Self::RoundClosed => 15,
-            Self::DirectFailed => 16,
-            Self::Forgery => 20,
-            Self::Replay => 21,
-            Self::EclipseJoin => 22,
-        }
+        self as u8
     }
 }
 
