@@ -185,6 +185,10 @@ impl Broadcast {
         self.timers.next()
     }
 
+    pub(crate) fn is_subscribed(&self, topic: &TopicId) -> bool {
+        self.topics.get(topic).is_some_and(|t| t.subscribed)
+    }
+
     pub(crate) fn subscribed_topics(&self) -> Vec<TopicId> {
         self.topics
             .iter()

@@ -64,6 +64,11 @@ impl Node {
     /// batch instead of once per message. Each message still travels, verifies and is
     /// delivered on its own, with the same id it would have alone. Results are in input order;
     /// a refused item (payload too large) does not stop the others.
+    ///
+    /// A message on a topic this node subscribes to is also delivered here, once, as an
+    /// [`Event::Message`] with `hops` 0 and `via` this machine: an application's own
+    /// publishes reach its own subscribers (the network never brings them back: the id is
+    /// already known).
     pub fn publish_batch(
         &mut self,
         now: Time,
@@ -72,6 +77,7 @@ impl Node {
         self.start(now);
         let mut results = Vec::with_capacity(items.len());
         let mut accepted = Vec::with_capacity(items.len());
+        let mut own = Vec::new();
         for (topic, payload) in items {
             if payload.len() > self.config.max_payload_len {
                 results.push(Err(PublishError::PayloadTooLarge {
@@ -89,8 +95,20 @@ impl Node {
             let bytes = postcard::to_allocvec(&body)
                 .unwrap_or_else(|_| unreachable!("postcard to Vec cannot fail for plain data"));
             let bytes = Bytes::from(bytes);
-            results.push(Ok(MessageId::of_body(&bytes)));
+            let id = MessageId::of_body(&bytes);
+            results.push(Ok(id));
             accepted.push((topic, bytes));
+            if self.broadcast.is_subscribed(&topic) {
+                own.push(Delivery {
+                    topic,
+                    id,
+                    author: self.agent_id(),
+                    hops: 0,
+                    via: self.machine_id(),
+                    published_at_ms: body.published_at_ms,
+                    payload: body.payload,
+                });
+            }
         }
         let (topics, bodies): (Vec<TopicId>, Vec<Bytes>) = accepted.into_iter().unzip();
         self.stats.publish_signatures += bodies.len().div_ceil(wire::MAX_BATCH) as u64;
@@ -98,6 +116,9 @@ impl Node {
             wire::Signed::sign_batch(&self.identity.agent, Domain::PubSubMessage, bodies, true);
         for (topic, signed) in topics.into_iter().zip(signed) {
             self.broadcast.publish(now, topic, signed);
+        }
+        for d in own {
+            self.emit(Event::Message(d));
         }
         self.drain_layers(now);
         results

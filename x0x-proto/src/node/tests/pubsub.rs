@@ -49,6 +49,30 @@ fn broadcast_reaches_every_subscriber_once_and_tree_settles() {
     );
 }
 
+#[test]
+fn own_publishes_reach_own_subscribers_exactly_once() {
+    let n = 8;
+    let mut net = subscribed_net(n);
+    let mut id = None;
+    net.with(3, |node, now| {
+        id = Some(node.publish(now, topic(), Bytes::from_static(b"mine")).unwrap());
+    });
+    net.run_for(Duration::from_secs(2));
+    let own: Vec<_> = net.own_deliveries.iter().filter(|(_, d, _)| Some(d.id) == id).collect();
+    assert_eq!(own.len(), 1, "delivered to the publisher once, not again from the network");
+    let (i, d, _) = own[0];
+    assert_eq!((*i, d.hops, d.payload.as_ref()), (3, 0, &b"mine"[..]));
+    assert_eq!(d.via, net.ids[3]);
+    assert_eq!(net.deliveries.iter().filter(|(_, d, _)| Some(d.id) == id).count(), n - 1);
+    // A topic the publisher does not subscribe to is not delivered to it.
+    let other = TopicId::from_name("not-subscribed");
+    net.with(3, |node, now| {
+        node.publish(now, other, Bytes::from_static(b"x")).unwrap();
+    });
+    net.run_for(Duration::from_secs(1));
+    assert!(net.own_deliveries.iter().all(|(_, d, _)| d.topic != other));
+}
+
 /// A first push over one link per node leaves most links lazy at one end and eager at the
 /// other, so a node may push to a peer that holds it in its *lazy* set; that peer must still
 /// PRUNE it on a duplicate, or the duplicates never stop.

@@ -25,7 +25,10 @@ pub(super) struct Net {
     queue: BinaryHeap<Reverse<(u64, u64, Ev)>>,
     seq: u64,
     pub(super) now: Time,
+    /// Messages delivered by the network (`hops` ≥ 1).
     pub(super) deliveries: Vec<(usize, Delivery, Time)>,
+    /// A node's own publishes delivered to itself (`hops` 0).
+    pub(super) own_deliveries: Vec<(usize, Delivery, Time)>,
     pub(super) events: Vec<(usize, Event)>,
     pub(super) frames: u64,
 }
@@ -80,6 +83,7 @@ impl Net {
             seq: 0,
             now: epoch,
             deliveries: Vec::new(),
+            own_deliveries: Vec::new(),
             events: Vec::new(),
             frames: 0,
         };
@@ -122,7 +126,8 @@ impl Net {
         }
         while let Some(e) = node.poll_event() {
             if let Event::Message(d) = &e {
-                self.deliveries.push((i, d.clone(), now));
+                let to = if d.hops == 0 { &mut self.own_deliveries } else { &mut self.deliveries };
+                to.push((i, d.clone(), now));
             }
             self.events.push((i, e));
         }
