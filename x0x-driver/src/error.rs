@@ -64,9 +64,30 @@ pub enum Error {
     /// `join_network` found no neighbour within the join timeout.
     #[error("no bootstrap peer answered within {0:?}")]
     JoinTimeout(std::time::Duration),
+    /// An agent card could not be imported.
+    #[error("agent card: {0}")]
+    Card(#[from] CardError),
     /// The agent has shut down (or its driver task ended).
     #[error("the agent has shut down")]
     Shutdown,
+}
+
+/// Why an agent card was refused ([`Error::Card`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CardError {
+    /// The bytes are not a frame.
+    #[error("undecodable: {0}")]
+    Decode(#[from] x0x_proto::wire::DecodeError),
+    /// A frame, but not a card's (a `SyncRecords` frame).
+    #[error("not an agent card")]
+    NotACard,
+    /// No identity announcement signed by an agent in it.
+    #[error("no agent identity in it")]
+    NoIdentity,
+    /// A record failed verification (bad signature, expired, …).
+    #[error("a record was refused: {0}")]
+    Rejected(x0x_proto::announce::RejectReason),
 }
 
 /// Why the TLS or QUIC configuration could not be built ([`Error::Tls`]).

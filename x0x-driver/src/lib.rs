@@ -116,16 +116,17 @@ mod driver;
 mod error;
 pub mod identity;
 pub mod keys;
+mod lan;
 pub mod network;
 pub mod runtime;
 pub mod tls;
 mod transport;
 
 pub use agent::{
-    Agent, AgentBuilder, AgentEvent, AgentStats, DiscoveredAgent, DriverStats, Events, Message,
-    PeerInfo, Subscription,
+    Agent, AgentBuilder, AgentEvent, AgentStats, AppSignature, AppSignatureError, ConnectOutcome,
+    DiscoveredAgent, DriverStats, Events, Message, PeerInfo, Subscription,
 };
-pub use error::{Error, Result, TlsError};
+pub use error::{CardError, Error, Result, TlsError};
 pub use runtime::Runtime;
 pub use transport::CloseCode;
 pub use x0x_proto as proto;
@@ -138,9 +139,9 @@ pub use x0x_proto::membership::DownReason;
 /// aliases over it: one list, so `x0x-driver-tokio` and `x0x-driver-smol` offer the same API.
 pub mod facade {
     pub use crate::{
-        AgentEvent, AgentStats, CloseCode, DirectFailure, DirectMessage, DirectOptions, DirectPath,
-        DirectReceipt, DiscoveredAgent, DownReason, DriverStats, Error, Events, Message,
-        PathPreference, PeerInfo, Result, Subscription, TlsError, identity, keys, network, proto,
-        tls,
+        AgentEvent, AgentStats, AppSignature, AppSignatureError, CardError, CloseCode,
+        ConnectOutcome, DirectFailure, DirectMessage, DirectOptions, DirectPath, DirectReceipt,
+        DiscoveredAgent, DownReason, DriverStats, Error, Events, Message, PathPreference, PeerInfo,
+        Result, Subscription, TlsError, identity, keys, network, proto, tls,
     };
 }

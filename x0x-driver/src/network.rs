@@ -33,6 +33,10 @@ pub struct NetworkConfig {
     pub subscription_buffer: usize,
     /// Most handshakes in progress at once (quinn `max_incoming`). Default 256.
     pub max_incoming_handshakes: usize,
+    /// Announce this agent on the local link by mDNS and join through agents found there
+    /// (the `lan` module). Default false: it sends multicast on every interface, which a
+    /// library should not do unasked (the daemon turns it on).
+    pub lan_discovery: bool,
 }
 
 impl Default for NetworkConfig {
@@ -47,6 +51,7 @@ impl Default for NetworkConfig {
             send_queue_bytes: 4 << 20,
             subscription_buffer: 1024,
             max_incoming_handshakes: 256,
+            lan_discovery: false,
         }
     }
 }

@@ -123,6 +123,11 @@ pub(crate) enum ConnEvent {
     /// A writer whose queue the driver watched (a publish is waiting on it) drained to
     /// below a quarter of its capacity.
     Drained,
+    /// LAN discovery found another agent's machine at `addrs`.
+    LocalPeer {
+        machine: MachineId,
+        addrs: Vec<SocketAddr>,
+    },
     /// The connection (or its stream) ended.
     Closed {
         peer: MachineId,

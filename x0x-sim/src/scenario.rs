@@ -647,7 +647,10 @@ mod tests {
         .unwrap();
         let mut c = x0x_proto::Config::default();
         sc.node.apply(&mut c);
-        assert_eq!(c.broadcast.ihave_interval, std::time::Duration::from_millis(250));
+        assert_eq!(
+            c.broadcast.ihave_interval,
+            std::time::Duration::from_millis(250)
+        );
         assert_eq!(c.membership.active_view_capacity, 7);
         // Keys left out keep the protocol's defaults.
         let d = x0x_proto::Config::default();

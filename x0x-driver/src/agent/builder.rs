@@ -50,6 +50,7 @@ pub struct AgentBuilder<R: Runtime> {
     user: Option<KeySource<UserKeypair>>,
     network: NetworkConfig,
     heartbeat: Option<Duration>,
+    protocol: Config,
 }
 
 impl<R: Runtime> AgentBuilder<R> {
@@ -62,6 +63,7 @@ impl<R: Runtime> AgentBuilder<R> {
             user: None,
             network: NetworkConfig::default(),
             heartbeat: None,
+            protocol: Config::default(),
         }
     }
 
@@ -109,6 +111,15 @@ impl<R: Runtime> AgentBuilder<R> {
         self
     }
 
+    /// Sets the protocol node's settings (membership, broadcast, discovery, direct messages;
+    /// default: [`Config::default`]). The network configuration's bootstrap peers, the bound
+    /// address and [`Self::with_heartbeat_interval`] are applied on top; `build` refuses
+    /// settings the node refuses ([`Error::Config`]).
+    pub fn with_protocol_config(mut self, config: Config) -> Self {
+        self.protocol = config;
+        self
+    }
+
     /// Sets the interval of identity heartbeats, in seconds (default: the protocol's
     /// [`AnnounceConfig::heartbeat_interval`](x0x_proto::announce::AnnounceConfig), 300 s).
     /// Zero is refused by `build` as a configuration error.
@@ -138,6 +149,8 @@ impl<R: Runtime> AgentBuilder<R> {
             (u, cert)
         });
         let (agent_id, machine_id) = (agent.agent_id(), machine.machine_id());
+        let signer = agent.clone();
+        let kem_public_key = agent.kem_keypair().public_key().clone();
         let user_id = user.as_ref().map(|(u, _)| u.user_id());
 
         let net = self.network;
@@ -154,7 +167,7 @@ impl<R: Runtime> AgentBuilder<R> {
         let bound = endpoint.local_addr().map_err(bind_err)?;
         let client_config = tls::client_config(&machine, &net)?;
 
-        let mut config = Config::default();
+        let mut config = self.protocol;
         config.bootstrap = net.bootstrap_nodes.clone();
         if let Some(h) = self.heartbeat {
             config.announce.heartbeat_interval = h;
@@ -195,6 +208,8 @@ impl<R: Runtime> AgentBuilder<R> {
             machine_id,
             user_id,
             heartbeat: self.heartbeat,
+            signer,
+            kem_public_key,
         })
     }
 }

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use x0x_proto::direct::{DirectMessage, DirectOptions, DirectReceipt};
-use x0x_proto::identity::UserId;
+use x0x_proto::identity::{AgentKeypair, UserId};
+use x0x_proto::kem::KemPublicKey;
 use x0x_proto::wire::{MessageId, TopicId};
 use x0x_proto::{AgentId, MachineId};
 
@@ -16,14 +17,18 @@ use crate::error::{Error, Result};
 use crate::runtime::{Reply, Runtime, oneshot};
 
 mod builder;
+mod connect;
 mod event;
 mod peers;
+mod signing;
 mod stats;
 mod subscription;
 
 pub use builder::AgentBuilder;
+pub use connect::ConnectOutcome;
 pub use event::{AgentEvent, Events};
 pub use peers::{DiscoveredAgent, PeerInfo};
+pub use signing::{AppSignature, AppSignatureError};
 pub use stats::{AgentStats, DriverStats};
 pub use subscription::{Message, Subscription};
 
@@ -45,6 +50,9 @@ pub struct Agent<R: Runtime> {
     machine_id: MachineId,
     user_id: Option<UserId>,
     heartbeat: Option<Duration>,
+    /// The agent key, for application signatures (the node holds its own copy).
+    signer: AgentKeypair,
+    kem_public_key: KemPublicKey,
 }
 
 impl<R: Runtime> Clone for Agent<R> {
@@ -60,6 +68,8 @@ impl<R: Runtime> Clone for Agent<R> {
             machine_id: self.machine_id,
             user_id: self.user_id,
             heartbeat: self.heartbeat,
+            signer: self.signer.clone(),
+            kem_public_key: self.kem_public_key.clone(),
         }
     }
 }
@@ -114,6 +124,95 @@ impl<R: Runtime> Agent<R> {
     /// The user this agent is certified for, if any.
     pub fn user_id(&self) -> Option<UserId> {
         self.user_id
+    }
+
+    /// This agent's ML-KEM-768 public key (1184 bytes), which senders seal direct messages to.
+    pub fn kem_public_key(&self) -> &KemPublicKey {
+        &self.kem_public_key
+    }
+
+    /// Signs `payload` with the agent key under an application `context` string (at most 255
+    /// bytes), domain-separated from every protocol signature.
+    pub fn sign_application(
+        &self,
+        context: &str,
+        payload: &[u8],
+    ) -> std::result::Result<AppSignature, AppSignatureError> {
+        signing::sign(&self.signer, context, payload)
+    }
+
+    /// Verifies an application signature. The key is `public_key` when given (checked against
+    /// `agent` when both are), else the discovered agent's. Returns the signer's agent id;
+    /// the outer `Err` only when the agent has shut down.
+    pub async fn verify_application(
+        &self,
+        agent: Option<AgentId>,
+        public_key: Option<&[u8]>,
+        context: &str,
+        payload: &[u8],
+        signature: &[u8],
+    ) -> Result<std::result::Result<AgentId, AppSignatureError>> {
+        let key = match (public_key, agent) {
+            (Some(bytes), _) => match signing::parse_key(bytes) {
+                Ok(k) => k,
+                Err(e) => return Ok(Err(e)),
+            },
+            (None, Some(a)) if a == self.agent_id => self.signer.public_key().clone(),
+            (None, Some(a)) => {
+                match self
+                    .discovery(|reply| DiscoveryCommand::AgentKey { agent: a, reply })
+                    .await?
+                {
+                    Some(k) => k,
+                    None => return Ok(Err(AppSignatureError::UnknownSigner)),
+                }
+            }
+            (None, None) => return Ok(Err(AppSignatureError::UnknownSigner)),
+        };
+        Ok(signing::verify(agent, &key, context, payload, signature))
+    }
+
+    /// Connects to the machine `agent` runs on: from the discovery cache, else after a
+    /// lookup ([`Agent::find_agent`]). Waits until the connection is up, or for the dial
+    /// timeout.
+    pub async fn connect_agent(&self, agent: AgentId) -> Result<ConnectOutcome> {
+        let first = self
+            .request(|reply| Command::ConnectAgent { agent, reply })
+            .await?;
+        if first != ConnectOutcome::NotFound {
+            return Ok(first);
+        }
+        if self.find_agent(agent).await?.is_none() {
+            return Ok(ConnectOutcome::NotFound);
+        }
+        self.request(|reply| Command::ConnectAgent { agent, reply })
+            .await
+    }
+
+    /// Opens a connection to `machine` at the first of `addrs` unless one is up or being
+    /// made (e.g. from an agent card). Returns at once.
+    pub async fn connect_machine(&self, machine: MachineId, addrs: Vec<SocketAddr>) -> Result<()> {
+        self.request(|reply| Command::ConnectMachine {
+            machine,
+            addrs,
+            reply,
+        })
+        .await
+    }
+
+    /// This agent's card: its signed identity and KEM announcements as one encoded frame, which
+    /// another agent imports with [`Agent::import_agent_card`] to reach it without waiting
+    /// for discovery.
+    pub async fn agent_card(&self) -> Result<Bytes> {
+        self.request(Command::AgentCard).await
+    }
+
+    /// Verifies and caches the records of another agent's card, as if they had arrived by
+    /// gossip. Returns the agent the card is for.
+    pub async fn import_agent_card(&self, card: &[u8]) -> Result<AgentId> {
+        let card = Bytes::copy_from_slice(card);
+        self.request(|reply| Command::ImportCard { card, reply })
+            .await?
     }
 
     /// The identity heartbeat interval set on the builder.

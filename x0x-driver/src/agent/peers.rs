@@ -17,6 +17,8 @@ pub struct DiscoveredAgent {
     pub user_id: Option<UserId>,
     /// When it announced, unix seconds.
     pub announced_at: u64,
+    /// When this agent last heard an announcement of it, unix seconds.
+    pub last_seen: u64,
     /// The machine's ML-DSA-65 public key (1952 bytes).
     pub machine_public_key: Vec<u8>,
     /// Where it can be reached.
@@ -32,6 +34,7 @@ impl DiscoveredAgent {
             machine_id: a.machine_id,
             user_id: a.user_id,
             announced_at: a.announced_at,
+            last_seen: a.last_seen.as_secs(),
             machine_public_key: a
                 .machine_public_key
                 .as_ref()

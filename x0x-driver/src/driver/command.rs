@@ -5,14 +5,15 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tracing::warn;
-use x0x_proto::AgentId;
 use x0x_proto::direct::{DirectOptions, DirectReceipt};
-use x0x_proto::identity::UserId;
-use x0x_proto::node::{Delivery, Direction};
-use x0x_proto::wire::TopicId;
+use x0x_proto::identity::{PublicKey, UserId};
+use x0x_proto::node::{ConnectStart, Delivery, Direction};
+use x0x_proto::wire::{self, Frame, TopicId};
+use x0x_proto::{AgentId, MachineId};
 
-use super::Driver;
-use crate::agent::{AgentEvent, AgentStats, DiscoveredAgent, PeerInfo};
+use super::{ConnectWaiter, Driver, MAX_CONNECT_WAITERS};
+use crate::agent::{AgentEvent, AgentStats, ConnectOutcome, DiscoveredAgent, PeerInfo};
+use crate::error::CardError;
 use crate::error::{Error, Result};
 use crate::runtime::Reply;
 
@@ -44,6 +45,20 @@ pub(crate) enum Command {
         options: DirectOptions,
         reply: Reply<Result<DirectReceipt>>,
     },
+    ConnectAgent {
+        agent: AgentId,
+        reply: Reply<ConnectOutcome>,
+    },
+    ConnectMachine {
+        machine: MachineId,
+        addrs: Vec<SocketAddr>,
+        reply: Reply<()>,
+    },
+    AgentCard(Reply<Bytes>),
+    ImportCard {
+        card: Bytes,
+        reply: Reply<Result<AgentId>>,
+    },
     Shutdown(Reply<()>),
 }
 
@@ -73,6 +88,11 @@ pub(crate) enum DiscoveryCommand {
         agent: AgentId,
         timeout: Duration,
         reply: Reply<Result<Option<Vec<SocketAddr>>>>,
+    },
+    /// A discovered agent's public key (for application signatures).
+    AgentKey {
+        agent: AgentId,
+        reply: Reply<Result<Option<PublicKey>>>,
     },
 }
 
@@ -144,6 +164,40 @@ impl Driver {
                 }
                 self.drain();
             }
+            Command::ConnectAgent { agent, reply } => self.connect_agent(agent, reply),
+            Command::ConnectMachine {
+                machine,
+                addrs,
+                reply,
+            } => {
+                self.node.connect(now, machine, addrs);
+                self.drain();
+                reply.send(());
+            }
+            Command::AgentCard(reply) => {
+                let records = self.node.agent_card(now);
+                let frame: Frame = wire::SyncRecords { records }.into();
+                // Two signed records are far under the frame limit.
+                reply.send(frame.encode().unwrap_or_default());
+            }
+            Command::ImportCard { card, reply } => {
+                let r = match Frame::decode(&card) {
+                    Ok(Frame::SyncRecords(s)) => match s.records.iter().find_map(|r| {
+                        (r.kind == wire::RecordKind::Announcement).then_some(r.signed.signer)
+                    }) {
+                        Some(x0x_proto::identity::SignerId::Agent(agent)) => self
+                            .node
+                            .import_agent_card(now, &s.records)
+                            .map(|()| agent)
+                            .map_err(|e| CardError::Rejected(e).into()),
+                        _ => Err(CardError::NoIdentity.into()),
+                    },
+                    Ok(_) => Err(CardError::NotACard.into()),
+                    Err(e) => Err(CardError::Decode(e).into()),
+                };
+                self.drain();
+                reply.send(r);
+            }
             // Handled by the run loop.
             Command::Shutdown(reply) => reply.send(()),
         }
@@ -188,6 +242,39 @@ impl Driver {
                 let q = self.node.find_agent_rendezvous(now, agent, timeout);
                 self.queries.insert(q, reply);
             }
+            DiscoveryCommand::AgentKey { agent, reply } => {
+                let key = self
+                    .node
+                    .discovered_agent(now, &agent)
+                    .map(|a| a.agent_public_key);
+                reply.send(Ok(key));
+            }
+        }
+        self.drain();
+    }
+
+    /// Starts a connection to an agent's machine; the reply waits for `PeerUp`, a failed dial
+    /// or the dial timeout.
+    fn connect_agent(&mut self, agent: AgentId, reply: Reply<ConnectOutcome>) {
+        let now = self.clock.now();
+        match self.node.connect_agent(now, &agent) {
+            ConnectStart::AlreadyConnected { addr, .. } => {
+                reply.send(ConnectOutcome::AlreadyConnected(addr));
+            }
+            ConnectStart::NotFound => reply.send(ConnectOutcome::NotFound),
+            ConnectStart::Dialing { machine, addr } => {
+                if self.connect_waiters.len() >= MAX_CONNECT_WAITERS {
+                    reply.send(ConnectOutcome::Unreachable);
+                } else {
+                    self.connect_waiters.push(ConnectWaiter {
+                        deadline: self.rt.now() + self.net.dial_timeout + Duration::from_secs(1),
+                        machine,
+                        addr,
+                        reply,
+                    });
+                }
+            }
+            _ => reply.send(ConnectOutcome::Unreachable),
         }
         self.drain();
     }

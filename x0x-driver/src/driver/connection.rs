@@ -93,7 +93,15 @@ impl Driver {
             ConnEvent::DialFailed { addr, error } => {
                 self.stats.dials_failed += 1;
                 info!(%addr, %error, "dial failed");
+                self.resolve_connects(
+                    |w| w.addr == addr,
+                    |_| crate::agent::ConnectOutcome::Unreachable,
+                );
                 self.node.handle_dial_failed(now, addr);
+                self.drain();
+            }
+            ConnEvent::LocalPeer { machine, addrs } => {
+                self.node.handle_local_peer(now, machine, addrs);
                 self.drain();
             }
             ConnEvent::HandshakeFailed { remote, error } => {

@@ -29,6 +29,7 @@ use x0x_proto::{AgentId, MachineId, Node};
 use crate::agent::{AgentEvent, DriverStats};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
+use crate::lan::Lan;
 use crate::network::NetworkConfig;
 use crate::runtime::{Reply, Runtime, TaskGuard, TaskTracker, spawn_tracked};
 use crate::transport::{ConnEvent, ConnId, WriterMsg};
@@ -43,6 +44,19 @@ pub(crate) use command::{Command, DiscoveryCommand, SubId};
 use connection::accept_loop;
 use publish::queued_batch;
 pub(crate) use publish::{PUBLISH_QUEUE, PublishItem};
+
+/// Most `connect_agent` calls waiting for their connection at once; more are answered
+/// `Unreachable` at once.
+pub(crate) const MAX_CONNECT_WAITERS: usize = 256;
+
+/// A `connect_agent` call waiting for its connection.
+#[derive(Debug)]
+pub(crate) struct ConnectWaiter {
+    deadline: Instant,
+    machine: MachineId,
+    addr: SocketAddr,
+    reply: Reply<crate::agent::ConnectOutcome>,
+}
 
 /// Capacity of the command queue from `Agent` handles.
 pub(crate) const COMMAND_QUEUE: usize = 256;
@@ -90,7 +104,22 @@ pub(crate) fn spawn(
         )
         .instrument(span.clone()),
     );
+    let lan = parts
+        .net
+        .lan_discovery
+        .then(|| {
+            let bound = parts.endpoint.local_addr().ok()?;
+            Lan::start(
+                &*rt,
+                all.guard(),
+                parts.node.machine_id(),
+                bound,
+                ev_tx.clone(),
+            )
+        })
+        .flatten();
     let driver = Driver {
+        lan,
         node: parts.node,
         rt: rt.clone(),
         clock: parts.clock,
@@ -108,6 +137,7 @@ pub(crate) fn spawn(
         next_sub: 0,
         watchers: Vec::new(),
         join_waiters: Vec::new(),
+        connect_waiters: Vec::new(),
         queries: HashMap::new(),
         held_publishes: Vec::new(),
         direct_tx: parts.direct_tx,
@@ -145,6 +175,8 @@ enum Wake {
 
 struct Driver {
     node: Node,
+    /// LAN discovery, when on and available.
+    lan: Option<Lan>,
     rt: Arc<dyn Runtime>,
     clock: Clock,
     net: NetworkConfig,
@@ -164,6 +196,7 @@ struct Driver {
     next_sub: SubId,
     watchers: Vec<async_channel::Sender<AgentEvent>>,
     join_waiters: Vec<(Instant, Reply<Result<()>>)>,
+    connect_waiters: Vec<ConnectWaiter>,
     /// Discovery queries waiting for the node's `QueryFinished` (the node ends every query:
     /// its rings and rendezvous wait have deadlines).
     queries: HashMap<QueryId, Reply<Result<Option<Vec<SocketAddr>>>>>,
@@ -252,7 +285,8 @@ impl Driver {
     fn next_deadline(&self) -> Instant {
         let node = self.node.poll_timeout().map(|t| self.clock.instant_of(t));
         let join = self.join_waiters.iter().map(|(d, _)| *d).min();
-        [node, join]
+        let connect = self.connect_waiters.iter().map(|w| w.deadline).min();
+        [node, join, connect]
             .into_iter()
             .flatten()
             .min()
@@ -276,6 +310,29 @@ impl Driver {
             for (_, reply) in expired {
                 reply.send(Err(Error::JoinTimeout(timeout)));
             }
+        }
+        if !self.connect_waiters.is_empty() {
+            let at = self.rt.now();
+            self.resolve_connects(
+                |w| w.deadline <= at,
+                |_| crate::agent::ConnectOutcome::Unreachable,
+            );
+        }
+    }
+
+    /// Answers the `connect_agent` waiters `which` selects with `outcome`.
+    fn resolve_connects(
+        &mut self,
+        which: impl Fn(&ConnectWaiter) -> bool,
+        outcome: impl Fn(&ConnectWaiter) -> crate::agent::ConnectOutcome,
+    ) {
+        let (done, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.connect_waiters)
+            .into_iter()
+            .partition(|w| which(w));
+        self.connect_waiters = kept;
+        for w in done {
+            let o = outcome(&w);
+            w.reply.send(o);
         }
     }
 }

@@ -103,6 +103,13 @@ impl Driver {
             Event::PeerUp { peer, agent } => {
                 info!(%peer, %agent, "peer up");
                 self.agents.insert(peer, agent);
+                if !self.connect_waiters.is_empty() {
+                    let addr = self.conns.get(&peer).map(|c| c.addr);
+                    self.resolve_connects(
+                        |w| w.machine == peer,
+                        |w| crate::agent::ConnectOutcome::Direct(addr.unwrap_or(w.addr)),
+                    );
+                }
                 Some(AgentEvent::PeerUp {
                     machine_id: peer,
                     agent_id: agent,

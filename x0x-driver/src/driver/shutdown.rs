@@ -25,6 +25,9 @@ impl Driver {
         info!("shutting down");
         // Requests still queued are dropped; their callers see `Error::Shutdown`.
         cmd_rx.close();
+        if let Some(lan) = self.lan.take() {
+            lan.stop();
+        }
         self.node.shutdown(self.clock.now());
         self.drain();
         for (_, entry) in self.conns.drain() {

@@ -25,6 +25,9 @@ pub enum Domain {
     /// A signer signing the root of a batch of bodies, each for its own domain
     /// ([`crate::wire::BatchProof`]).
     Batch,
+    /// An application signing its own bytes with the agent key, under a context string of
+    /// its choosing ([`application_message`]): never a protocol message.
+    Application,
 }
 
 impl Domain {
@@ -40,11 +43,12 @@ impl Domain {
             Self::DirectMessage => b"x0x-rs/direct/v1",
             Self::KemAnnouncement => b"x0x-rs/kem-announce/v1",
             Self::Batch => b"x0x-rs/batch/v1",
+            Self::Application => b"x0x-rs/app-sign/v1",
         }
     }
 
     /// Every domain, for tests and docs.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::AgentCertificate,
         Self::PubSubMessage,
         Self::IdentityAnnouncement,
@@ -54,7 +58,24 @@ impl Domain {
         Self::DirectMessage,
         Self::KemAnnouncement,
         Self::Batch,
+        Self::Application,
     ];
+}
+
+/// Longest application context string, bytes.
+pub const MAX_APPLICATION_CONTEXT: usize = 255;
+
+/// The message an application signature covers ([`Domain::Application`]):
+/// `len(context) as u8 | context | payload`, so the context cannot run into the payload and a
+/// signature made under one context never verifies under another. `None` if the context is
+/// longer than [`MAX_APPLICATION_CONTEXT`].
+pub fn application_message(context: &str, payload: &[u8]) -> Option<Vec<u8>> {
+    let len = u8::try_from(context.len()).ok()?;
+    let mut out = Vec::with_capacity(1 + context.len() + payload.len());
+    out.push(len);
+    out.extend_from_slice(context.as_bytes());
+    out.extend_from_slice(payload);
+    Some(out)
 }
 
 /// Starts every protocol signature's message. TLS 1.3 handshake signatures (the only other

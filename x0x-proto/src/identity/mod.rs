@@ -46,7 +46,9 @@ mod public_key;
 pub mod stand_in;
 
 pub use certificate::{AgentCertificate, CERT_EXPIRY_SKEW_SECS};
-pub use domain::{Domain, SIGNED_MESSAGE_TAG, signed_message};
+pub use domain::{
+    Domain, MAX_APPLICATION_CONTEXT, SIGNED_MESSAGE_TAG, application_message, signed_message,
+};
 pub use ids::{AgentId, MachineId, Role, RoleTag, SignerId, UserId};
 pub use keys::{AgentKeypair, MachineKeypair, SigningKey, UserKeypair};
 pub use public_key::{PublicKey, Signature};

@@ -270,6 +270,7 @@ impl Membership {
     pub(super) fn send_or_connect(&mut self, peer: PeerAddr, what: Pending) {
         if self.connected.contains_key(&peer.id) {
             let frame: Frame = match what {
+                Pending::Connect => return,
                 Pending::Neighbor { high_priority } => {
                     self.awaiting_reply.insert(peer.id);
                     wire::Neighbor { high_priority }.into()

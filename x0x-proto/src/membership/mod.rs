@@ -106,7 +106,13 @@ enum Pending {
     ShuffleReply(Vec<PeerAddr>),
     /// Another layer's frame (e.g. a topic-link offer).
     Frame(Box<Frame>),
+    /// Only the connection (an application asked to connect).
+    Connect,
 }
+
+/// Most addresses kept to join (or re-join) through: the configured bootstrap addresses and
+/// peers found on the local link.
+pub(crate) const MAX_JOIN_ADDRS: usize = 32;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
@@ -330,6 +336,7 @@ impl Membership {
                         .push_back(Out::Send(peer, wire::ShuffleReply { peers }.into()));
                 }
                 Pending::Frame(frame) => self.out.push_back(Out::Send(peer, *frame)),
+                Pending::Connect => {}
             }
         }
         self.timers
@@ -398,6 +405,38 @@ impl Membership {
             return;
         }
         self.send_or_connect(peer, Pending::Frame(Box::new(frame)));
+    }
+
+    /// A peer found on the local link (LAN discovery). With no neighbour and no join under way
+    /// this node joins through it; otherwise it goes to the passive view. Its address is
+    /// remembered with the bootstrap addresses (at most [`MAX_JOIN_ADDRS`]) for re-joining.
+    pub(crate) fn on_local_peer(&mut self, rng: &mut ChaCha8Rng, peer: PeerAddr) {
+        let Some(&addr) = peer.addrs.first() else {
+            return;
+        };
+        if peer.id == self.me || self.active.contains_key(&peer.id) {
+            return;
+        }
+        if !self.bootstrap.contains(&addr) && self.bootstrap.len() < MAX_JOIN_ADDRS {
+            self.bootstrap.push(addr);
+        }
+        let joining = self.dialing.values().any(Option::is_none);
+        if self.active.is_empty() && !joining && !self.connected.contains_key(&peer.id) {
+            // A join (the connection's `None` entry), to the machine mDNS named.
+            self.dialing.insert(addr, None);
+            self.out.push_back(Out::Dial(addr, Some(peer.id)));
+        } else {
+            self.add_passive(rng, peer);
+        }
+    }
+
+    /// Opens a connection to `peer` (if none is up or being made). It is kept for the linger
+    /// time like any connection that is not a neighbour's.
+    pub(crate) fn connect(&mut self, peer: PeerAddr) {
+        if peer.id == self.me {
+            return;
+        }
+        self.send_or_connect(peer, Pending::Connect);
     }
 
     /// Keeps (or stops keeping) a non-neighbour connection open for another layer.

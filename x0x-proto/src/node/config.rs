@@ -63,6 +63,12 @@ pub struct Config {
     /// members of a batch after the first verify by hashing alone. Default 1024 (oldest evicted): a
     /// few seconds of batches from a few busy publishers.
     pub batch_cache_capacity: usize,
+    /// How long a topic this node joined only to publish on (the application does not
+    /// subscribe to it) stays joined after the last publish. Default 10 min: a publisher has to
+    /// carry a topic to have a place in its tree, and a periodic publisher should not rejoin
+    /// every time.
+    #[serde(with = "humantime_serde")]
+    pub publish_carry: Duration,
     /// Announcement, heartbeat and discovery settings.
     pub announce: AnnounceConfig,
     /// Direct-message settings.
@@ -88,6 +94,7 @@ impl Default for Config {
             broadcast: BroadcastConfig::default(),
             key_cache_capacity: 4096,
             batch_cache_capacity: 1024,
+            publish_carry: Duration::from_secs(600),
             announce: AnnounceConfig::default(),
             direct: DirectConfig::default(),
         }
@@ -135,6 +142,7 @@ impl Config {
             ("broadcast.seen_capacity", self.broadcast.seen_capacity == 0),
             ("key_cache_capacity", self.key_cache_capacity == 0),
             ("batch_cache_capacity", self.batch_cache_capacity == 0),
+            ("publish_carry", self.publish_carry.is_zero()),
             (
                 "announce.heartbeat_interval",
                 self.announce.heartbeat_interval.is_zero(),

@@ -27,6 +27,34 @@ pub enum FrameError {
     Violation(&'static str),
 }
 
+/// What [`Node::connect_agent`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConnectStart {
+    /// The agent's machine has a live connection already.
+    AlreadyConnected {
+        /// The machine.
+        machine: MachineId,
+        /// The connection's remote address.
+        addr: SocketAddr,
+    },
+    /// A dial to the agent's machine is under way (or was already); the driver learns the
+    /// outcome from [`Event::PeerUp`] for `machine` or a failed dial.
+    Dialing {
+        /// The machine expected at the address.
+        machine: MachineId,
+        /// The address dialled.
+        addr: SocketAddr,
+    },
+    /// The agent announced no address this node could dial.
+    NoAddress {
+        /// Its machine.
+        machine: MachineId,
+    },
+    /// The agent is not in the discovery cache (look it up first).
+    NotFound,
+}
+
 /// A connection the driver reported up.
 #[derive(Debug)]
 pub(super) struct Peer {
@@ -214,6 +242,50 @@ impl Node {
             .filter(|(_, p)| p.hello.is_some() && !p.closing)
             .map(|(id, _)| *id)
             .collect()
+    }
+
+    /// A peer found on the local link (the driver's LAN discovery): joined through when this
+    /// node has no neighbour, else remembered in the passive view.
+    pub fn handle_local_peer(&mut self, now: Time, machine: MachineId, addrs: Vec<SocketAddr>) {
+        self.start(now);
+        let addrs = addrs.into_iter().take(wire::MAX_ADDRS_PER_PEER).collect();
+        self.membership
+            .on_local_peer(&mut self.rng, wire::PeerAddr { id: machine, addrs });
+        self.drain_layers(now);
+    }
+
+    // ----- commands -----
+
+    /// Connects to the machine an agent runs on, as far as the discovery cache knows it. The
+    /// connection is kept for the linger time, like any that is not a neighbour's.
+    pub fn connect_agent(&mut self, now: Time, agent: &crate::AgentId) -> ConnectStart {
+        self.start(now);
+        let Some(a) = self.discovered_agent(now, agent) else {
+            return ConnectStart::NotFound;
+        };
+        let machine = a.machine_id;
+        if self.hello_done(&machine) {
+            let addr = self.peers[&machine].addr;
+            return ConnectStart::AlreadyConnected { machine, addr };
+        }
+        let Some(&addr) = a.addresses.first() else {
+            return ConnectStart::NoAddress { machine };
+        };
+        self.connect(now, machine, a.addresses);
+        ConnectStart::Dialing { machine, addr }
+    }
+
+    /// Opens a connection to `machine` at `addrs` (the first one is dialled) unless one is up
+    /// or being made: e.g. an agent card's machine and addresses.
+    pub fn connect(&mut self, now: Time, machine: MachineId, addrs: Vec<SocketAddr>) {
+        self.start(now);
+        if addrs.is_empty() {
+            return;
+        }
+        let addrs = addrs.into_iter().take(wire::MAX_ADDRS_PER_PEER).collect();
+        self.membership
+            .connect(wire::PeerAddr { id: machine, addrs });
+        self.drain_layers(now);
     }
 
     // ----- internals -----

@@ -39,8 +39,8 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::SeedableRng;
 
 pub use self::config::{Config, ConfigError};
-pub use self::connections::FrameError;
 use self::connections::Peer;
+pub use self::connections::{ConnectStart, FrameError};
 pub use self::discovery::{Found, FoundVia, QueryId};
 use self::discovery::{OwnBinding, OwnQuery};
 pub use self::event::{Action, CloseReason, Delivery, Direction, Event, Transmit};
@@ -88,7 +88,7 @@ enum Timer {
 ///   it); [`Node::set_listen_addrs`] once the driver knows its bound address.
 /// * **Inputs** — what happened, each with the current time: [`Node::handle_connected`],
 ///   [`Node::handle_disconnected`], [`Node::handle_dial_failed`], [`Node::handle_frame`],
-///   [`Node::handle_timeout`].
+///   [`Node::handle_timeout`], [`Node::handle_local_peer`].
 /// * **Outputs** — drain each until `None` after every input: [`Node::poll_transmit`] (frames
 ///   to send), [`Node::poll_action`] (dials and closes), [`Node::poll_event`] (events for the
 ///   application), [`Node::poll_timeout`] (when to call `handle_timeout` next).
@@ -99,6 +99,7 @@ enum Timer {
 ///     [`Node::find_agent`], [`Node::find_agent_rendezvous`], [`Node::agent_card`],
 ///     [`Node::import_agent_card`];
 ///   * direct messages: [`Node::send_direct`], [`Node::send_direct_with`];
+///   * connections: [`Node::connect_agent`], [`Node::connect`];
 ///   * [`Node::shutdown`].
 /// * **Queries** — read only: [`Node::machine_id`], [`Node::agent_id`], [`Node::identity`],
 ///   [`Node::config`], [`Node::stats`], [`Node::connected_peers`], [`Node::active_view`],
@@ -120,6 +121,9 @@ pub struct Node {
     own_announcements: Vec<wire::Record>,
     own_rendezvous: Option<wire::Record>,
     synced: bool,
+    /// Topics joined only to publish on (the application does not subscribe), with the time
+    /// of the last publish; left [`Config::publish_carry`] after it.
+    publish_joined: BTreeMap<TopicId, Time>,
     sync_served: BTreeMap<MachineId, Time>,
     queries: BTreeMap<QueryId, OwnQuery>,
     next_query: u64,
@@ -169,6 +173,7 @@ impl Node {
             own_announcements: Vec::new(),
             own_rendezvous: None,
             synced: false,
+            publish_joined: BTreeMap::new(),
             sync_served: BTreeMap::new(),
             queries: BTreeMap::new(),
             next_query: 0,
@@ -266,6 +271,7 @@ impl Node {
             }
             Timer::Reap => {
                 self.discovery.reap(now);
+                self.leave_publish_topics(now);
                 self.timers.set(now + Duration::from_secs(60), Timer::Reap);
             }
             Timer::QueryRing(id) => self.query_ring_timer(now, id),

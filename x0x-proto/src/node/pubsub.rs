@@ -34,14 +34,58 @@ impl Node {
     /// Subscribes to `topic`: messages published on it are delivered as [`Event::Message`].
     pub fn subscribe(&mut self, now: Time, topic: TopicId) {
         self.start(now);
-        self.broadcast.subscribe(topic);
+        if self.publish_joined.remove(&topic).is_none() {
+            self.broadcast.subscribe(topic);
+        }
         self.drain_layers(now);
     }
 
     /// Unsubscribes from `topic`.
     pub fn unsubscribe(&mut self, now: Time, topic: TopicId) {
         self.start(now);
+        self.publish_joined.remove(&topic);
         self.broadcast.unsubscribe(topic);
+        self.drain_layers(now);
+    }
+
+    /// Whether the application subscribes to `topic` (not only carries it to publish).
+    fn app_subscribed(&self, topic: &TopicId) -> bool {
+        self.broadcast.is_subscribed(topic) && !self.publish_joined.contains_key(topic)
+    }
+
+    /// Joins `topic` to publish on it, if the node does not carry it: PlumTree paths run
+    /// between a topic's carriers only, so a publisher needs a place in the topic's tree.
+    /// `false` when the topic cap refuses it.
+    fn carry_to_publish(&mut self, now: Time, topic: TopicId) -> bool {
+        if let Some(last) = self.publish_joined.get_mut(&topic) {
+            *last = now;
+            return true;
+        }
+        if self.broadcast.is_subscribed(&topic) {
+            return true;
+        }
+        if self.broadcast.subscribe(topic) {
+            self.publish_joined.insert(topic, now);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Leaves the topics joined only to publish whose last publish is older than
+    /// [`Config::publish_carry`](super::Config::publish_carry).
+    pub(super) fn leave_publish_topics(&mut self, now: Time) {
+        let carry = self.config.publish_carry;
+        let idle: Vec<TopicId> = self
+            .publish_joined
+            .iter()
+            .filter(|(_, last)| now.saturating_since(**last) >= carry)
+            .map(|(t, _)| *t)
+            .collect();
+        for t in idle {
+            self.publish_joined.remove(&t);
+            self.broadcast.unsubscribe(t);
+        }
         self.drain_layers(now);
     }
 
@@ -98,7 +142,7 @@ impl Node {
             let id = MessageId::of_body(&bytes);
             results.push(Ok(id));
             accepted.push((topic, bytes));
-            if self.broadcast.is_subscribed(&topic) {
+            if self.app_subscribed(&topic) {
                 own.push(Delivery {
                     topic,
                     id,
@@ -111,6 +155,11 @@ impl Node {
             }
         }
         let (topics, bodies): (Vec<TopicId>, Vec<Bytes>) = accepted.into_iter().unzip();
+        for t in &topics {
+            // At the topic cap the message still goes out to what the node knows of the
+            // topic (nothing, if it carries nothing of it); the refusal is counted.
+            self.carry_to_publish(now, *t);
+        }
         self.stats.publish_signatures += bodies.len().div_ceil(wire::MAX_BATCH) as u64;
         let signed =
             wire::Signed::sign_batch(&self.identity.agent, Domain::PubSubMessage, bodies, true);
@@ -183,7 +232,7 @@ impl Node {
                 );
                 if deliver && g.topic == self.topics.inbox {
                     self.on_inbox(now, author, &body.payload);
-                } else if deliver {
+                } else if deliver && !self.publish_joined.contains_key(&g.topic) {
                     self.emit(Event::Message(Delivery {
                         topic: g.topic,
                         id,

@@ -55,15 +55,32 @@ fn own_publishes_reach_own_subscribers_exactly_once() {
     let mut net = subscribed_net(n);
     let mut id = None;
     net.with(3, |node, now| {
-        id = Some(node.publish(now, topic(), Bytes::from_static(b"mine")).unwrap());
+        id = Some(
+            node.publish(now, topic(), Bytes::from_static(b"mine"))
+                .unwrap(),
+        );
     });
     net.run_for(Duration::from_secs(2));
-    let own: Vec<_> = net.own_deliveries.iter().filter(|(_, d, _)| Some(d.id) == id).collect();
-    assert_eq!(own.len(), 1, "delivered to the publisher once, not again from the network");
+    let own: Vec<_> = net
+        .own_deliveries
+        .iter()
+        .filter(|(_, d, _)| Some(d.id) == id)
+        .collect();
+    assert_eq!(
+        own.len(),
+        1,
+        "delivered to the publisher once, not again from the network"
+    );
     let (i, d, _) = own[0];
     assert_eq!((*i, d.hops, d.payload.as_ref()), (3, 0, &b"mine"[..]));
     assert_eq!(d.via, net.ids[3]);
-    assert_eq!(net.deliveries.iter().filter(|(_, d, _)| Some(d.id) == id).count(), n - 1);
+    assert_eq!(
+        net.deliveries
+            .iter()
+            .filter(|(_, d, _)| Some(d.id) == id)
+            .count(),
+        n - 1
+    );
     // A topic the publisher does not subscribe to is not delivered to it.
     let other = TopicId::from_name("not-subscribed");
     net.with(3, |node, now| {
@@ -71,6 +88,56 @@ fn own_publishes_reach_own_subscribers_exactly_once() {
     });
     net.run_for(Duration::from_secs(1));
     assert!(net.own_deliveries.iter().all(|(_, d, _)| d.topic != other));
+}
+
+/// A node that publishes on a topic it does not subscribe to joins the topic's tree to do so:
+/// every subscriber gets the message, the publisher's application gets nothing of the topic,
+/// and the node leaves the topic `publish_carry` after its last publish.
+#[test]
+fn a_publisher_that_does_not_subscribe_reaches_the_subscribers() {
+    let n = 12;
+    let mut net = testnet::Net::new(n, |_| Config {
+        publish_carry: Duration::from_secs(120),
+        ..Config::default()
+    });
+    net.run_for(Duration::from_millis(10));
+    for i in 1..n {
+        net.with(i, |node, now| node.subscribe(now, topic()));
+    }
+    net.run_for(Duration::from_secs(30));
+    for round in 0..3u8 {
+        let mut id = None;
+        net.with(0, |node, now| {
+            id = Some(
+                node.publish(now, topic(), Bytes::from(vec![round; 10]))
+                    .unwrap(),
+            );
+        });
+        net.run_for(Duration::from_secs(2));
+        let who: BTreeSet<usize> = net
+            .deliveries
+            .iter()
+            .filter(|(_, d, _)| Some(d.id) == id)
+            .map(|(i, _, _)| *i)
+            .collect();
+        assert_eq!(who, (1..n).collect(), "round {round}");
+    }
+    // A subscriber's message does not reach the publisher's application.
+    net.with(5, |node, now| {
+        node.publish(now, topic(), Bytes::from_static(b"from 5"))
+            .unwrap();
+    });
+    net.run_for(Duration::from_secs(2));
+    assert!(net.deliveries.iter().all(|(i, _, _)| *i != 0));
+    assert!(net.own_deliveries.iter().all(|(i, _, _)| *i != 0));
+    let carried = |net: &mut testnet::Net| {
+        let mut c = false;
+        net.with(0, |node, _| c = node.topic_peers(&topic()).is_some());
+        c
+    };
+    assert!(carried(&mut net));
+    net.run_for(Duration::from_secs(200));
+    assert!(!carried(&mut net), "left after publish_carry");
 }
 
 /// A first push over one link per node leaves most links lazy at one end and eager at the

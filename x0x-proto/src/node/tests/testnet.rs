@@ -126,7 +126,11 @@ impl Net {
         }
         while let Some(e) = node.poll_event() {
             if let Event::Message(d) = &e {
-                let to = if d.hops == 0 { &mut self.own_deliveries } else { &mut self.deliveries };
+                let to = if d.hops == 0 {
+                    &mut self.own_deliveries
+                } else {
+                    &mut self.deliveries
+                };
                 to.push((i, d.clone(), now));
             }
             self.events.push((i, e));

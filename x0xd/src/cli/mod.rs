@@ -1,0 +1,605 @@
+//! `x0x`: one verb per daemon route (x0x's names), plus `start`, `stop` and `instances`.
+//!
+//! The CLI finds a daemon through the instance's `api.port` and `api-token` files (or `--api`
+//! and `X0X_API_TOKEN`), prints readable text by default and the daemon's JSON with
+//! `--json`, and on failure prints one line to stderr and exits non-zero.
+
+pub mod client;
+pub mod output;
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use clap::{Parser, Subcommand};
+use serde_json::{Value, json};
+
+use client::{CliError, Client};
+
+/// The x0x-rs command line: drive a running x0xd.
+#[derive(Debug, Parser)]
+#[command(name = "x0x", version, about, propagate_version = true)]
+pub struct Args {
+    /// The named instance to talk to (data dir `x0x-<NAME>`).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub name: Option<String>,
+    /// The daemon's API address (`ip:port` or a URL); overrides api.port.
+    #[arg(long, global = true, value_name = "ADDR")]
+    pub api: Option<String>,
+    /// Print the daemon's JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Every verb.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start x0xd in the background (or --foreground) and wait until it answers.
+    Start {
+        /// Config file passed to x0xd.
+        #[arg(long)]
+        config: Option<std::path::PathBuf>,
+        /// Run in this terminal instead of in the background.
+        #[arg(long)]
+        foreground: bool,
+    },
+    /// Stop the daemon (POST /shutdown).
+    Stop,
+    /// List local instances and whether they answer.
+    Instances,
+    /// GET /health.
+    Health,
+    /// GET /status.
+    Status,
+    /// GET /routes: every route with its CLI verb.
+    Routes,
+    /// This agent's identity (GET /agent), or a sub-command.
+    Agent {
+        /// What to do (default: show the identity).
+        #[command(subcommand)]
+        cmd: Option<AgentCmd>,
+    },
+    /// Re-announce the identity (POST /announce).
+    Announce {
+        /// Disclose the user id (needs --consent).
+        #[arg(long)]
+        include_user: bool,
+        /// A human agreed to disclose the user id.
+        #[arg(long)]
+        consent: bool,
+    },
+    /// Connected peers (GET /peers).
+    Peers,
+    /// Publish a message (POST /publish).
+    Publish {
+        /// Topic.
+        topic: String,
+        /// Payload: text, or base64 with --base64.
+        payload: String,
+        /// The payload is already base64.
+        #[arg(long)]
+        base64: bool,
+    },
+    /// Subscribe to a topic (POST /subscribe); read messages with `x0x events`.
+    Subscribe {
+        /// Topic.
+        topic: String,
+    },
+    /// End a subscription (DELETE /subscribe/:id).
+    Unsubscribe {
+        /// The subscription id.
+        id: String,
+    },
+    /// Follow subscribed messages (GET /events, SSE).
+    Events,
+    /// Discovered agents.
+    Agents {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: AgentsCmd,
+    },
+    /// Discovered machines.
+    Machines {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: MachinesCmd,
+    },
+    /// Direct messages.
+    Direct {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: DirectCmd,
+    },
+    /// Diagnostics.
+    Diagnostics {
+        /// What to show.
+        #[command(subcommand)]
+        cmd: DiagnosticsCmd,
+    },
+    /// Network state.
+    Network {
+        /// What to show.
+        #[command(subcommand)]
+        cmd: NetworkCmd,
+    },
+    /// WebSocket sessions (GET /ws/sessions).
+    Ws {
+        /// What to show.
+        #[command(subcommand)]
+        cmd: WsCmd,
+    },
+}
+
+/// `x0x agent …`.
+#[derive(Debug, Subcommand)]
+pub enum AgentCmd {
+    /// GET /agent/user-id.
+    UserId,
+    /// This agent's card and link (GET /agent/card).
+    Card {
+        /// Name on the card.
+        #[arg(long, default_value = "")]
+        display_name: String,
+    },
+    /// Import a card or link (POST /agent/card/import).
+    Import {
+        /// `x0x://agent/…` or its base64.
+        card: String,
+        /// blocked, unknown, known or trusted.
+        #[arg(long, default_value = "known")]
+        trust: String,
+    },
+    /// Sign text with the agent key (POST /agent/sign).
+    Sign {
+        /// Text to sign.
+        payload: String,
+        /// Domain string bound into the signature.
+        #[arg(long, default_value = "")]
+        context: String,
+    },
+    /// Check a signature (POST /agent/verify).
+    Verify {
+        /// Signed text.
+        payload: String,
+        /// Signature, base64.
+        signature: String,
+        /// Signer's agent id.
+        #[arg(long)]
+        agent_id: Option<String>,
+        /// Signer's public key, base64.
+        #[arg(long)]
+        public_key: Option<String>,
+        /// Domain string.
+        #[arg(long, default_value = "")]
+        context: String,
+    },
+}
+
+/// `x0x agents …`.
+#[derive(Debug, Subcommand)]
+pub enum AgentsCmd {
+    /// GET /agents/discovered.
+    List {
+        /// Include entries older than identity_ttl_secs.
+        #[arg(long)]
+        unfiltered: bool,
+    },
+    /// GET /agents/discovered/:id.
+    Get {
+        /// Agent id.
+        id: String,
+        /// Look it up if it is not cached.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// POST /agents/find/:id.
+    Find {
+        /// Agent id.
+        id: String,
+    },
+    /// GET /agents/reachability/:id.
+    Reachability {
+        /// Agent id.
+        id: String,
+    },
+    /// GET /agents/:id/machine.
+    Machine {
+        /// Agent id.
+        id: String,
+    },
+    /// GET /users/:id/agents.
+    ByUser {
+        /// User id.
+        user_id: String,
+    },
+}
+
+/// `x0x machines …`.
+#[derive(Debug, Subcommand)]
+pub enum MachinesCmd {
+    /// GET /machines/discovered.
+    Discovered {
+        /// Include entries older than identity_ttl_secs.
+        #[arg(long)]
+        unfiltered: bool,
+    },
+    /// GET /machines/discovered/:id.
+    Get {
+        /// Machine id.
+        id: String,
+    },
+    /// GET /users/:id/machines.
+    ByUser {
+        /// User id.
+        user_id: String,
+    },
+}
+
+/// `x0x direct …`.
+#[derive(Debug, Subcommand)]
+pub enum DirectCmd {
+    /// POST /agents/connect.
+    Connect {
+        /// Agent id.
+        agent_id: String,
+    },
+    /// POST /direct/send.
+    Send {
+        /// Recipient agent id.
+        agent_id: String,
+        /// Payload: text, or base64 with --base64.
+        payload: String,
+        /// The payload is already base64.
+        #[arg(long)]
+        base64: bool,
+    },
+    /// GET /direct/connections.
+    Connections,
+    /// Follow direct messages (GET /direct/events, SSE).
+    Events,
+}
+
+/// `x0x diagnostics …`.
+#[derive(Debug, Subcommand)]
+pub enum DiagnosticsCmd {
+    /// GET /diagnostics/connectivity.
+    Connectivity,
+    /// GET /diagnostics/gossip.
+    Gossip,
+    /// GET /diagnostics/dm.
+    Dm,
+}
+
+/// `x0x network …`.
+#[derive(Debug, Subcommand)]
+pub enum NetworkCmd {
+    /// GET /network/status.
+    Status,
+    /// GET /network/bootstrap-cache.
+    Cache,
+}
+
+/// `x0x ws …`.
+#[derive(Debug, Subcommand)]
+pub enum WsCmd {
+    /// GET /ws/sessions.
+    Sessions,
+}
+
+fn text_b64(s: &str, already: bool) -> Result<String, CliError> {
+    if already {
+        STANDARD
+            .decode(s)
+            .map_err(|e| CliError::Usage(format!("payload is not valid base64: {e}")))?;
+        Ok(s.to_string())
+    } else {
+        Ok(STANDARD.encode(s.as_bytes()))
+    }
+}
+
+/// Runs the CLI; the process exit code.
+pub fn run(args: Args) -> ExitCode {
+    match dispatch(&args) {
+        Ok(Some(v)) => {
+            if args.json {
+                println!("{v}");
+            } else {
+                print!("{}", output::render(&v));
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(None) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("x0x: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(args: &Args) -> Result<Option<Value>, CliError> {
+    let name = args.name.as_deref();
+    if let Some(n) = name {
+        crate::config::validate_instance_name(n).map_err(|e| CliError::Usage(e.to_string()))?;
+    }
+    match &args.command {
+        Command::Start { config, foreground } => {
+            return start(args, config.as_deref(), *foreground);
+        }
+        Command::Instances => return Ok(Some(instances())),
+        _ => {}
+    }
+    let c = Client::locate(name, args.api.as_deref())?;
+    let id_path = |prefix: &str, id: &str, suffix: &str| format!("{prefix}{id}{suffix}");
+    let v = match &args.command {
+        Command::Start { .. } | Command::Instances => unreachable!("handled above"),
+        Command::Stop => {
+            // A reset after the answer still means it is stopping.
+            match c.post("/shutdown", json!({})) {
+                Ok(v) => v,
+                Err(CliError::Unreachable { .. }) if c.get("/health").is_err() => {
+                    json!({"ok": true, "message": "stopped"})
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Command::Health => c.get("/health")?,
+        Command::Status => c.get("/status")?,
+        Command::Routes => c.get("/routes")?,
+        Command::Agent { cmd: None } => c.get("/agent")?,
+        Command::Agent { cmd: Some(cmd) } => match cmd {
+            AgentCmd::UserId => c.get("/agent/user-id")?,
+            AgentCmd::Card { display_name } => c.get(&format!(
+                "/agent/card?display_name={}",
+                percent(display_name)
+            ))?,
+            AgentCmd::Import { card, trust } => c.post(
+                "/agent/card/import",
+                json!({"card": card, "trust_level": trust}),
+            )?,
+            AgentCmd::Sign { payload, context } => c.post(
+                "/agent/sign",
+                json!({"payload": text_b64(payload, false)?, "context": context}),
+            )?,
+            AgentCmd::Verify {
+                payload,
+                signature,
+                agent_id,
+                public_key,
+                context,
+            } => c.post(
+                "/agent/verify",
+                json!({"payload": text_b64(payload, false)?, "signature": signature,
+                       "agent_id": agent_id, "public_key": public_key, "context": context}),
+            )?,
+        },
+        Command::Announce {
+            include_user,
+            consent,
+        } => c.post(
+            "/announce",
+            json!({"include_user_identity": include_user, "human_consent": consent}),
+        )?,
+        Command::Peers => c.get("/peers")?,
+        Command::Publish {
+            topic,
+            payload,
+            base64,
+        } => c.post(
+            "/publish",
+            json!({"topic": topic, "payload": text_b64(payload, *base64)?}),
+        )?,
+        Command::Subscribe { topic } => c.post("/subscribe", json!({"topic": topic}))?,
+        Command::Unsubscribe { id } => c.call(
+            "DELETE",
+            &format!("/subscribe/{id}"),
+            None,
+            Duration::from_secs(10),
+        )?,
+        Command::Events => {
+            follow(&c, "/events", args.json)?;
+            return Ok(None);
+        }
+        Command::Agents { cmd } => match cmd {
+            AgentsCmd::List { unfiltered } => {
+                c.get(&format!("/agents/discovered?unfiltered={unfiltered}"))?
+            }
+            AgentsCmd::Get { id, wait } => {
+                c.get(&format!("/agents/discovered/{id}?wait={wait}"))?
+            }
+            AgentsCmd::Find { id } => c.post(&id_path("/agents/find/", id, ""), json!({}))?,
+            AgentsCmd::Reachability { id } => c.get(&id_path("/agents/reachability/", id, ""))?,
+            AgentsCmd::Machine { id } => c.get(&id_path("/agents/", id, "/machine"))?,
+            AgentsCmd::ByUser { user_id } => c.get(&id_path("/users/", user_id, "/agents"))?,
+        },
+        Command::Machines { cmd } => match cmd {
+            MachinesCmd::Discovered { unfiltered } => {
+                c.get(&format!("/machines/discovered?unfiltered={unfiltered}"))?
+            }
+            MachinesCmd::Get { id } => c.get(&id_path("/machines/discovered/", id, ""))?,
+            MachinesCmd::ByUser { user_id } => c.get(&id_path("/users/", user_id, "/machines"))?,
+        },
+        Command::Direct { cmd } => match cmd {
+            DirectCmd::Connect { agent_id } => {
+                c.post("/agents/connect", json!({"agent_id": agent_id}))?
+            }
+            DirectCmd::Send {
+                agent_id,
+                payload,
+                base64,
+            } => c.post(
+                "/direct/send",
+                json!({"agent_id": agent_id, "payload": text_b64(payload, *base64)?}),
+            )?,
+            DirectCmd::Connections => c.get("/direct/connections")?,
+            DirectCmd::Events => {
+                follow(&c, "/direct/events", args.json)?;
+                return Ok(None);
+            }
+        },
+        Command::Diagnostics { cmd } => match cmd {
+            DiagnosticsCmd::Connectivity => c.get("/diagnostics/connectivity")?,
+            DiagnosticsCmd::Gossip => c.get("/diagnostics/gossip")?,
+            DiagnosticsCmd::Dm => c.get("/diagnostics/dm")?,
+        },
+        Command::Network { cmd } => match cmd {
+            NetworkCmd::Status => c.get("/network/status")?,
+            NetworkCmd::Cache => c.get("/network/bootstrap-cache")?,
+        },
+        Command::Ws {
+            cmd: WsCmd::Sessions,
+        } => c.get("/ws/sessions")?,
+    };
+    Ok(Some(v))
+}
+
+/// Percent-encodes a query value (RFC 3986 unreserved characters pass).
+fn percent(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Prints each event of an SSE stream: the JSON with `--json`, else a readable line.
+fn follow(c: &Client, path: &str, json_out: bool) -> Result<(), CliError> {
+    c.stream(path, |v| {
+        if json_out {
+            println!("{v}");
+            return;
+        }
+        let d = v.get("data").unwrap_or(v);
+        let payload = d
+            .get("payload")
+            .and_then(Value::as_str)
+            .and_then(|p| STANDARD.decode(p).ok())
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        let from = d.get("sender").and_then(Value::as_str).unwrap_or("?");
+        match d.get("topic").and_then(Value::as_str) {
+            Some(t) => println!("[{t}] {}: {payload}", &from[..from.len().min(16)]),
+            None => println!("{}: {payload}", &from[..from.len().min(16)]),
+        }
+    })
+}
+
+/// `x0x start`: spawns x0xd (next to this binary, else on PATH) and waits for `/health`.
+fn start(
+    args: &Args,
+    config: Option<&std::path::Path>,
+    foreground: bool,
+) -> Result<Option<Value>, CliError> {
+    let exe = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("x0xd")))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| "x0xd".into());
+    let mut cmd = std::process::Command::new(&exe);
+    if let Some(n) = &args.name {
+        cmd.arg("--name").arg(n);
+    }
+    if let Some(c) = config {
+        cmd.arg("--config").arg(c);
+    }
+    if foreground {
+        let status = cmd
+            .status()
+            .map_err(|e| CliError::Usage(format!("cannot run {}: {e}", exe.display())))?;
+        return if status.success() {
+            Ok(None)
+        } else {
+            Err(CliError::Usage(format!("x0xd exited with {status}")))
+        };
+    }
+    let dir = crate::config::instance_dir(args.name.as_deref());
+    // A stale api.port from a crash must not be mistaken for the new daemon.
+    crate::files::remove_api_port(&dir);
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| CliError::Usage(format!("cannot run {}: {e}", exe.display())))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(CliError::Usage(format!(
+                "x0xd exited at start with {status}; run `x0x start --foreground` to see why"
+            )));
+        }
+        if crate::files::read_api_port(&dir).is_some()
+            && let Ok(c) = Client::locate(args.name.as_deref(), args.api.as_deref())
+            && let Ok(h) = c.get("/health")
+        {
+            return Ok(Some(
+                json!({"ok": true, "started": true, "api": c.base, "pid": child.id(), "health": h}),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(CliError::Usage(
+        "x0xd did not answer /health within 10 s".into(),
+    ))
+}
+
+/// `x0x instances`: every `x0x` and `x0x-*` data dir with an `api.port`.
+fn instances() -> Value {
+    let base = crate::config::data_base();
+    let mut list = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(&base) {
+        let mut names: Vec<String> = entries
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n == "x0x" || n.starts_with("x0x-"))
+            .collect();
+        names.sort();
+        for n in names {
+            let Some(addr) = crate::files::read_api_port(&base.join(&n)) else {
+                continue;
+            };
+            let inst = n.strip_prefix("x0x-").map(str::to_string);
+            let running = Client::locate(inst.as_deref(), Some(&addr.to_string()))
+                .and_then(|c| c.call("GET", "/health", None, Duration::from_secs(2)))
+                .is_ok();
+            list.push(json!({
+                "name": inst.unwrap_or_else(|| "(default)".into()),
+                "api": addr.to_string(),
+                "status": if running { "running" } else { "stale" },
+            }));
+        }
+    }
+    json!({"ok": true, "instances": list})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_routes_cli_verb_exists() {
+        let root = Args::command();
+        for r in crate::api::ROUTES.iter().filter(|r| r.cli != "-") {
+            let mut cmd = &root;
+            for word in r.cli.split(' ') {
+                cmd = cmd.find_subcommand(word).unwrap_or_else(|| {
+                    panic!(
+                        "`x0x {}` ({} {}) is not a CLI verb",
+                        r.cli, r.method, r.path
+                    )
+                });
+            }
+        }
+    }
+
+    #[test]
+    fn percent_encoding_keeps_unreserved() {
+        assert_eq!(percent("a b/é"), "a%20b%2F%C3%A9");
+    }
+}
