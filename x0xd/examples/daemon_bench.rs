@@ -4,8 +4,11 @@
 //! * `health_ms`: spawn → first `/health` answer (the slower of the two daemons);
 //! * `rss_mb`: resident memory of an idle daemon after both joined (the larger);
 //! * `p50_ms`, `p99_ms`: `POST /publish` sent → SSE event read, one message at a time;
-//! * `msgs_per_sec`: messages published through one WebSocket session on A as fast as it takes
-//!   them, divided by the time until B's stream delivered the last one; `lost` must be 0;
+//! * `msgs_per_sec`: messages published through one WebSocket session on A as fast as the
+//!   mesh delivers them — at most `--window` (default 512) published and not yet read from B's
+//!   stream, which stays below the daemon's per-client queue (a stream reader that falls 1 024
+//!   events behind is disconnected by design) — divided by the time until B's stream delivered
+//!   the last one; `lost` must be 0;
 //! * `details.rest_msgs_per_sec`: the same through `POST /publish` from `--clients`
 //!   keep-alive HTTP clients (`--rest-messages`, default 5000).
 //!
@@ -50,6 +53,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let messages = flag("--messages", 20_000);
     let clients = flag("--clients", 4).max(1);
     let rest_messages = flag("--rest-messages", 5000);
+    let window = flag("--window", 512).max(1);
 
     let exe = std::env::current_exe()?
         .parent()
@@ -153,6 +157,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let threads: Vec<_> = (0..clients)
         .map(|_| {
             let (next, base, token) = (next.clone(), base.clone(), token.clone());
+            let sse = sse.clone();
             std::thread::spawn(move || {
                 let agent: ureq::Agent = ureq::Agent::config_builder()
                     .http_status_as_error(false)
@@ -163,6 +168,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     let i = next.fetch_add(1, Ordering::Relaxed) as usize;
                     if i >= rest_messages {
                         break;
+                    }
+                    while start_count + i > sse.len() + window {
+                        std::thread::yield_now();
                     }
                     let body = json!({"topic": topic, "payload": payload(i)}).to_string();
                     let ok = agent
@@ -202,6 +210,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "latency_messages": latency_messages,
             "messages": messages,
             "clients": clients,
+            "window": window,
             "received": got,
             "lost": lost,
             "ws_send_secs": sent_at,
