@@ -37,6 +37,9 @@ async fn two_agents_connect_and_exchange_messages() {
     assert_eq!(m.topic, TOPIC);
     assert_eq!(m.via, ma);
 
+    // A's own message reaches A's own subscription, once (hops 0), before B's.
+    let own = within(sub_a.recv()).await.expect("A receives its own");
+    assert_eq!((own.payload.as_slice(), own.hops), (&b"from a"[..], 0));
     b.publish(TOPIC, b"from b".to_vec()).await.unwrap();
     let m = within(sub_a.recv()).await.expect("A receives");
     assert_eq!(m.payload, b"from b");
