@@ -232,6 +232,12 @@ pub enum RejectReason {
     /// Not newer than what is cached.
     #[error("not_newer")]
     NotNewer,
+    /// The agent is blocked (or revoked) by this node's contacts ([`crate::trust`]).
+    #[error("blocked")]
+    Blocked,
+    /// The agent is pinned to other machines than the one it announced.
+    #[error("machine_mismatch")]
+    MachineMismatch,
 }
 
 /// The shard (0..65 536) of a 32-byte id: `u16` from the first bytes of

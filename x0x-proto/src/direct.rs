@@ -206,6 +206,9 @@ pub struct DirectMessage {
     pub path: DirectPath,
     /// When the sender created it (its clock, unix milliseconds).
     pub created_at_ms: u64,
+    /// The trust evaluator's decision for the sender and its machine (only accepted and
+    /// unknown senders are delivered; refusals are answered with `RejectCode::Policy`).
+    pub trust: crate::trust::TrustDecision,
     /// The payload.
     pub payload: Bytes,
 }
@@ -235,7 +238,8 @@ pub enum DirectFailure {
     /// Every attempt timed out.
     #[error("no acknowledgement after every attempt")]
     RetriesExhausted,
-    /// The recipient refused it.
+    /// The recipient refused it (`RejectCode::Policy`: its trust policy, x0x's
+    /// `RejectedByPolicy`).
     #[error("rejected by the recipient: {0:?}")]
     RejectedByRecipient(RejectCode),
 }
@@ -264,6 +268,9 @@ pub enum DirectError {
     /// [`DirectConfig::max_outstanding`] messages are in flight.
     #[error("too many direct messages in flight")]
     TooManyOutstanding,
+    /// The recipient is blocked by this node's contacts ([`crate::trust`]).
+    #[error("recipient {0} is blocked")]
+    Blocked(AgentId),
 }
 
 /// The recipient's answer, carried in an ack.
@@ -284,6 +291,9 @@ pub enum RejectCode {
     UnknownSender,
     /// The payload exceeds the recipient's limit.
     TooLarge,
+    /// The recipient's trust policy refuses the sender (blocked, or a pinned agent's other
+    /// machine): x0x's `RejectedByPolicy`.
+    Policy,
 }
 
 /// Why a received direct message or ack was refused (counted in [`DirectRejectCounts`]).
@@ -323,6 +333,9 @@ pub enum DirectReject {
     /// An ack that matches nothing in flight (late, duplicate, or forged).
     #[error("unmatched_ack")]
     UnmatchedAck,
+    /// The trust policy refuses the sender ([`crate::trust`]).
+    #[error("policy")]
+    Policy,
 }
 
 /// The connected path's envelope (inside [`crate::wire::Direct`]). Not signed: the QUIC
@@ -506,7 +519,9 @@ counts_by! {
         expired: DirectFailure::Expired,
         /// Every attempt timed out.
         retries_exhausted: DirectFailure::RetriesExhausted,
-        /// The recipient refused it.
+        /// The recipient's trust policy refused it.
+        rejected_by_policy: DirectFailure::RejectedByRecipient(RejectCode::Policy),
+        /// The recipient refused it for another reason.
         rejected_by_recipient: DirectFailure::RejectedByRecipient(_),
     }
 }
@@ -536,6 +551,8 @@ counts_by! {
         malformed: DirectReject::Malformed,
         /// An ack that matches nothing in flight.
         unmatched_ack: DirectReject::UnmatchedAck,
+        /// Refused by the trust policy.
+        policy: DirectReject::Policy,
     }
 }
 

@@ -168,6 +168,10 @@ counts_by! {
         too_many_addresses: RejectReason::TooManyAddresses,
         /// Not newer than what is cached.
         not_newer: RejectReason::NotNewer,
+        /// A blocked agent's announcement.
+        blocked: RejectReason::Blocked,
+        /// A pinned agent announced from an unpinned machine.
+        machine_mismatch: RejectReason::MachineMismatch,
     }
 }
 

@@ -124,6 +124,7 @@ pub mod kem;
 pub mod membership;
 pub mod node;
 pub mod time;
+pub mod trust;
 pub(crate) mod util;
 pub mod wire;
 

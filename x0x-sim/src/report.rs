@@ -183,6 +183,9 @@ pub struct Report {
     /// What the adversaries did and what it cost the honest nodes (adversarial scenarios).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adversary: Option<crate::adversary::AdversaryReport>,
+    /// The spam blocked by part of the nodes (trust scenarios).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust: Option<crate::workload::spam::TrustReport>,
     /// SWIM failure detection: how soon crashed neighbours were declared dead, and how often
     /// a live one was.
     #[serde(default)]

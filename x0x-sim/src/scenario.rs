@@ -414,6 +414,8 @@ pub struct Scenario {
     pub churn: Option<ChurnSpec>,
     /// Hostile nodes ([`crate::adversary`]). Default none.
     pub adversary: Option<crate::adversary::AdversarySpec>,
+    /// A spammer blocked by a share of the nodes ([`crate::workload::spam`]). Default none.
+    pub spam: Option<crate::workload::spam::SpamSpec>,
 }
 
 impl Default for Scenario {
@@ -437,6 +439,7 @@ impl Default for Scenario {
             partition: None,
             churn: None,
             adversary: None,
+            spam: None,
         }
     }
 }
@@ -470,6 +473,7 @@ pub enum ScenarioError {
 
 /// The scenario files shipped with the crate, embedded so the binary works from anywhere.
 pub const BUILTIN: &[(&str, &str)] = &[
+    ("trust-spam", include_str!("../scenarios/trust-spam.toml")),
     (
         "broadcast-single",
         include_str!("../scenarios/broadcast-single.toml"),

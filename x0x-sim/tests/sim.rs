@@ -189,3 +189,24 @@ fn adversarial_runs_are_deterministic() {
     assert_eq!(a.deterministic_json(), b.deterministic_json());
     assert!(a.adversary.unwrap().eclipse_joins > 0);
 }
+
+/// Half the nodes block a spammer: none of them delivers its messages (they still relay them
+/// to the others), and the honest rounds reach everyone.
+#[test]
+fn blocking_nodes_never_deliver_the_spam_and_everyone_else_gets_everything() {
+    let r = quick("trust-spam", 60, 5, 6, CryptoMode::StandIn);
+    let t = r.trust.as_ref().expect("a trust report");
+    assert!(t.blockers >= 15 && t.others >= 15, "{t:?}");
+    assert_eq!(t.spam_published, 6);
+    assert_eq!(t.spam_delivered_at_blockers, 0, "{t:?}");
+    assert_eq!(
+        t.spam_delivered_elsewhere, t.spam_deliverable_elsewhere,
+        "{t:?}"
+    );
+    assert_eq!(
+        t.refused_at_blockers,
+        t.spam_published * t.blockers as u64,
+        "{t:?}"
+    );
+    assert_eq!(r.delivery_ratio, Some(1.0));
+}

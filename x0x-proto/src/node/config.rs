@@ -73,6 +73,8 @@ pub struct Config {
     pub announce: AnnounceConfig,
     /// Direct-message settings.
     pub direct: DirectConfig,
+    /// Contact store caps.
+    pub trust: crate::trust::TrustConfig,
 }
 
 impl Default for Config {
@@ -97,6 +99,7 @@ impl Default for Config {
             publish_carry: Duration::from_secs(600),
             announce: AnnounceConfig::default(),
             direct: DirectConfig::default(),
+            trust: crate::trust::TrustConfig::default(),
         }
     }
 }

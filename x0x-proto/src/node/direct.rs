@@ -54,6 +54,10 @@ impl Node {
         if self.direct.outgoing.len() >= cfg.max_outstanding {
             return Err(DirectError::TooManyOutstanding);
         }
+        if self.trust.is_blocked(&to) {
+            self.trust_refused.direct_to_blocked += 1;
+            return Err(DirectError::Blocked(to));
+        }
         let mut raw = [0u8; 16];
         self.rng.fill_bytes(&mut raw);
         let id = RequestId(raw);
@@ -71,6 +75,7 @@ impl Node {
                 sender: to,
                 sender_machine: self.machine_id(),
                 path: DirectPath::Local,
+                trust: crate::trust::TrustDecision::Accept,
                 created_at_ms,
                 payload,
             }));
@@ -357,6 +362,12 @@ impl Node {
         self.direct.stats.rejected.count(&r);
     }
 
+    /// Counts a direct message the trust policy refused (the caller acks `Policy`).
+    fn refuse_by_policy(&mut self) {
+        self.reject_direct(DirectReject::Policy);
+        self.trust_refused.direct_refused += 1;
+    }
+
     fn direct_ack_frame(
         &mut self,
         peer: MachineId,
@@ -421,6 +432,18 @@ impl Node {
             }
             return;
         }
+        let trust = self.trust.evaluate(&env.sender, &peer);
+        if trust.is_reject() {
+            self.refuse_by_policy();
+            self.direct_ack_frame(
+                peer,
+                env.sender,
+                env.request_id,
+                env.attempt,
+                DirectOutcome::Rejected(RejectCode::Policy),
+            );
+            return;
+        }
         let key = (env.sender, env.request_id);
         if let Some(outcome) = self.direct.dedup.get(&key) {
             self.direct.stats.duplicates += 1;
@@ -430,10 +453,12 @@ impl Node {
         }
         self.direct.remember(now, key, DirectOutcome::Accepted);
         self.direct.stats.delivered += 1;
+        self.trust.touch(&env.sender, now.as_secs());
         self.emit(Event::DirectMessage(DirectMessage {
             request_id: env.request_id,
             sender: env.sender,
             sender_machine: peer,
+            trust,
             path: DirectPath::Connected,
             created_at_ms: env.created_at_ms,
             payload: env.payload,
@@ -567,14 +592,23 @@ impl Node {
                     &author,
                     &env,
                 );
+                let trust = self.trust.evaluate(&env.sender, &env.sender_machine);
+                if opened.is_ok() && trust.is_reject() {
+                    self.refuse_by_policy();
+                    let outcome = DirectOutcome::Rejected(RejectCode::Policy);
+                    self.sealed_ack(now, env.sender, env.request_id, env.attempt, outcome);
+                    return;
+                }
                 match opened {
                     Ok(payload) => {
                         self.direct.remember(now, key, DirectOutcome::Accepted);
                         self.direct.stats.delivered += 1;
+                        self.trust.touch(&env.sender, now.as_secs());
                         self.emit(Event::DirectMessage(DirectMessage {
                             request_id: env.request_id,
                             sender: env.sender,
                             sender_machine: env.sender_machine,
+                            trust,
                             path: DirectPath::Sealed,
                             created_at_ms: env.created_at_ms,
                             payload,

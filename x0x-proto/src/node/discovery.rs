@@ -191,9 +191,13 @@ impl Node {
 
     // ----- queries -----
 
-    /// Live discovered agents (newest announcement within the TTL), sorted by agent id.
+    /// Live discovered agents (newest announcement within the TTL), sorted by agent id; blocked
+    /// agents are left out ([`Node::all_discovered_agents`] lists them too).
     pub fn discovered_agents(&self, now: Time) -> Vec<DiscoveredAgent> {
-        self.discovery.agents(now)
+        let mut list = self.discovery.agents(now);
+        // Blocked agents are hidden; `all_discovered_agents` lists them too.
+        list.retain(|a| !self.trust.is_blocked(&a.agent_id));
+        list
     }
 
     /// One live discovered agent from the cache.
@@ -338,7 +342,20 @@ impl Node {
         match (kind, signed.signer) {
             (RecordKind::Announcement, SignerId::Agent(agent)) => {
                 let key = self.verify(signed, Domain::IdentityAnnouncement)?;
-                let ann = signed.decode_body().map_err(malformed)?;
+                let ann: IdentityAnnouncement = signed.decode_body().map_err(malformed)?;
+                // The evaluator gates announcements: a blocked agent, or a pinned one on a
+                // machine it is not pinned to, is neither cached nor relayed.
+                match self.trust.evaluate(&agent, &ann.machine_id) {
+                    crate::trust::TrustDecision::RejectBlocked => {
+                        self.trust_refused.announcements_blocked += 1;
+                        return Err(RejectReason::Blocked);
+                    }
+                    crate::trust::TrustDecision::RejectMachineMismatch => {
+                        self.trust_refused.announcements_machine_mismatch += 1;
+                        return Err(RejectReason::MachineMismatch);
+                    }
+                    _ => {}
+                }
                 self.discovery
                     .merge_identity(now, agent, key, signed.clone(), ann)
             }

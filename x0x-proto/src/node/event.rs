@@ -130,6 +130,12 @@ pub enum Event {
     DirectMessage(DirectMessage),
     /// A direct message we sent was acknowledged by its recipient.
     DirectReceipt(DirectReceipt),
+    /// The contact store changed ([`Node::change_trust`](super::Node::change_trust)): a
+    /// driver saves [`Node::trust_state`](super::Node::trust_state).
+    TrustChanged {
+        /// The agent whose record changed.
+        agent_id: AgentId,
+    },
     /// A direct message we sent will not be delivered.
     DirectFailed {
         /// The request id returned by `send_direct`.
@@ -154,6 +160,8 @@ pub struct Delivery {
     pub hops: u8,
     /// The machine it arrived from.
     pub via: MachineId,
+    /// The author's trust level at delivery (a blocked author's messages are not delivered).
+    pub trust_level: crate::trust::TrustLevel,
     /// When the publisher published it (its clock, unix milliseconds).
     pub published_at_ms: u64,
     /// The application payload.

@@ -26,6 +26,7 @@ mod identity;
 mod invariants;
 mod pubsub;
 mod stats;
+mod trust;
 mod verify;
 
 #[cfg(test)]
@@ -48,6 +49,7 @@ pub use self::identity::Identity;
 pub use self::invariants::InvariantError;
 pub use self::pubsub::PublishError;
 pub use self::stats::{CloseCounts, DecodeErrorCounts, MessageRejects, NodeStats};
+pub use self::trust::{TrustApplied, TrustChange, TrustRefusals, TrustStats};
 use self::verify::Verifier;
 use crate::broadcast::{self, Broadcast};
 use crate::direct::{DirectState, RequestId};
@@ -124,6 +126,10 @@ pub struct Node {
     /// Topics joined only to publish on (the application does not subscribe), with the time
     /// of the last publish; left [`Config::publish_carry`] after it.
     publish_joined: BTreeMap<TopicId, Time>,
+    /// Contacts, pinning, revocations ([`crate::trust`]).
+    trust: crate::trust::ContactStore,
+    /// What the evaluator refused, by path.
+    trust_refused: TrustRefusals,
     sync_served: BTreeMap<MachineId, Time>,
     queries: BTreeMap<QueryId, OwnQuery>,
     next_query: u64,
@@ -174,6 +180,8 @@ impl Node {
             own_rendezvous: None,
             synced: false,
             publish_joined: BTreeMap::new(),
+            trust: crate::trust::ContactStore::new(config.trust.clone()),
+            trust_refused: TrustRefusals::default(),
             sync_served: BTreeMap::new(),
             queries: BTreeMap::new(),
             next_query: 0,
@@ -406,6 +414,7 @@ impl Node {
             broadcast: self.broadcast.stats().clone(),
             discovery: self.discovery.stats().clone(),
             direct: self.direct.stats.clone(),
+            trust: self.trust_stats(),
             ..self.stats.clone()
         }
     }

@@ -149,6 +149,7 @@ impl Node {
                     author: self.agent_id(),
                     hops: 0,
                     via: self.machine_id(),
+                    trust_level: self.trust.level(&self.agent_id()),
                     published_at_ms: body.published_at_ms,
                     payload: body.payload,
                 });
@@ -233,15 +234,24 @@ impl Node {
                 if deliver && g.topic == self.topics.inbox {
                     self.on_inbox(now, author, &body.payload);
                 } else if deliver && !self.publish_joined.contains_key(&g.topic) {
-                    self.emit(Event::Message(Delivery {
-                        topic: g.topic,
-                        id,
-                        author,
-                        hops: g.hops,
-                        via: peer,
-                        published_at_ms: body.published_at_ms,
-                        payload: body.payload,
-                    }));
+                    // A blocked author's message is relayed (others may not block it) but
+                    // never delivered here.
+                    let trust_level = self.trust.level(&author);
+                    if trust_level == crate::trust::TrustLevel::Blocked {
+                        self.trust_refused.messages_blocked += 1;
+                    } else {
+                        self.trust.touch(&author, now.as_secs());
+                        self.emit(Event::Message(Delivery {
+                            topic: g.topic,
+                            id,
+                            author,
+                            hops: g.hops,
+                            via: peer,
+                            trust_level,
+                            published_at_ms: body.published_at_ms,
+                            payload: body.payload,
+                        }));
+                    }
                 }
             }
             Ok(_) => self.stats.messages_rejected.topic_mismatch += 1,

@@ -57,6 +57,8 @@ pub struct NodeStats {
     pub discovery: DiscoveryStats,
     /// Direct messages.
     pub direct: DirectStats,
+    /// Contacts and what the trust evaluator refused.
+    pub trust: super::TrustStats,
 }
 
 counts_by! {

@@ -153,7 +153,11 @@ impl ContactStore {
             return Err(over("contacts", state.contacts.len(), config.max_contacts));
         }
         if state.revocations.len() > config.max_revocations {
-            return Err(over("revocations", state.revocations.len(), config.max_revocations));
+            return Err(over(
+                "revocations",
+                state.revocations.len(),
+                config.max_revocations,
+            ));
         }
         let mut store = Self::new(config);
         for r in state.revocations {
@@ -163,7 +167,11 @@ impl ContactStore {
         }
         for c in state.contacts {
             if c.machines.len() > store.config.max_machines_per_contact {
-                return Err(over("machines", c.machines.len(), store.config.max_machines_per_contact));
+                return Err(over(
+                    "machines",
+                    c.machines.len(),
+                    store.config.max_machines_per_contact,
+                ));
             }
             if store.is_revoked(&c.agent_id) && c.trust_level != TrustLevel::Blocked {
                 return Err(TrustStateError::RevokedNotBlocked(c.agent_id));
@@ -328,7 +336,9 @@ impl ContactStore {
 
     /// Removes a contact. A revocation stays: the agent remains blocked.
     pub fn remove(&mut self, agent: &AgentId) -> Result<Contact, TrustError> {
-        self.contacts.remove(agent).ok_or(TrustError::ContactNotFound)
+        self.contacts
+            .remove(agent)
+            .ok_or(TrustError::ContactNotFound)
     }
 
     /// Revokes an agent for good: it is blocked now and whatever is set later. Revoking again
@@ -388,7 +398,10 @@ impl ContactStore {
             .is_some_and(|c| c.machine(&machine).is_none() && c.machines.len() >= cap);
         if full {
             self.stats.refused_full += 1;
-            return Err(TrustError::Full { what: "machine", cap });
+            return Err(TrustError::Full {
+                what: "machine",
+                cap,
+            });
         }
         let c = self.upsert(agent, TrustLevel::Unknown, now_secs)?;
         let created = match c.machines.iter_mut().find(|m| m.machine_id == machine) {
@@ -413,13 +426,23 @@ impl ContactStore {
                 true
             }
         };
-        let record = c.machine(&machine).cloned().unwrap_or_else(|| unreachable!("just inserted"));
+        let record = c
+            .machine(&machine)
+            .cloned()
+            .unwrap_or_else(|| unreachable!("just inserted"));
         Ok((record, created || new_contact))
     }
 
     /// Removes a machine record.
-    pub fn remove_machine(&mut self, agent: &AgentId, machine: &MachineId) -> Result<(), TrustError> {
-        let c = self.contacts.get_mut(agent).ok_or(TrustError::MachineNotFound)?;
+    pub fn remove_machine(
+        &mut self,
+        agent: &AgentId,
+        machine: &MachineId,
+    ) -> Result<(), TrustError> {
+        let c = self
+            .contacts
+            .get_mut(agent)
+            .ok_or(TrustError::MachineNotFound)?;
         let before = c.machines.len();
         c.machines.retain(|m| &m.machine_id != machine);
         if c.machines.len() == before {
@@ -499,8 +522,13 @@ impl ContactStore {
     ) -> Result<&mut Contact, TrustError> {
         if !self.contacts.contains_key(&agent) {
             self.make_room(&agent)?;
-            let level = if self.is_revoked(&agent) { TrustLevel::Blocked } else { level };
-            self.contacts.insert(agent, Contact::new(agent, level, now_secs));
+            let level = if self.is_revoked(&agent) {
+                TrustLevel::Blocked
+            } else {
+                level
+            };
+            self.contacts
+                .insert(agent, Contact::new(agent, level, now_secs));
         }
         Ok(self
             .contacts

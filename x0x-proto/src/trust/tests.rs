@@ -14,46 +14,80 @@ fn m(n: u8) -> MachineId {
 #[test]
 fn every_decision_path() {
     let mut s = ContactStore::new(TrustConfig::default());
-    assert_eq!(s.evaluate(&a(1), &m(1)), TrustDecision::Unknown, "not a contact");
+    assert_eq!(
+        s.evaluate(&a(1), &m(1)),
+        TrustDecision::Unknown,
+        "not a contact"
+    );
     s.add(a(1), TrustLevel::Unknown, None, 10).unwrap();
-    assert_eq!(s.evaluate(&a(1), &m(1)), TrustDecision::Unknown, "unknown contact");
+    assert_eq!(
+        s.evaluate(&a(1), &m(1)),
+        TrustDecision::Unknown,
+        "unknown contact"
+    );
     s.set_trust(a(1), TrustLevel::Known, 11).unwrap();
     assert_eq!(s.evaluate(&a(1), &m(1)), TrustDecision::AcceptWithFlag);
     s.set_trust(a(1), TrustLevel::Trusted, 12).unwrap();
     assert_eq!(s.evaluate(&a(1), &m(1)), TrustDecision::Accept);
     s.add_machine(a(1), m(1), None, None, 13).unwrap();
     assert!(s.pin(&a(1), &m(1)));
-    assert_eq!(s.contact(&a(1)).unwrap().identity_type, IdentityType::Pinned);
-    assert_eq!(s.evaluate(&a(1), &m(2)), TrustDecision::RejectMachineMismatch);
+    assert_eq!(
+        s.contact(&a(1)).unwrap().identity_type,
+        IdentityType::Pinned
+    );
+    assert_eq!(
+        s.evaluate(&a(1), &m(2)),
+        TrustDecision::RejectMachineMismatch
+    );
     assert_eq!(s.evaluate(&a(1), &m(1)), TrustDecision::Accept);
     // Pinned accepts on the pinned machine even at level unknown.
     s.set_trust(a(1), TrustLevel::Unknown, 14).unwrap();
     assert_eq!(s.evaluate(&a(1), &m(1)), TrustDecision::Accept);
     s.set_trust(a(1), TrustLevel::Blocked, 15).unwrap();
-    assert_eq!(s.evaluate(&a(1), &m(1)), TrustDecision::RejectBlocked, "blocked beats pinned");
+    assert_eq!(
+        s.evaluate(&a(1), &m(1)),
+        TrustDecision::RejectBlocked,
+        "blocked beats pinned"
+    );
 }
 
 #[test]
 fn raising_trust_upgrades_anonymous_to_known() {
     let mut s = ContactStore::new(TrustConfig::default());
-    s.set_identity_type(a(1), IdentityType::Anonymous, 1).unwrap();
+    s.set_identity_type(a(1), IdentityType::Anonymous, 1)
+        .unwrap();
     s.set_trust(a(1), TrustLevel::Known, 2).unwrap();
     assert_eq!(s.contact(&a(1)).unwrap().identity_type, IdentityType::Known);
     s.set_identity_type(a(2), IdentityType::Trusted, 1).unwrap();
     s.set_trust(a(2), TrustLevel::Trusted, 2).unwrap();
-    assert_eq!(s.contact(&a(2)).unwrap().identity_type, IdentityType::Trusted, "only anonymous is upgraded");
+    assert_eq!(
+        s.contact(&a(2)).unwrap().identity_type,
+        IdentityType::Trusted,
+        "only anonymous is upgraded"
+    );
 }
 
 #[test]
 fn revocation_is_final() {
     let mut s = ContactStore::new(TrustConfig::default());
-    s.add(a(1), TrustLevel::Trusted, Some("x".into()), 1).unwrap();
+    s.add(a(1), TrustLevel::Trusted, Some("x".into()), 1)
+        .unwrap();
     s.revoke(a(1), "stolen key".into(), 2).unwrap();
     assert_eq!(s.level(&a(1)), TrustLevel::Blocked);
-    assert_eq!(s.set_trust(a(1), TrustLevel::Trusted, 3).unwrap_err(), TrustError::Revoked(a(1)));
-    assert!(matches!(s.add(a(1), TrustLevel::Known, None, 3), Err(TrustError::Revoked(_))));
+    assert_eq!(
+        s.set_trust(a(1), TrustLevel::Trusted, 3).unwrap_err(),
+        TrustError::Revoked(a(1))
+    );
+    assert!(matches!(
+        s.add(a(1), TrustLevel::Known, None, 3),
+        Err(TrustError::Revoked(_))
+    ));
     s.remove(&a(1)).unwrap();
-    assert_eq!(s.evaluate(&a(1), &m(1)), TrustDecision::RejectBlocked, "removing the contact keeps the block");
+    assert_eq!(
+        s.evaluate(&a(1), &m(1)),
+        TrustDecision::RejectBlocked,
+        "removing the contact keeps the block"
+    );
     // Revoking again keeps the first record.
     s.revoke(a(1), "again".into(), 9).unwrap();
     assert_eq!(s.revocation(&a(1)).unwrap().reason, "stolen key");
@@ -63,7 +97,9 @@ fn revocation_is_final() {
 #[test]
 fn unpinning_the_last_machine_falls_back_to_known() {
     let mut s = ContactStore::new(TrustConfig::default());
-    let (_, created) = s.add_machine(a(1), m(1), Some("laptop".into()), Some(false), 1).unwrap();
+    let (_, created) = s
+        .add_machine(a(1), m(1), Some("laptop".into()), Some(false), 1)
+        .unwrap();
     assert!(created);
     let (_, created) = s.add_machine(a(1), m(1), None, None, 2).unwrap();
     assert!(!created);
@@ -72,22 +108,38 @@ fn unpinning_the_last_machine_falls_back_to_known() {
     assert_eq!(s.contact(&a(1)).unwrap().identity_type, IdentityType::Known);
     assert!(!s.pin(&a(1), &m(9)), "unknown machine");
     assert!(!s.pin(&a(9), &m(1)), "unknown contact");
-    assert_eq!(s.remove_machine(&a(1), &m(9)), Err(TrustError::MachineNotFound));
+    assert_eq!(
+        s.remove_machine(&a(1), &m(9)),
+        Err(TrustError::MachineNotFound)
+    );
     s.remove_machine(&a(1), &m(1)).unwrap();
     assert_eq!(s.remove(&a(7)).unwrap_err(), TrustError::ContactNotFound);
 }
 
 #[test]
 fn the_cap_evicts_an_unknown_contact_or_refuses() {
-    let cfg = TrustConfig { max_contacts: 2, ..TrustConfig::default() };
+    let cfg = TrustConfig {
+        max_contacts: 2,
+        ..TrustConfig::default()
+    };
     let mut s = ContactStore::new(cfg);
     s.add(a(1), TrustLevel::Unknown, None, 1).unwrap();
     s.add(a(2), TrustLevel::Trusted, None, 2).unwrap();
     s.add(a(3), TrustLevel::Blocked, None, 3).unwrap();
-    assert!(s.contact(&a(1)).is_none(), "the unknown contact was evicted");
+    assert!(
+        s.contact(&a(1)).is_none(),
+        "the unknown contact was evicted"
+    );
     assert_eq!(s.stats().contacts_evicted, 1);
-    assert!(matches!(s.add(a(4), TrustLevel::Known, None, 4), Err(TrustError::Full { .. })));
-    assert_eq!(s.level(&a(3)), TrustLevel::Blocked, "a block is never evicted");
+    assert!(matches!(
+        s.add(a(4), TrustLevel::Known, None, 4),
+        Err(TrustError::Full { .. })
+    ));
+    assert_eq!(
+        s.level(&a(3)),
+        TrustLevel::Blocked,
+        "a block is never evicted"
+    );
 }
 
 #[test]
@@ -102,18 +154,41 @@ fn state_round_trips_and_bad_states_are_refused() {
     assert_eq!(s2.state(), s.state());
     let mut bad = back.clone();
     bad.contacts.push(bad.contacts[0].clone());
-    assert!(matches!(ContactStore::from_state(bad, TrustConfig::default()), Err(TrustStateError::Duplicate(_))));
+    assert!(matches!(
+        ContactStore::from_state(bad, TrustConfig::default()),
+        Err(TrustStateError::Duplicate(_))
+    ));
     let mut bad = back;
-    bad.contacts.iter_mut().for_each(|c| c.trust_level = TrustLevel::Trusted);
-    assert!(matches!(ContactStore::from_state(bad, TrustConfig::default()), Err(TrustStateError::RevokedNotBlocked(_))));
+    bad.contacts
+        .iter_mut()
+        .for_each(|c| c.trust_level = TrustLevel::Trusted);
+    assert!(matches!(
+        ContactStore::from_state(bad, TrustConfig::default()),
+        Err(TrustStateError::RevokedNotBlocked(_))
+    ));
 }
 
 #[test]
 fn levels_and_types_parse_case_insensitively() {
-    assert_eq!("Trusted".parse::<TrustLevel>().unwrap(), TrustLevel::Trusted);
-    assert_eq!("BLOCKED".parse::<TrustLevel>().unwrap(), TrustLevel::Blocked);
-    assert!("superb".parse::<TrustLevel>().unwrap_err().to_string().contains("valid values"));
-    assert_eq!("Pinned".parse::<IdentityType>().unwrap(), IdentityType::Pinned);
+    assert_eq!(
+        "Trusted".parse::<TrustLevel>().unwrap(),
+        TrustLevel::Trusted
+    );
+    assert_eq!(
+        "BLOCKED".parse::<TrustLevel>().unwrap(),
+        TrustLevel::Blocked
+    );
+    assert!(
+        "superb"
+            .parse::<TrustLevel>()
+            .unwrap_err()
+            .to_string()
+            .contains("valid values")
+    );
+    assert_eq!(
+        "Pinned".parse::<IdentityType>().unwrap(),
+        IdentityType::Pinned
+    );
     assert!("x".parse::<IdentityType>().is_err());
     assert_eq!(TrustDecision::AcceptWithFlag.as_str(), "accept_with_flag");
     assert_eq!(TrustDecision::AcceptWithFlag.title(), "AcceptWithFlag");

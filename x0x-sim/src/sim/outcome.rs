@@ -138,6 +138,15 @@ impl Sim<'_> {
             node_counters: node_counters(&nodes),
             direct,
             adversary,
+            trust: w.spam.as_ref().map(|s| {
+                let refused = s
+                    .blockers
+                    .iter()
+                    .filter_map(|&i| nodes[i as usize].as_ref())
+                    .map(|node| node.stats().trust.refused.messages_blocked)
+                    .sum();
+                s.report(n, refused)
+            }),
             swim: w.swim.summary(
                 n as f64 * (w.now - EPOCH_US) as f64 / 1e6 / 3600.0,
                 Config::default().membership.probe_interval.as_secs_f64() * 1000.0,

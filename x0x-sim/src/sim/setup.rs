@@ -62,6 +62,11 @@ impl<'a> Sim<'a> {
             w,
         };
         sim.schedule_adversary();
+        if let Some(run) = &sim.w.spam
+            && let Some(spammer) = sim.nodes[run.spammer as usize].as_ref().map(Node::agent_id)
+        {
+            sim.block_spammer(spammer);
+        }
         sim
     }
 
@@ -124,6 +129,10 @@ impl World {
             dm: DirectRun::new(n),
             swim: SwimTrack::default(),
             adv,
+            spam: sc
+                .spam
+                .as_ref()
+                .map(|s| crate::workload::spam::SpamRun::new(s, n, seed)),
         }
     }
 

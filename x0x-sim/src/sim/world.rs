@@ -130,6 +130,8 @@ pub(crate) struct World {
     pub(crate) dm: DirectRun,
     pub(crate) swim: SwimTrack,
     pub(crate) adv: Adversary,
+    /// The spam workload, in trust scenarios.
+    pub(crate) spam: Option<crate::workload::spam::SpamRun>,
 }
 
 impl Sim<'_> {

@@ -112,6 +112,7 @@ impl Sim<'_> {
         for (k, (p, t)) in pubs.into_iter().enumerate() {
             self.publish(r, k as u64, p, t);
         }
+        self.publish_spam(r);
         let last = self.w.msgs.len() as u32;
         self.w.rounds.push(RoundRec {
             msgs: first..last,
@@ -209,6 +210,11 @@ impl World {
 
     /// Node `j` delivered message `id` after `hops` hops.
     pub(crate) fn on_delivery(&mut self, j: u32, id: MessageId, hops: u8) {
+        if let Some(spam) = self.spam.as_mut()
+            && spam.on_delivery(j, &id)
+        {
+            return;
+        }
         let Some(&mi) = self.msg_by_id.get(&id) else {
             self.adversary_unknown_delivery(j);
             return;

@@ -5,8 +5,10 @@
 //! * `direct`: direct messages between random pairs of live nodes.
 //! * [`discovery`]: announcements, late joiners and `find_agent` look-ups.
 //! * `swim`: how soon crashed nodes are suspected and declared dead.
+//! * [`spam`]: a spammer that part of the nodes block (trust).
 
 pub(crate) mod broadcast;
 pub(crate) mod direct;
 pub mod discovery;
+pub mod spam;
 pub(crate) mod swim;

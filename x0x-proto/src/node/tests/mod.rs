@@ -19,6 +19,7 @@ mod discovery;
 mod membership;
 mod pubsub;
 mod testnet;
+mod trust;
 
 fn node(seed: u8, config: Config) -> Node {
     Node::new(Identity::from_seed([seed; 32]), config, [seed; 32]).unwrap()
