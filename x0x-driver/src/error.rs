@@ -64,6 +64,12 @@ pub enum Error {
     /// `join_network` found no neighbour within the join timeout.
     #[error("no bootstrap peer answered within {0:?}")]
     JoinTimeout(std::time::Duration),
+    /// The contact store refused a change ([`Agent::change_trust`](crate::Agent::change_trust)).
+    #[error(transparent)]
+    Trust(#[from] x0x_proto::trust::TrustError),
+    /// A saved contact store cannot be used ([`AgentBuilder::with_contacts`](crate::AgentBuilder::with_contacts)).
+    #[error("contacts: {0}")]
+    Contacts(#[from] x0x_proto::trust::TrustStateError),
     /// An agent card could not be imported.
     #[error("agent card: {0}")]
     Card(#[from] CardError),

@@ -90,6 +90,14 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     if let Some(user) = &settings.user_key_path {
         builder = builder.with_user_key_path(user);
     }
+    match crate::contacts::load(&dir, unix_secs()) {
+        crate::contacts::Loaded::Missing => {}
+        crate::contacts::Loaded::State(state) => builder = builder.with_contacts(state),
+        crate::contacts::Loaded::MovedAside { moved_to, reason } => {
+            tracing::error!(kept_at = %moved_to.display(), %reason,
+                "contacts.json is unusable: kept aside, starting with no contacts");
+        }
+    }
     let agent = builder.build().await?;
     let token = files::load_or_create_token(&dir).map_err(|source| StartError::DataDir {
         path: dir.clone(),

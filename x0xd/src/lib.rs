@@ -12,6 +12,7 @@
 //! | [`config`] | the TOML file (x0x's keys), flags, instance rules |
 //! | [`files`] | `api-token`, `api.port`, key files in the data dir |
 //! | [`peer_cache`] | addresses that completed a handshake, dialled at start |
+//! | [`contacts`] | `contacts.json`: the contact store, saved after every change |
 //! | [`daemon`] | start-up and graceful shutdown |
 //! | [`state`] | the registries and counters behind the handlers |
 //! | [`bus`] | fan-out to streaming clients, each with a bounded queue |
@@ -25,6 +26,7 @@ pub mod api;
 pub mod bus;
 pub mod cli;
 pub mod config;
+pub mod contacts;
 pub mod daemon;
 pub mod files;
 pub mod harness;

@@ -187,6 +187,7 @@ impl Daemon {
         topic: &str,
         payload: &[u8],
         sender: &str,
+        trust_level: &str,
     ) -> PubSubEvent {
         let data = json!({
             "type": "message",
@@ -196,7 +197,7 @@ impl Daemon {
                 "payload": crate::api::extract::b64(payload),
                 "sender": sender,
                 "verified": true,
-                "trust_level": null,
+                "trust_level": trust_level,
             }
         });
         PubSubEvent {

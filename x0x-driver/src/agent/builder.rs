@@ -8,6 +8,7 @@ use std::time::Duration;
 use x0x_proto::identity::{
     AgentCertificate, AgentKeypair, GenerateError, MachineKeypair, UserKeypair,
 };
+use x0x_proto::trust::TrustState;
 use x0x_proto::{Config, Identity, Node};
 
 use super::{Agent, DIRECT_QUEUE};
@@ -51,6 +52,7 @@ pub struct AgentBuilder<R: Runtime> {
     network: NetworkConfig,
     heartbeat: Option<Duration>,
     protocol: Config,
+    contacts: Option<TrustState>,
 }
 
 impl<R: Runtime> AgentBuilder<R> {
@@ -64,6 +66,7 @@ impl<R: Runtime> AgentBuilder<R> {
             network: NetworkConfig::default(),
             heartbeat: None,
             protocol: Config::default(),
+            contacts: None,
         }
     }
 
@@ -117,6 +120,13 @@ impl<R: Runtime> AgentBuilder<R> {
     /// settings the node refuses ([`Error::Config`]).
     pub fn with_protocol_config(mut self, config: Config) -> Self {
         self.protocol = config;
+        self
+    }
+
+    /// Starts with a saved contact store (e.g. a daemon's `contacts.json`); `build` refuses one
+    /// over the configured caps or inconsistent ([`Error::Contacts`]).
+    pub fn with_contacts(mut self, state: TrustState) -> Self {
+        self.contacts = Some(state);
         self
     }
 
@@ -186,7 +196,10 @@ impl<R: Runtime> AgentBuilder<R> {
             user,
         };
         let max_payload_len = config.max_payload_len;
-        let node = Node::new(identity, config, seed)?;
+        let mut node = Node::new(identity, config, seed)?;
+        if let Some(state) = self.contacts {
+            node = node.with_contacts(state)?;
+        }
         let (direct_tx, direct_rx) = async_channel::bounded(DIRECT_QUEUE);
         let (commands, publishes) = driver::spawn(DriverParts {
             direct_tx,

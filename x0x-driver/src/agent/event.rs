@@ -43,6 +43,12 @@ pub enum AgentEvent {
         /// The agent.
         agent_id: AgentId,
     },
+    /// The contact store changed: save [`Agent::trust_state`](crate::Agent::trust_state) to
+    /// keep it across restarts.
+    TrustChanged {
+        /// The agent whose record changed.
+        agent_id: AgentId,
+    },
 }
 
 /// The stream returned by [`Agent::events`](crate::Agent::events). A watcher that falls 256 events behind is

@@ -9,6 +9,8 @@ use bytes::Bytes;
 use x0x_proto::direct::{DirectMessage, DirectOptions, DirectReceipt};
 use x0x_proto::identity::{AgentKeypair, UserId};
 use x0x_proto::kem::KemPublicKey;
+use x0x_proto::node::{TrustApplied, TrustChange};
+use x0x_proto::trust::{TrustDecision, TrustState};
 use x0x_proto::wire::{MessageId, TopicId};
 use x0x_proto::{AgentId, MachineId};
 
@@ -198,6 +200,35 @@ impl<R: Runtime> Agent<R> {
             reply,
         })
         .await
+    }
+
+    /// Changes the contact store (add, trust level, identity type, machines, pinning,
+    /// revocation). The change is applied at once on every path; save
+    /// [`Agent::trust_state`] to keep it (an [`AgentEvent::TrustChanged`] says when).
+    pub async fn change_trust(&self, change: TrustChange) -> Result<TrustApplied> {
+        self.request(|reply| Command::ChangeTrust { change, reply })
+            .await?
+    }
+
+    /// The contact store: every contact and revocation.
+    pub async fn trust_state(&self) -> Result<TrustState> {
+        self.request(Command::TrustState).await
+    }
+
+    /// The trust evaluator's decision for something `agent` sends from `machine`.
+    pub async fn evaluate_trust(&self, agent: AgentId, machine: MachineId) -> Result<TrustDecision> {
+        self.request(|reply| Command::EvaluateTrust {
+            agent,
+            machine,
+            reply,
+        })
+        .await
+    }
+
+    /// Every live discovered agent, blocked ones included ([`Agent::discovered_agents`] hides
+    /// them).
+    pub async fn discovered_agents_all(&self) -> Result<Vec<DiscoveredAgent>> {
+        self.discovery(DiscoveryCommand::DiscoveredAll).await
     }
 
     /// This agent's card: its signed identity and KEM announcements as one encoded frame, which

@@ -40,6 +40,7 @@ impl Subscription {
             via: d.via,
             hops: d.hops,
             published_at_ms: d.published_at_ms,
+            trust_level: d.trust_level,
         })
     }
 
@@ -77,4 +78,6 @@ pub struct Message {
     pub hops: u8,
     /// The publisher's clock at publish time, unix milliseconds.
     pub published_at_ms: u64,
+    /// The publisher's trust level here (a blocked publisher's messages never arrive).
+    pub trust_level: x0x_proto::trust::TrustLevel,
 }

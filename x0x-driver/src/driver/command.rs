@@ -7,7 +7,8 @@ use bytes::Bytes;
 use tracing::warn;
 use x0x_proto::direct::{DirectOptions, DirectReceipt};
 use x0x_proto::identity::{PublicKey, UserId};
-use x0x_proto::node::{ConnectStart, Delivery, Direction};
+use x0x_proto::node::{ConnectStart, Delivery, Direction, TrustApplied, TrustChange};
+use x0x_proto::trust::{TrustDecision, TrustState};
 use x0x_proto::wire::{self, Frame, TopicId};
 use x0x_proto::{AgentId, MachineId};
 
@@ -55,6 +56,16 @@ pub(crate) enum Command {
         reply: Reply<()>,
     },
     AgentCard(Reply<Bytes>),
+    ChangeTrust {
+        change: TrustChange,
+        reply: Reply<Result<TrustApplied>>,
+    },
+    TrustState(Reply<TrustState>),
+    EvaluateTrust {
+        agent: AgentId,
+        machine: MachineId,
+        reply: Reply<TrustDecision>,
+    },
     ImportCard {
         card: Bytes,
         reply: Reply<Result<AgentId>>,
@@ -72,6 +83,8 @@ pub(crate) enum DiscoveryCommand {
         reply: Reply<Result<()>>,
     },
     Discovered(Reply<Result<Vec<DiscoveredAgent>>>),
+    /// Blocked agents too.
+    DiscoveredAll(Reply<Result<Vec<DiscoveredAgent>>>),
     FindAgent {
         agent: AgentId,
         reply: Reply<Result<Option<Vec<SocketAddr>>>>,
@@ -198,6 +211,17 @@ impl Driver {
                 self.drain();
                 reply.send(r);
             }
+            Command::ChangeTrust { change, reply } => {
+                let r = self.node.change_trust(now, change).map_err(Error::from);
+                self.drain();
+                reply.send(r);
+            }
+            Command::TrustState(reply) => reply.send(self.node.trust_state()),
+            Command::EvaluateTrust {
+                agent,
+                machine,
+                reply,
+            } => reply.send(self.node.evaluate_trust(&agent, &machine)),
             // Handled by the run loop.
             Command::Shutdown(reply) => reply.send(()),
         }
@@ -219,6 +243,10 @@ impl Driver {
             }
             DiscoveryCommand::Discovered(reply) => {
                 let agents = self.node.discovered_agents(now);
+                reply.send(Ok(agents.iter().map(DiscoveredAgent::from_proto).collect()));
+            }
+            DiscoveryCommand::DiscoveredAll(reply) => {
+                let agents = self.node.all_discovered_agents(now);
                 reply.send(Ok(agents.iter().map(DiscoveredAgent::from_proto).collect()));
             }
             DiscoveryCommand::FindAgent { agent, reply } => {

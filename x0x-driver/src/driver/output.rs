@@ -152,6 +152,7 @@ impl Driver {
                 debug!(agent = %agent_id, "agent discovered");
                 Some(AgentEvent::AgentDiscovered { agent_id })
             }
+            Event::TrustChanged { agent_id } => Some(AgentEvent::TrustChanged { agent_id }),
             Event::DirectMessage(m) => {
                 debug!(sender = %m.sender, path = ?m.path, "direct message");
                 // The node has acknowledged it; a full queue means the application is not

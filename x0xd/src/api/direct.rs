@@ -47,6 +47,9 @@ pub fn send_error(e: Error) -> ApiError {
             (StatusCode::FORBIDDEN, "recipient_rejected")
         }
         Error::DirectFailed(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
+        Error::DirectSend(DirectError::Blocked(_)) => {
+            return ApiError::new(StatusCode::FORBIDDEN, "agent is blocked");
+        }
         Error::DirectSend(
             DirectError::RecipientUnknown(_) | DirectError::RecipientKeyUnknown(_),
         ) => (StatusCode::NOT_FOUND, "recipient_key_unavailable"),
@@ -127,7 +130,7 @@ pub fn direct_event(m: &DirectMessage) -> DirectEvent {
         "payload": b64(&m.payload),
         "received_at": unix_millis(),
         "verified": true,
-        "trust_decision": null,
+        "trust_decision": m.trust.as_str(),
     });
     let mut ws = fields.clone();
     ws["type"] = json!("direct_message");

@@ -76,8 +76,13 @@ pub struct ListQuery {
 }
 
 /// The cache, TTL-filtered unless `unfiltered`, sorted by agent id.
+/// Blocked agents are hidden unless `unfiltered`.
 async fn cached_agents(s: &Daemon, unfiltered: bool) -> Result<Vec<DiscoveredAgent>, ApiError> {
-    let mut list = s.agent.discovered_agents().await?;
+    let mut list = if unfiltered {
+        s.agent.discovered_agents_all().await?
+    } else {
+        s.agent.discovered_agents().await?
+    };
     if !unfiltered {
         let cutoff = unix_secs().saturating_sub(s.settings.identity_ttl_secs);
         list.retain(|a| a.last_seen >= cutoff);

@@ -9,6 +9,8 @@ use serde_json::json;
 
 use super::error::{ApiError, ApiResult, ok};
 use super::extract::{JsonBody, OptionalJson, b64, parse_b64, parse_id32};
+use x0x_proto::node::TrustChange;
+use x0x_proto::trust::TrustLevel;
 use crate::state::{AppState, unix_secs};
 
 /// `GET /agent`.
@@ -152,23 +154,13 @@ pub async fn import_card(
     let card = AgentCard::parse(&b.card)?;
     let agent = parse_id32(&card.agent_id)
         .map_err(|_| ApiError::bad_request("invalid agent_id in card"))?;
-    let level = b
-        .trust_level
-        .as_deref()
-        .unwrap_or("known")
-        .to_ascii_lowercase();
-    let title = match level.as_str() {
-        "blocked" => "Blocked",
-        "unknown" => "Unknown",
-        "known" => "Known",
-        "trusted" => "Trusted",
-        other => {
-            return Err(ApiError::bad_request(format!(
-                "invalid trust level: {other} (valid values: blocked, unknown, known, trusted)"
-            )));
-        }
-    };
-    if let Some(records) = &card.records {
+    let level = super::trust::parse_level(b.trust_level.as_deref().unwrap_or("known"))?;
+    // As in x0x, the contact is created (or replaced) with the card's name as its label; a
+    // blocked card's records are then refused like any of that agent's announcements.
+    let agent_id = x0x_proto::AgentId::from_bytes(agent);
+    let label = Some(card.display_name.clone());
+    super::trust::apply(&s, TrustChange::Add { agent: agent_id, level, label }).await?;
+    if let Some(records) = card.records.as_ref().filter(|_| level != TrustLevel::Blocked) {
         let bytes = URL_SAFE_NO_PAD
             .decode(records.trim())
             .map_err(|_| ApiError::bad_request("invalid card: invalid base64 in records"))?;
@@ -200,7 +192,7 @@ pub async fn import_card(
     ok(json!({
         "agent_id": hex::encode(agent),
         "display_name": card.display_name,
-        "trust_level": title,
+        "trust_level": level.title(),
         "groups": 0,
         "stores": 0,
     }))

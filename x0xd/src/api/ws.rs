@@ -255,6 +255,7 @@ async fn forward(
             "topic": m.topic,
             "payload": b64(&m.payload),
             "origin": m.sender.to_hex(),
+            "trust_level": m.trust_level.as_str(),
         });
         match out.try_send(Arc::from(frame.to_string())) {
             Ok(()) => bump(&s.gossip.delivered_to_subscriber),

@@ -108,6 +108,18 @@ pub enum Command {
         #[command(subcommand)]
         cmd: MachinesCmd,
     },
+    /// Contacts and their trust levels.
+    Contacts {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: ContactsCmd,
+    },
+    /// Trust levels and the evaluator.
+    Trust {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: TrustCmd,
+    },
     /// Direct messages.
     Direct {
         /// What to do.
@@ -218,9 +230,114 @@ pub enum AgentsCmd {
     },
 }
 
+/// `x0x contacts …`.
+#[derive(Debug, Subcommand)]
+pub enum ContactsCmd {
+    /// GET /contacts.
+    List,
+    /// POST /contacts.
+    Add {
+        /// Agent id.
+        agent_id: String,
+        /// blocked, unknown, known or trusted.
+        #[arg(long, default_value = "known")]
+        trust: String,
+        /// A name for people.
+        #[arg(long)]
+        label: Option<String>,
+    },
+    /// PATCH /contacts/:id.
+    Update {
+        /// Agent id.
+        agent_id: String,
+        /// New trust level.
+        #[arg(long)]
+        trust: Option<String>,
+        /// New identity type: anonymous, known, trusted or pinned.
+        #[arg(long)]
+        identity_type: Option<String>,
+    },
+    /// DELETE /contacts/:id.
+    Remove {
+        /// Agent id.
+        agent_id: String,
+    },
+    /// POST /contacts/:id/revoke (permanent).
+    Revoke {
+        /// Agent id.
+        agent_id: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+    },
+    /// GET /contacts/:id/revocations.
+    Revocations {
+        /// Agent id.
+        agent_id: String,
+    },
+}
+
+/// `x0x trust …`.
+#[derive(Debug, Subcommand)]
+pub enum TrustCmd {
+    /// POST /contacts/trust.
+    Set {
+        /// Agent id.
+        agent_id: String,
+        /// blocked, unknown, known or trusted.
+        level: String,
+    },
+    /// POST /trust/evaluate.
+    Evaluate {
+        /// Agent id.
+        agent_id: String,
+        /// Machine id.
+        machine_id: String,
+    },
+}
+
 /// `x0x machines …`.
 #[derive(Debug, Subcommand)]
 pub enum MachinesCmd {
+    /// GET /contacts/:id/machines: a contact's recorded machines.
+    List {
+        /// Agent id.
+        agent_id: String,
+    },
+    /// POST /contacts/:id/machines.
+    Add {
+        /// Agent id.
+        agent_id: String,
+        /// Machine id.
+        machine_id: String,
+        /// A name for people.
+        #[arg(long)]
+        label: Option<String>,
+        /// Pin it at once.
+        #[arg(long)]
+        pin: bool,
+    },
+    /// DELETE /contacts/:id/machines/:machine_id.
+    Remove {
+        /// Agent id.
+        agent_id: String,
+        /// Machine id.
+        machine_id: String,
+    },
+    /// POST /contacts/:id/machines/:machine_id/pin.
+    Pin {
+        /// Agent id.
+        agent_id: String,
+        /// Machine id.
+        machine_id: String,
+    },
+    /// DELETE /contacts/:id/machines/:machine_id/pin.
+    Unpin {
+        /// Agent id.
+        agent_id: String,
+        /// Machine id.
+        machine_id: String,
+    },
     /// GET /machines/discovered.
     Discovered {
         /// Include entries older than identity_ttl_secs.
@@ -421,6 +538,63 @@ fn dispatch(args: &Args) -> Result<Option<Value>, CliError> {
             }
             MachinesCmd::Get { id } => c.get(&id_path("/machines/discovered/", id, ""))?,
             MachinesCmd::ByUser { user_id } => c.get(&id_path("/users/", user_id, "/machines"))?,
+            MachinesCmd::List { agent_id } => c.get(&id_path("/contacts/", agent_id, "/machines"))?,
+            MachinesCmd::Add { agent_id, machine_id, label, pin } => c.post(
+                &id_path("/contacts/", agent_id, "/machines"),
+                json!({"machine_id": machine_id, "label": label, "pinned": pin.then_some(true)}),
+            )?,
+            MachinesCmd::Remove { agent_id, machine_id } => c.call(
+                "DELETE",
+                &format!("/contacts/{agent_id}/machines/{machine_id}"),
+                None,
+                Duration::from_secs(10),
+            )?,
+            MachinesCmd::Pin { agent_id, machine_id } => c.post(
+                &format!("/contacts/{agent_id}/machines/{machine_id}/pin"),
+                json!({}),
+            )?,
+            MachinesCmd::Unpin { agent_id, machine_id } => c.call(
+                "DELETE",
+                &format!("/contacts/{agent_id}/machines/{machine_id}/pin"),
+                None,
+                Duration::from_secs(10),
+            )?,
+        },
+        Command::Contacts { cmd } => match cmd {
+            ContactsCmd::List => c.get("/contacts")?,
+            ContactsCmd::Add { agent_id, trust, label } => c.post(
+                "/contacts",
+                json!({"agent_id": agent_id, "trust_level": trust, "label": label}),
+            )?,
+            ContactsCmd::Update { agent_id, trust, identity_type } => c.call(
+                "PATCH",
+                &id_path("/contacts/", agent_id, ""),
+                Some(&json!({"trust_level": trust, "identity_type": identity_type})),
+                Duration::from_secs(10),
+            )?,
+            ContactsCmd::Remove { agent_id } => c.call(
+                "DELETE",
+                &id_path("/contacts/", agent_id, ""),
+                None,
+                Duration::from_secs(10),
+            )?,
+            ContactsCmd::Revoke { agent_id, reason } => c.post(
+                &id_path("/contacts/", agent_id, "/revoke"),
+                json!({"reason": reason}),
+            )?,
+            ContactsCmd::Revocations { agent_id } => {
+                c.get(&id_path("/contacts/", agent_id, "/revocations"))?
+            }
+        },
+        Command::Trust { cmd } => match cmd {
+            TrustCmd::Set { agent_id, level } => c.post(
+                "/contacts/trust",
+                json!({"agent_id": agent_id, "level": level}),
+            )?,
+            TrustCmd::Evaluate { agent_id, machine_id } => c.post(
+                "/trust/evaluate",
+                json!({"agent_id": agent_id, "machine_id": machine_id}),
+            )?,
         },
         Command::Direct { cmd } => match cmd {
             DirectCmd::Connect { agent_id } => {
