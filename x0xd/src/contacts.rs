@@ -77,7 +77,12 @@ mod tests {
         assert!(matches!(load(d.path(), 1), Loaded::Missing));
         let mut store = ContactStore::new(TrustConfig::default());
         store
-            .add(AgentId::from_bytes([1; 32]), TrustLevel::Trusted, Some("a".into()), 5)
+            .add(
+                AgentId::from_bytes([1; 32]),
+                TrustLevel::Trusted,
+                Some("a".into()),
+                5,
+            )
             .unwrap();
         save(d.path(), &store.state()).unwrap();
         match load(d.path(), 2) {

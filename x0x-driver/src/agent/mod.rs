@@ -216,7 +216,11 @@ impl<R: Runtime> Agent<R> {
     }
 
     /// The trust evaluator's decision for something `agent` sends from `machine`.
-    pub async fn evaluate_trust(&self, agent: AgentId, machine: MachineId) -> Result<TrustDecision> {
+    pub async fn evaluate_trust(
+        &self,
+        agent: AgentId,
+        machine: MachineId,
+    ) -> Result<TrustDecision> {
         self.request(|reply| Command::EvaluateTrust {
             agent,
             machine,

@@ -9,9 +9,9 @@ use serde_json::json;
 
 use super::error::{ApiError, ApiResult, ok};
 use super::extract::{JsonBody, OptionalJson, b64, parse_b64, parse_id32};
+use crate::state::{AppState, unix_secs};
 use x0x_proto::node::TrustChange;
 use x0x_proto::trust::TrustLevel;
-use crate::state::{AppState, unix_secs};
 
 /// `GET /agent`.
 pub async fn agent(State(s): State<AppState>) -> ApiResult {
@@ -159,8 +159,20 @@ pub async fn import_card(
     // blocked card's records are then refused like any of that agent's announcements.
     let agent_id = x0x_proto::AgentId::from_bytes(agent);
     let label = Some(card.display_name.clone());
-    super::trust::apply(&s, TrustChange::Add { agent: agent_id, level, label }).await?;
-    if let Some(records) = card.records.as_ref().filter(|_| level != TrustLevel::Blocked) {
+    super::trust::apply(
+        &s,
+        TrustChange::Add {
+            agent: agent_id,
+            level,
+            label,
+        },
+    )
+    .await?;
+    if let Some(records) = card
+        .records
+        .as_ref()
+        .filter(|_| level != TrustLevel::Blocked)
+    {
         let bytes = URL_SAFE_NO_PAD
             .decode(records.trim())
             .map_err(|_| ApiError::bad_request("invalid card: invalid base64 in records"))?;

@@ -343,19 +343,110 @@ pub static ROUTES: &[Route] = &[
         "SSE stream of direct messages",
         get(direct::events)
     ),
-    route!("GET", "/contacts", Token, "contacts list", "contacts with their trust levels", get(trust::list)),
-    route!("POST", "/contacts", Token, "contacts add", "add (or replace) a contact", post(trust::add)),
-    route!("POST", "/contacts/trust", Token, "trust set", "set an agent's trust level", post(trust::set_trust)),
-    route!("PATCH", "/contacts/:agent_id", Token, "contacts update", "change a contact's trust level or identity type", patch(trust::patch)),
-    route!("DELETE", "/contacts/:agent_id", Token, "contacts remove", "remove a contact (a revocation stays)", delete(trust::remove)),
-    route!("POST", "/contacts/:agent_id/revoke", Token, "contacts revoke", "revoke an agent for good", post(trust::revoke)),
-    route!("GET", "/contacts/:agent_id/revocations", Token, "contacts revocations", "the agent's revocations", get(trust::revocations)),
-    route!("GET", "/contacts/:agent_id/machines", Token, "machines list", "a contact's machines", get(trust::machines)),
-    route!("POST", "/contacts/:agent_id/machines", Token, "machines add", "record a machine of a contact", post(trust::add_machine)),
-    route!("DELETE", "/contacts/:agent_id/machines/:machine_id", Token, "machines remove", "forget a machine of a contact", delete(trust::remove_machine)),
-    route!("POST", "/contacts/:agent_id/machines/:machine_id/pin", Token, "machines pin", "accept the contact from its pinned machines only", post(trust::pin)),
-    route!("DELETE", "/contacts/:agent_id/machines/:machine_id/pin", Token, "machines unpin", "unpin a machine", delete(trust::unpin)),
-    route!("POST", "/trust/evaluate", Token, "trust evaluate", "the evaluator's decision for an agent on a machine", post(trust::evaluate)),
+    route!(
+        "GET",
+        "/contacts",
+        Token,
+        "contacts list",
+        "contacts with their trust levels",
+        get(trust::list)
+    ),
+    route!(
+        "POST",
+        "/contacts",
+        Token,
+        "contacts add",
+        "add (or replace) a contact",
+        post(trust::add)
+    ),
+    route!(
+        "POST",
+        "/contacts/trust",
+        Token,
+        "trust set",
+        "set an agent's trust level",
+        post(trust::set_trust)
+    ),
+    route!(
+        "PATCH",
+        "/contacts/:agent_id",
+        Token,
+        "contacts update",
+        "change a contact's trust level or identity type",
+        patch(trust::patch)
+    ),
+    route!(
+        "DELETE",
+        "/contacts/:agent_id",
+        Token,
+        "contacts remove",
+        "remove a contact (a revocation stays)",
+        delete(trust::remove)
+    ),
+    route!(
+        "POST",
+        "/contacts/:agent_id/revoke",
+        Token,
+        "contacts revoke",
+        "revoke an agent for good",
+        post(trust::revoke)
+    ),
+    route!(
+        "GET",
+        "/contacts/:agent_id/revocations",
+        Token,
+        "contacts revocations",
+        "the agent's revocations",
+        get(trust::revocations)
+    ),
+    route!(
+        "GET",
+        "/contacts/:agent_id/machines",
+        Token,
+        "machines list",
+        "a contact's machines",
+        get(trust::machines)
+    ),
+    route!(
+        "POST",
+        "/contacts/:agent_id/machines",
+        Token,
+        "machines add",
+        "record a machine of a contact",
+        post(trust::add_machine)
+    ),
+    route!(
+        "DELETE",
+        "/contacts/:agent_id/machines/:machine_id",
+        Token,
+        "machines remove",
+        "forget a machine of a contact",
+        delete(trust::remove_machine)
+    ),
+    route!(
+        "POST",
+        "/contacts/:agent_id/machines/:machine_id/pin",
+        Token,
+        "machines pin",
+        "accept the contact from its pinned machines only",
+        post(trust::pin)
+    ),
+    route!(
+        "DELETE",
+        "/contacts/:agent_id/machines/:machine_id/pin",
+        Token,
+        "machines unpin",
+        "unpin a machine",
+        delete(trust::unpin)
+    ),
+    route!(
+        "POST",
+        "/trust/evaluate",
+        Token,
+        "trust evaluate",
+        "the evaluator's decision for an agent on a machine",
+        post(trust::evaluate)
+    ),
     route!(
         "GET",
         "/ws",

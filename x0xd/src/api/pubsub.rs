@@ -70,7 +70,8 @@ pub async fn subscribe(
             bump(&st.gossip.incoming_total);
             bump(&st.gossip.incoming_decoded);
             let sender = m.sender.to_hex();
-            let ev = Daemon::pubsub_event(id, &m.topic, &m.payload, &sender, m.trust_level.as_str());
+            let ev =
+                Daemon::pubsub_event(id, &m.topic, &m.payload, &sender, m.trust_level.as_str());
             st.events.send(&ev);
             bump(&st.gossip.delivered_to_subscriber);
         }

@@ -60,11 +60,13 @@ fn machine(id: &str) -> Result<MachineId, ApiError> {
 
 /// Parses a trust level the way x0x does (case-insensitive, x0x's error text).
 pub fn parse_level(s: &str) -> Result<TrustLevel, ApiError> {
-    s.parse().map_err(|e: x0x_proto::trust::ParseError| ApiError::bad_request(e.to_string()))
+    s.parse()
+        .map_err(|e: x0x_proto::trust::ParseError| ApiError::bad_request(e.to_string()))
 }
 
 fn parse_identity_type(s: &str) -> Result<IdentityType, ApiError> {
-    s.parse().map_err(|e: x0x_proto::trust::ParseError| ApiError::bad_request(e.to_string()))
+    s.parse()
+        .map_err(|e: x0x_proto::trust::ParseError| ApiError::bad_request(e.to_string()))
 }
 
 /// Applies a change and saves the store.
@@ -82,7 +84,9 @@ pub async fn save(s: &Daemon) -> Result<(), ApiError> {
     let state = s.agent.trust_state().await?;
     crate::contacts::save(&s.settings.data_dir, &state).map_err(|e| {
         tracing::error!(error = %e, "cannot write contacts.json");
-        ApiError::internal(format!("the change is applied but contacts.json could not be written: {e}"))
+        ApiError::internal(format!(
+            "the change is applied but contacts.json could not be written: {e}"
+        ))
     })
 }
 
@@ -119,8 +123,19 @@ pub struct AddBody {
 pub async fn add(State(s): State<AppState>, JsonBody(b): JsonBody<AddBody>) -> ApiResult {
     let agent = agent(&b.agent_id)?;
     let level = parse_level(b.trust_level.as_deref().unwrap_or("known"))?;
-    apply(&s, TrustChange::Add { agent, level, label: b.label }).await?;
-    Ok(ok_with(StatusCode::CREATED, json!({ "agent_id": agent.to_hex() })))
+    apply(
+        &s,
+        TrustChange::Add {
+            agent,
+            level,
+            label: b.label,
+        },
+    )
+    .await?;
+    Ok(ok_with(
+        StatusCode::CREATED,
+        json!({ "agent_id": agent.to_hex() }),
+    ))
 }
 
 /// `POST /contacts/trust` body.
@@ -162,12 +177,23 @@ pub async fn patch(
     let agent = agent(&id)?;
     // Both parse before anything changes (x0x applied the level even when the type failed).
     let level = b.trust_level.as_deref().map(parse_level).transpose()?;
-    let ty = b.identity_type.as_deref().map(parse_identity_type).transpose()?;
+    let ty = b
+        .identity_type
+        .as_deref()
+        .map(parse_identity_type)
+        .transpose()?;
     if let Some(level) = level {
         apply(&s, TrustChange::SetLevel { agent, level }).await?;
     }
     if let Some(identity_type) = ty {
-        apply(&s, TrustChange::SetIdentityType { agent, identity_type }).await?;
+        apply(
+            &s,
+            TrustChange::SetIdentityType {
+                agent,
+                identity_type,
+            },
+        )
+        .await?;
     }
     ok(json!({}))
 }
@@ -193,7 +219,14 @@ pub async fn revoke(
     JsonBody(b): JsonBody<RevokeBody>,
 ) -> ApiResult {
     let agent = agent(&id)?;
-    apply(&s, TrustChange::Revoke { agent, reason: b.reason }).await?;
+    apply(
+        &s,
+        TrustChange::Revoke {
+            agent,
+            reason: b.reason,
+        },
+    )
+    .await?;
     ok(json!({}))
 }
 
@@ -249,7 +282,12 @@ pub async fn add_machine(
     let pinned = b.pinned;
     let applied = apply(
         &s,
-        TrustChange::AddMachine { agent, machine: m, label: b.label, pinned },
+        TrustChange::AddMachine {
+            agent,
+            machine: m,
+            label: b.label,
+            pinned,
+        },
     )
     .await?;
     if pinned == Some(true) {
@@ -257,9 +295,15 @@ pub async fn add_machine(
         apply(&s, TrustChange::Pin { agent, machine: m }).await?;
     }
     let TrustApplied::Machine { record, created } = applied else {
-        return Err(ApiError::internal("unexpected answer from the contact store"));
+        return Err(ApiError::internal(
+            "unexpected answer from the contact store",
+        ));
     };
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok(ok_with(status, json!({ "machine": machine_json(&record) })))
 }
 
@@ -286,7 +330,10 @@ pub async fn pin(State(s): State<AppState>, Path((id, mid)): Path<(String, Strin
 }
 
 /// `DELETE /contacts/:agent_id/machines/:machine_id/pin`.
-pub async fn unpin(State(s): State<AppState>, Path((id, mid)): Path<(String, String)>) -> ApiResult {
+pub async fn unpin(
+    State(s): State<AppState>,
+    Path((id, mid)): Path<(String, String)>,
+) -> ApiResult {
     let agent = agent(&id)?;
     let m = machine(&mid)?;
     let found = matches!(

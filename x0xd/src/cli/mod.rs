@@ -538,22 +538,38 @@ fn dispatch(args: &Args) -> Result<Option<Value>, CliError> {
             }
             MachinesCmd::Get { id } => c.get(&id_path("/machines/discovered/", id, ""))?,
             MachinesCmd::ByUser { user_id } => c.get(&id_path("/users/", user_id, "/machines"))?,
-            MachinesCmd::List { agent_id } => c.get(&id_path("/contacts/", agent_id, "/machines"))?,
-            MachinesCmd::Add { agent_id, machine_id, label, pin } => c.post(
+            MachinesCmd::List { agent_id } => {
+                c.get(&id_path("/contacts/", agent_id, "/machines"))?
+            }
+            MachinesCmd::Add {
+                agent_id,
+                machine_id,
+                label,
+                pin,
+            } => c.post(
                 &id_path("/contacts/", agent_id, "/machines"),
                 json!({"machine_id": machine_id, "label": label, "pinned": pin.then_some(true)}),
             )?,
-            MachinesCmd::Remove { agent_id, machine_id } => c.call(
+            MachinesCmd::Remove {
+                agent_id,
+                machine_id,
+            } => c.call(
                 "DELETE",
                 &format!("/contacts/{agent_id}/machines/{machine_id}"),
                 None,
                 Duration::from_secs(10),
             )?,
-            MachinesCmd::Pin { agent_id, machine_id } => c.post(
+            MachinesCmd::Pin {
+                agent_id,
+                machine_id,
+            } => c.post(
                 &format!("/contacts/{agent_id}/machines/{machine_id}/pin"),
                 json!({}),
             )?,
-            MachinesCmd::Unpin { agent_id, machine_id } => c.call(
+            MachinesCmd::Unpin {
+                agent_id,
+                machine_id,
+            } => c.call(
                 "DELETE",
                 &format!("/contacts/{agent_id}/machines/{machine_id}/pin"),
                 None,
@@ -562,11 +578,19 @@ fn dispatch(args: &Args) -> Result<Option<Value>, CliError> {
         },
         Command::Contacts { cmd } => match cmd {
             ContactsCmd::List => c.get("/contacts")?,
-            ContactsCmd::Add { agent_id, trust, label } => c.post(
+            ContactsCmd::Add {
+                agent_id,
+                trust,
+                label,
+            } => c.post(
                 "/contacts",
                 json!({"agent_id": agent_id, "trust_level": trust, "label": label}),
             )?,
-            ContactsCmd::Update { agent_id, trust, identity_type } => c.call(
+            ContactsCmd::Update {
+                agent_id,
+                trust,
+                identity_type,
+            } => c.call(
                 "PATCH",
                 &id_path("/contacts/", agent_id, ""),
                 Some(&json!({"trust_level": trust, "identity_type": identity_type})),
@@ -591,7 +615,10 @@ fn dispatch(args: &Args) -> Result<Option<Value>, CliError> {
                 "/contacts/trust",
                 json!({"agent_id": agent_id, "level": level}),
             )?,
-            TrustCmd::Evaluate { agent_id, machine_id } => c.post(
+            TrustCmd::Evaluate {
+                agent_id,
+                machine_id,
+            } => c.post(
                 "/trust/evaluate",
                 json!({"agent_id": agent_id, "machine_id": machine_id}),
             )?,
