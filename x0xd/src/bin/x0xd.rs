@@ -93,6 +93,9 @@ fn main() -> ExitCode {
         }
     };
     rt.block_on(async move {
+        // Listen before the API answers, so a SIGTERM sent as soon as `/health` is up is
+        // a clean shutdown rather than the default kill.
+        let signalled = shutdown_signal();
         let running = match x0xd::daemon::start(settings).await {
             Ok(r) => r,
             Err(e) => {
@@ -102,7 +105,7 @@ fn main() -> ExitCode {
         };
         let state = running.state.clone();
         tokio::spawn(async move {
-            wait_for_signal().await;
+            signalled.await;
             state.begin_shutdown();
         });
         let _ = running.done.await;
@@ -124,21 +127,29 @@ fn init_logging(s: &Settings) {
     }
 }
 
-/// SIGINT or SIGTERM (SIGINT only where there is no SIGTERM).
-async fn wait_for_signal() {
+/// Registers for SIGINT and SIGTERM now (SIGINT only where there is no SIGTERM) and returns
+/// a future that resolves when one arrives.
+fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        if let (Ok(mut term), Ok(mut int)) = (
+        let registered = (
             signal(SignalKind::terminate()),
             signal(SignalKind::interrupt()),
-        ) {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
+        );
+        async move {
+            if let (Ok(mut term), Ok(mut int)) = registered {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            } else {
+                let _ = tokio::signal::ctrl_c().await;
             }
-            return;
         }
     }
-    let _ = tokio::signal::ctrl_c().await;
+    #[cfg(not(unix))]
+    async move {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
