@@ -70,6 +70,9 @@ pub enum Error {
     /// A saved contact store cannot be used ([`AgentBuilder::with_contacts`](crate::AgentBuilder::with_contacts)).
     #[error("contacts: {0}")]
     Contacts(#[from] x0x_proto::trust::TrustStateError),
+    /// A presence query could not start (too many under way, or presence is off).
+    #[error(transparent)]
+    Presence(#[from] x0x_proto::node::PresenceQueryError),
     /// An agent card could not be imported.
     #[error("agent card: {0}")]
     Card(#[from] CardError),

@@ -124,7 +124,7 @@ mod transport;
 
 pub use agent::{
     Agent, AgentBuilder, AgentEvent, AgentStats, AppSignature, AppSignatureError, ConnectOutcome,
-    DiscoveredAgent, DriverStats, Events, Message, PeerInfo, Subscription,
+    DiscoveredAgent, DriverStats, Events, Message, PeerInfo, PresenceEvents, Subscription,
 };
 pub use error::{CardError, Error, Result, TlsError};
 pub use runtime::Runtime;
@@ -134,6 +134,8 @@ pub use x0x_proto::direct::{
     DirectFailure, DirectMessage, DirectOptions, DirectPath, DirectReceipt, PathPreference,
 };
 pub use x0x_proto::membership::DownReason;
+pub use x0x_proto::node::Visibility;
+pub use x0x_proto::presence::{OfflineReason, OnlineAgent};
 
 /// What every driver facade re-exports, besides its runtime and the `Agent` / `AgentBuilder`
 /// aliases over it: one list, so `x0x-driver-tokio` and `x0x-driver-smol` offer the same API.
@@ -141,7 +143,8 @@ pub mod facade {
     pub use crate::{
         AgentEvent, AgentStats, AppSignature, AppSignatureError, CardError, CloseCode,
         ConnectOutcome, DirectFailure, DirectMessage, DirectOptions, DirectPath, DirectReceipt,
-        DiscoveredAgent, DownReason, DriverStats, Error, Events, Message, PathPreference, PeerInfo,
-        Result, Subscription, TlsError, identity, keys, network, proto, tls,
+        DiscoveredAgent, DownReason, DriverStats, Error, Events, Message, OfflineReason,
+        OnlineAgent, PathPreference, PeerInfo, PresenceEvents, Result, Subscription, TlsError,
+        Visibility, identity, keys, network, proto, tls,
     };
 }

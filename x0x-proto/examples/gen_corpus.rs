@@ -1,6 +1,7 @@
 //! Writes a small seed corpus for the fuzz targets: one valid encoding of every frame kind,
 //! plus keys, certificates, signed envelopes, announcement and rendezvous bodies (fresh,
-//! stale, future, expired, over-long) and a few node operation sequences.
+//! stale, future, expired, over-long), presence records (live, expired, too long, another
+//! machine's) and a few node operation sequences.
 //!
 //! Run: `cargo run -p x0x-proto --example gen_corpus` (writes into `fuzz/corpus/`).
 
@@ -42,6 +43,15 @@ fn main() {
         true,
     );
     let id = signed.id();
+    let presence = PresenceRecord {
+        agent: agent.agent_id(),
+        machine: machine.machine_id(),
+        addresses: vec![addr],
+        since: 1_800_000_000,
+        expires: 1_800_000_090,
+        seq: 1,
+    };
+    let beacon = Signed::sign(&machine, Domain::PresenceBeacon, &presence, true);
     let frames: Vec<Frame> = vec![
         Hello {
             agent: agent.agent_id(),
@@ -125,6 +135,21 @@ fn main() {
                 kind: RecordKind::Rendezvous,
                 signed: signed.clone(),
             }],
+        }
+        .into(),
+        Beacon {
+            record: beacon.clone(),
+        }
+        .into(),
+        PresenceQuery {
+            id: 9,
+            ttl: 2,
+            target: Some(agent.agent_id()),
+        }
+        .into(),
+        PresenceAnswer {
+            id: 9,
+            records: vec![beacon],
         }
         .into(),
     ];
@@ -223,6 +248,34 @@ fn main() {
         ..live
     };
     write_postcard(&rd, "boundary", &boundary);
+
+    // Presence records of the machine `presence_record_decode` signs with.
+    let pd = root.join("presence_record_decode");
+    let signer = MachineKeypair::from_seed([5; 32]).machine_id();
+    let live = PresenceRecord {
+        agent: agent.agent_id(),
+        machine: signer,
+        addresses: vec![addr],
+        since: now - 100,
+        expires: now + 90,
+        seq: 3,
+    };
+    write_postcard(&pd, "live", &live);
+    let expired = PresenceRecord {
+        expires: now,
+        ..live.clone()
+    };
+    write_postcard(&pd, "expired", &expired);
+    let too_long = PresenceRecord {
+        expires: now + 86_400,
+        ..live.clone()
+    };
+    write_postcard(&pd, "too_long", &too_long);
+    let other_machine = PresenceRecord {
+        machine: machine.machine_id(),
+        ..live
+    };
+    write_postcard(&pd, "other_machine", &other_machine);
 
     let nd = root.join("node_ops");
     write(

@@ -233,6 +233,72 @@ pub fn rendezvous_decode(data: &[u8]) {
     let _ = node.cached_rendezvous(crate::Time::from_micros(u64::MAX), &agent);
 }
 
+/// The machine key that signs `presence_record_decode`'s inputs (derived once).
+fn beacon_signer() -> MachineKeypair {
+    static KEY: std::sync::OnceLock<MachineKeypair> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| MachineKeypair::from_seed([5; 32]))
+        .clone()
+}
+
+/// Signs `body` with a fixed machine key and hands it to a fresh node as a beacon on the
+/// connection that machine authenticated, so arbitrary bytes go through the whole beacon
+/// path: signature, decoding, binding to the connection, rate limit, freshness, replay.
+/// Returns the node.
+pub fn feed_beacon(body: &[u8], now: crate::Time) -> Option<crate::Node> {
+    use crate::identity::{Domain, SigningKey};
+    use crate::node::{Config, Direction, Node};
+    use crate::wire::{self, Signed};
+
+    let mut node = Node::new(fuzz_identity(), Config::default(), [2; 32]).ok()?;
+    let key = beacon_signer();
+    let peer = key.machine_id();
+    let addr = std::net::SocketAddr::from(([10, 0, 0, 5], 5483));
+    node.handle_connected(now, peer, addr, Direction::Inbound);
+    let hello: Frame = wire::Hello {
+        agent: crate::AgentId::from_bytes([5; 32]),
+        addrs: vec![addr],
+    }
+    .into();
+    let _ = node.handle_frame(now, peer, &hello.encode().ok()?);
+    let record = Signed {
+        signer: key.signer_id(),
+        signer_key: Some(key.public_key().clone()),
+        body: Bytes::copy_from_slice(body),
+        batch: None,
+        signature: key.sign(Domain::PresenceBeacon, body),
+    };
+    let frame: Frame = wire::Beacon { record }.into();
+    let _ = node.handle_frame(now, peer, &frame.encode().ok()?);
+    node.check_invariants()
+        .unwrap_or_else(|e| panic!("invariant broken: {e}"));
+    Some(node)
+}
+
+/// Decodes a presence record body from `data` (round trip), then feeds `data` as a correctly
+/// signed beacon to a node: a record it keeps names the connection's machine, has not
+/// expired, and lists at most 16 addresses.
+pub fn presence_record_decode(data: &[u8]) {
+    use crate::wire::PresenceRecord;
+
+    round_trip::<PresenceRecord>(data, "presence record");
+    let now = crate::Time::from_secs(RECORD_FUZZ_NOW_SECS);
+    let Some(node) = feed_beacon(data, now) else {
+        return;
+    };
+    let Ok(record) = postcard::from_bytes::<PresenceRecord>(data) else {
+        return;
+    };
+    if let Some(held) = node.presence_status(now, &record.agent) {
+        assert_eq!(
+            held.machine_id,
+            beacon_signer().machine_id(),
+            "bound to the connection"
+        );
+        assert!(held.expires > now.as_secs(), "expired record kept");
+        assert!(held.addresses.len() <= crate::wire::MAX_ADDRS_PER_PEER);
+    }
+}
+
 /// A fuzz target body.
 pub type Target = fn(&[u8]);
 
@@ -246,6 +312,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("announcement_decode", announcement_decode),
     ("rendezvous_decode", rendezvous_decode),
     ("direct_envelope_decode", direct_envelope_decode),
+    ("presence_record_decode", presence_record_decode),
 ];
 
 /// Decodes a sealed-path inbox item (envelope or acknowledgement) and, for an envelope, runs
@@ -388,10 +455,38 @@ pub fn node_ops(data: &[u8]) {
                         }
                         .into(),
                     },
-                    13 => wire::Interest {
-                        topics: vec![topic],
-                    }
-                    .into(),
+                    13 => match x % 4 {
+                        0 => wire::Interest {
+                            topics: vec![topic],
+                        }
+                        .into(),
+                        1 => wire::PresenceQuery {
+                            id: u64::from(x),
+                            ttl: x,
+                            target: (x % 2 == 0).then(|| crate::AgentId::from_bytes([x; 32])),
+                        }
+                        .into(),
+                        2 => wire::PresenceAnswer {
+                            id: u64::from(x),
+                            records: vec![wire::Signed::sign(
+                                &MachineKeypair::from_seed([x; 32]),
+                                Domain::PresenceBeacon,
+                                &x,
+                                true,
+                            )],
+                        }
+                        .into(),
+                        // Signed by a machine that is not the connection's: refused.
+                        _ => wire::Beacon {
+                            record: wire::Signed::sign(
+                                &MachineKeypair::from_seed([x; 32]),
+                                Domain::PresenceBeacon,
+                                &x,
+                                true,
+                            ),
+                        }
+                        .into(),
+                    },
                     14 => {
                         let id = wire::MessageId([x; 32]);
                         match x % 3 {

@@ -123,6 +123,7 @@ pub mod identity;
 pub mod kem;
 pub mod membership;
 pub mod node;
+pub mod presence;
 pub mod time;
 pub mod trust;
 pub(crate) mod util;

@@ -85,3 +85,33 @@ fn record_seeds_reach_the_caches() {
     assert!(rv("expired").is_none());
     assert!(rv("boundary").is_none());
 }
+
+/// The presence seeds reach past the signature check: the live record is kept, the expired,
+/// too-long and other-machine ones refused for their reason.
+#[test]
+fn presence_seeds_reach_the_records() {
+    use x0x_proto::Time;
+    use x0x_proto::fuzzing::{RECORD_FUZZ_NOW_SECS, feed_beacon};
+    use x0x_proto::wire::PresenceRecord;
+
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus");
+    let now = Time::from_secs(RECORD_FUZZ_NOW_SECS);
+    let feed = |name: &str| {
+        let data = std::fs::read(root.join("presence_record_decode").join(name)).unwrap();
+        let record: PresenceRecord = postcard::from_bytes(&data).unwrap();
+        let node = feed_beacon(&data, now).unwrap();
+        let held = node.presence_status(now, &record.agent).is_some();
+        (held, node.stats().presence.rejected)
+    };
+    assert!(feed("live").0, "the live seed is kept");
+    for (seed, reason) in [
+        ("expired", "stale"),
+        ("too_long", "stale"),
+        ("other_machine", "wrong_signer"),
+    ] {
+        let (held, rejected) = feed(seed);
+        assert!(!held, "{seed}");
+        let counts = serde_json::to_value(rejected).unwrap();
+        assert_eq!(counts[reason], 1, "{seed}: {counts}");
+    }
+}

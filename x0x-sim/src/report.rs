@@ -186,6 +186,9 @@ pub struct Report {
     /// The spam blocked by part of the nodes (trust scenarios).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trust: Option<crate::workload::spam::TrustReport>,
+    /// Online and offline reports, crash detection and FOAF look-ups (presence scenarios).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presence: Option<crate::workload::presence::PresenceReport>,
     /// SWIM failure detection: how soon crashed neighbours were declared dead, and how often
     /// a live one was.
     #[serde(default)]

@@ -343,6 +343,9 @@ pub struct NodeOverrides {
     pub announce: Option<x0x_proto::announce::AnnounceConfig>,
     /// `[node.direct]`: direct-message settings, as `[node.broadcast]`.
     pub direct: Option<x0x_proto::direct::DirectConfig>,
+    /// `[node.presence]`: presence settings, as `[node.broadcast]`. Presence is off in a
+    /// scenario that has neither this nor a `[presence]` section.
+    pub presence: Option<x0x_proto::presence::PresenceConfig>,
 }
 
 impl NodeOverrides {
@@ -368,6 +371,9 @@ impl NodeOverrides {
         }
         if let Some(d) = &self.direct {
             c.direct = d.clone();
+        }
+        if let Some(p) = &self.presence {
+            c.presence = p.clone();
         }
     }
 }
@@ -416,6 +422,8 @@ pub struct Scenario {
     pub adversary: Option<crate::adversary::AdversarySpec>,
     /// A spammer blocked by a share of the nodes ([`crate::workload::spam`]). Default none.
     pub spam: Option<crate::workload::spam::SpamSpec>,
+    /// The presence workload ([`crate::workload::presence`]). Default none.
+    pub presence: Option<crate::workload::presence::PresenceSpec>,
 }
 
 impl Default for Scenario {
@@ -440,6 +448,7 @@ impl Default for Scenario {
             churn: None,
             adversary: None,
             spam: None,
+            presence: None,
         }
     }
 }
@@ -474,6 +483,11 @@ pub enum ScenarioError {
 /// The scenario files shipped with the crate, embedded so the binary works from anywhere.
 pub const BUILTIN: &[(&str, &str)] = &[
     ("trust-spam", include_str!("../scenarios/trust-spam.toml")),
+    ("presence", include_str!("../scenarios/presence.toml")),
+    (
+        "presence-crash",
+        include_str!("../scenarios/presence-crash.toml"),
+    ),
     (
         "broadcast-single",
         include_str!("../scenarios/broadcast-single.toml"),

@@ -210,3 +210,53 @@ fn blocking_nodes_never_deliver_the_spam_and_everyone_else_gets_everything() {
     );
     assert_eq!(r.delivery_ratio, Some(1.0));
 }
+
+/// A crash of a tenth of the nodes: every node that had a crashed agent online reports it
+/// offline, within three beacon intervals, and nothing alive is reported failed.
+#[test]
+fn presence_reports_every_crash_within_three_intervals() {
+    let mut sc = Scenario::load("presence-crash").unwrap();
+    sc.crypto = CryptoMode::StandIn;
+    let r = report(&sc, 4, 100);
+    let p = r.presence.as_ref().expect("a presence report");
+    let interval = p.beacon_interval_ms;
+    assert!(p.offline_pairs > 0, "{p:?}");
+    assert_eq!(p.offline_detected_ratio, Some(1.0), "{p:?}");
+    assert!(p.offline_max_ms.unwrap() <= 3.0 * interval, "{p:?}");
+    assert!(p.offline_mean_ms.unwrap() <= 2.5 * interval, "{p:?}");
+    assert_eq!(p.false_offline, 0, "{p:?}");
+    assert!(p.online_p99_ms.unwrap() <= interval, "{p:?}");
+}
+
+/// Under 5 % loss nothing alive is reported failed, and look-ups find agents two hops away.
+#[test]
+fn presence_finds_friends_of_friends_without_false_offline() {
+    let mut sc = Scenario::load("presence").unwrap();
+    sc.crypto = CryptoMode::StandIn;
+    sc.drain_ms = 60_000;
+    let spec = sc.presence.as_mut().unwrap();
+    spec.finds = 100;
+    spec.finds_at_ms = 120_000;
+    let r = report(&sc, 4, 100);
+    let p = r.presence.as_ref().expect("a presence report");
+    assert_eq!(p.foaf_finds, 100, "{p:?}");
+    assert!(p.foaf_find_ratio.unwrap() >= 0.99, "{p:?}");
+    assert_eq!(p.false_offline, 0, "{p:?}");
+    assert!(
+        p.online_samples > 0 && p.bytes_per_node_per_sec > 0.0,
+        "{p:?}"
+    );
+}
+
+/// Presence runs only where a scenario asks for it, so the other scenarios' traffic (and
+/// digests) are what they were.
+#[test]
+fn presence_is_off_unless_the_scenario_asks() {
+    let r = quick("broadcast-single", 50, 7, 2, CryptoMode::StandIn);
+    assert!(r.presence.is_none());
+    assert!(
+        !r.frames_sent_by_kind.contains_key("Beacon"),
+        "{:?}",
+        r.frames_sent_by_kind
+    );
+}

@@ -18,7 +18,6 @@ pub const DEFAULT_BIND_ADDRESS: &str = "[::]:5483";
 
 /// x0x's top-level keys that this daemon accepts but does not act on.
 const X0X_UNIMPLEMENTED: &[&str] = &[
-    "presence_beacon_interval_secs",
     "presence_event_poll_interval_secs",
     "presence_offline_timeout_secs",
     "directory_digest_interval_secs",
@@ -62,6 +61,8 @@ pub struct ConfigFile {
     pub lan_discovery: Option<bool>,
     /// Most addresses kept in the peer cache. Default 64.
     pub peer_cache_capacity: Option<usize>,
+    /// Presence beacon period, seconds. Default 30 (x0x's).
+    pub presence_beacon_interval_secs: Option<u64>,
     /// Gossip settings (partial tables allowed).
     pub gossip: GossipSection,
 }
@@ -232,6 +233,8 @@ pub struct Settings {
     pub lan_discovery: bool,
     /// Peer cache capacity.
     pub peer_cache_capacity: usize,
+    /// Presence beacon period, seconds (`None`: the core's default).
+    pub presence_beacon_interval_secs: Option<u64>,
     /// `[gossip]` overrides.
     pub gossip: GossipSection,
 }
@@ -308,6 +311,7 @@ impl Settings {
             rendezvous_validity_ms: file.rendezvous_validity_ms.unwrap_or(3_600_000),
             lan_discovery: file.lan_discovery.unwrap_or(true),
             peer_cache_capacity: file.peer_cache_capacity.unwrap_or(64).max(1),
+            presence_beacon_interval_secs: file.presence_beacon_interval_secs.map(|s| s.max(1)),
             gossip: file.gossip,
         })
     }
@@ -351,6 +355,7 @@ pub const KEYS: &[&str] = &[
     "rendezvous_validity_ms",
     "lan_discovery",
     "peer_cache_capacity",
+    "presence_beacon_interval_secs",
     "gossip",
 ];
 
@@ -370,7 +375,7 @@ instance_name = "a"
 bind_address = "127.0.0.1:5000"
 bootstrap_peers = ["127.0.0.1:5001"]
 heartbeat_interval_secs = 10
-presence_beacon_interval_secs = 5
+presence_offline_timeout_secs = 5
 colour = "blue"
 [update]
 enabled = false
@@ -389,7 +394,7 @@ dispatch_workers = 4
             .map(|k| (k.key.as_str(), k.x0x_key))
             .collect();
         assert!(
-            keys.contains(&("presence_beacon_interval_secs", true)),
+            keys.contains(&("presence_offline_timeout_secs", true)),
             "{keys:?}"
         );
         assert!(keys.contains(&("colour", false)), "{keys:?}");

@@ -138,6 +138,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     });
     let background = vec![
         tokio::spawn(crate::api::direct::pump(state.clone())),
+        tokio::spawn(crate::api::presence::pump(state.clone())),
         tokio::spawn(join(state.clone())),
         tokio::spawn(remember_peers(state.clone())),
     ];
@@ -188,6 +189,9 @@ pub fn protocol_config(s: &Settings) -> x0x_proto::Config {
         m.passive_random_walk_length = v;
     }
     c.announce.identity_ttl = Duration::from_secs(s.identity_ttl_secs.max(1));
+    if let Some(secs) = s.presence_beacon_interval_secs {
+        c.presence.beacon_interval = Duration::from_secs(secs);
+    }
     c
 }
 

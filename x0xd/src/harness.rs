@@ -184,9 +184,36 @@ impl TestDaemon {
 
     /// Sends a request with the token; `raw` bodies go as they are with a JSON content type.
     pub fn request(&self, method: &str, path: &str, body: Option<&[u8]>, auth: bool) -> Reply {
+        self.request_with(method, path, body, auth, false)
+    }
+
+    /// As [`TestDaemon::request`], on a connection used for this request only
+    /// (`Connection: close`): a flood of refused requests then cannot race a pooled
+    /// connection the server is closing.
+    pub fn request_alone(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+        auth: bool,
+    ) -> Reply {
+        self.request_with(method, path, body, auth, true)
+    }
+
+    fn request_with(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+        auth: bool,
+        alone: bool,
+    ) -> Reply {
         let mut req = ureq::http::Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.base()));
+        if alone {
+            req = req.header("Connection", "close");
+        }
         if auth {
             req = req.header("Authorization", format!("Bearer {}", self.token));
         }

@@ -122,6 +122,8 @@ pub struct Daemon {
     pub events: Bus<PubSubEvent>,
     /// The `/direct/events` and `/ws/direct` stream.
     pub direct: Bus<DirectEvent>,
+    /// The `/presence/events` stream (each item an event's JSON).
+    pub presence: Bus<Arc<str>>,
     /// WebSocket sessions by id.
     pub ws_sessions: Mutex<BTreeMap<String, WsSession>>,
     /// Pub/sub counters.
@@ -146,6 +148,7 @@ impl Daemon {
             subscriptions: Mutex::new(BTreeMap::new()),
             events: Bus::default(),
             direct: Bus::default(),
+            presence: Bus::default(),
             ws_sessions: Mutex::new(BTreeMap::new()),
             gossip: GossipCounters::default(),
             dm: DmCounters::default(),
@@ -169,6 +172,7 @@ impl Daemon {
         self.shutdown.send_replace(true);
         self.events.close();
         self.direct.close();
+        self.presence.close();
     }
 
     /// Locks a registry; a panic elsewhere cannot leave these maps inconsistent.

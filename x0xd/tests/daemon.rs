@@ -424,7 +424,7 @@ fn bad_input_gets_its_status_and_the_daemon_keeps_serving() {
     assert_eq!(a.get("/no/such/route").status, 404);
     // A flood of garbage, half without a token, does not stop good requests.
     for i in 0..500 {
-        let r = a.request("POST", "/publish", Some(b"\xff\xfe garbage"), i % 2 == 0);
+        let r = a.request_alone("POST", "/publish", Some(b"\xff\xfe garbage"), i % 2 == 0);
         assert!(r.status == 400 || r.status == 401, "{}", r.status);
     }
     assert_eq!(a.get_open("/health").json["ok"], true);
@@ -704,4 +704,109 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+#[test]
+fn presence_online_status_find_foaf_and_events() {
+    let work = tempfile::tempdir().unwrap();
+    let (a, mut b) = pair(work.path());
+    let bid = b.agent_id();
+    let events = a.sse("/presence/events");
+    let online_b = |v: &Value| v["event"] == "online" && v["agent_id"] == bid.as_str();
+    assert!(
+        wait_until(secs(15), ms(50), || (0..events.len())
+            .any(|i| online_b(&events.event(i)))),
+        "no online event for B"
+    );
+
+    let ids = a.get("/presence").json;
+    assert!(
+        ids["agents"].as_array().unwrap().contains(&json!(bid)),
+        "{ids}"
+    );
+    let online = a.get("/presence/online").json;
+    assert!(
+        online["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["agent_id"] == bid.as_str() && o["machine_id"].as_str().unwrap().len() == 64),
+        "{online}"
+    );
+    let st = a.get(&format!("/presence/status/{bid}")).json;
+    assert_eq!(
+        (st["online"].clone(), st["agent"]["agent_id"].clone()),
+        (json!(true), json!(bid)),
+        "{st}"
+    );
+    let nobody = "44".repeat(32);
+    let st = a.get(&format!("/presence/status/{nobody}")).json;
+    assert_eq!(
+        (st["online"].clone(), st["agent"].clone()),
+        (json!(false), Value::Null),
+        "{st}"
+    );
+
+    let f = a.get(&format!("/presence/find/{bid}?ttl=2&timeout_ms=2000"));
+    assert_eq!(
+        (f.status, f.json["agent"]["agent_id"].clone()),
+        (200, json!(bid)),
+        "{:?}",
+        f.json
+    );
+    let f = a.get(&format!("/presence/find/{nobody}?timeout_ms=300"));
+    assert_eq!(
+        (f.status, f.json["agent"].clone()),
+        (200, Value::Null),
+        "{:?}",
+        f.json
+    );
+
+    // FOAF shows contacts only: B is not one until A trusts it.
+    let foaf = |a: &TestDaemon| a.get("/presence/foaf?ttl=2&timeout_ms=1000");
+    let r = foaf(&a);
+    assert_eq!(r.status, 200, "{:?}", r.json);
+    assert!(!r.json["agents"].to_string().contains(&bid), "{:?}", r.json);
+    let t = a.post(
+        "/contacts/trust",
+        &json!({"agent_id": bid, "level": "known"}),
+    );
+    assert_eq!(t.status, 200, "{:?}", t.json);
+    let r = foaf(&a);
+    assert!(r.json["agents"].to_string().contains(&bid), "{:?}", r.json);
+
+    // Bad input: x0x's statuses and message.
+    let bad = a.get("/presence/status/zz");
+    assert_eq!(
+        (bad.status, bad.json["error"].clone()),
+        (400, json!("invalid agent id (expected 64 hex chars)"))
+    );
+    assert_eq!(a.get(&format!("/presence/find/{bid}?ttl=x")).status, 400);
+    assert_eq!(a.get("/presence/foaf?ttl=300").status, 400);
+    assert_eq!(
+        a.request(
+            "GET",
+            &format!("/presence/events?token={}", a.token),
+            None,
+            false
+        )
+        .status,
+        401,
+        "/presence/events takes the header token only, as in x0x"
+    );
+
+    // B stops: A's stream says it left.
+    let before = events.len();
+    assert!(b.terminate());
+    let left = |v: &Value| v["event"] == "offline" && v["agent_id"] == bid.as_str();
+    assert!(
+        wait_until(secs(15), ms(50), || (before..events.len())
+            .any(|i| left(&events.event(i)))),
+        "no offline event for B"
+    );
+    let last = (before..events.len())
+        .map(|i| events.event(i))
+        .find(left)
+        .unwrap();
+    assert_eq!(last["reason"], "left", "{last}");
 }

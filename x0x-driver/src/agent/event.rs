@@ -43,6 +43,25 @@ pub enum AgentEvent {
         /// The agent.
         agent_id: AgentId,
     },
+    /// An agent's presence beacon reached this agent: it is online (and was not).
+    AgentOnline {
+        /// The agent.
+        agent_id: AgentId,
+        /// Its machine.
+        machine_id: MachineId,
+        /// Where it says it can be reached.
+        addresses: Vec<std::net::SocketAddr>,
+        /// Whether this agent has a connection to it.
+        reachable: bool,
+    },
+    /// An agent left the online set: its beacons stopped (failed), it left, or its record
+    /// expired after its connection closed (out of view).
+    AgentOffline {
+        /// The agent.
+        agent_id: AgentId,
+        /// Why.
+        reason: x0x_proto::presence::OfflineReason,
+    },
     /// The contact store changed: save [`Agent::trust_state`](crate::Agent::trust_state) to
     /// keep it across restarts.
     TrustChanged {

@@ -70,6 +70,7 @@ pub(crate) enum Command {
         card: Bytes,
         reply: Reply<Result<AgentId>>,
     },
+    Presence(super::PresenceCommand),
     Shutdown(Reply<()>),
 }
 
@@ -162,6 +163,7 @@ impl Driver {
                 connections: self.conns.len(),
             }),
             Command::Discovery(cmd) => self.on_discovery(cmd),
+            Command::Presence(cmd) => self.on_presence(cmd),
             Command::SendDirect {
                 to,
                 payload,

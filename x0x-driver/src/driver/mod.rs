@@ -37,11 +37,13 @@ use crate::transport::{ConnEvent, ConnId, WriterMsg};
 mod command;
 mod connection;
 mod output;
+mod presence;
 mod publish;
 mod shutdown;
 
 pub(crate) use command::{Command, DiscoveryCommand, SubId};
 use connection::accept_loop;
+pub(crate) use presence::PresenceCommand;
 use publish::queued_batch;
 pub(crate) use publish::{PUBLISH_QUEUE, PublishItem};
 
@@ -142,6 +144,7 @@ pub(crate) fn spawn(
         held_publishes: Vec::new(),
         direct_tx: parts.direct_tx,
         direct_waiters: HashMap::new(),
+        presence_queries: HashMap::new(),
         stats: DriverStats::default(),
     };
     // The driver task itself is not tracked: it is the one that waits for the others.
@@ -206,6 +209,9 @@ struct Driver {
     /// `send_direct` calls waiting for their receipt (bounded by the node's
     /// `max_outstanding`: every entry ends with a receipt or a failure event).
     direct_waiters: HashMap<RequestId, Reply<Result<DirectReceipt>>>,
+    /// FOAF queries waiting for the node's `PresenceQueryFinished` (bounded by the node's
+    /// `max_pending_queries`).
+    presence_queries: HashMap<x0x_proto::presence::PresenceQueryId, presence::PresenceWaiter>,
     stats: DriverStats,
 }
 

@@ -153,6 +153,28 @@ impl Driver {
                 Some(AgentEvent::AgentDiscovered { agent_id })
             }
             Event::TrustChanged { agent_id } => Some(AgentEvent::TrustChanged { agent_id }),
+            Event::AgentOnline {
+                agent_id,
+                machine_id,
+                addresses,
+                reachable,
+            } => {
+                debug!(agent = %agent_id, "agent online");
+                Some(AgentEvent::AgentOnline {
+                    agent_id,
+                    machine_id,
+                    addresses,
+                    reachable,
+                })
+            }
+            Event::AgentOffline { agent_id, reason } => {
+                debug!(agent = %agent_id, reason = reason.as_str(), "agent offline");
+                Some(AgentEvent::AgentOffline { agent_id, reason })
+            }
+            Event::PresenceQueryFinished { query, agents } => {
+                self.presence_query_finished(query, agents);
+                None
+            }
             Event::DirectMessage(m) => {
                 debug!(sender = %m.sender, path = ?m.path, "direct message");
                 // The node has acknowledged it; a full queue means the application is not

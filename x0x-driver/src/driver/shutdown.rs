@@ -45,6 +45,9 @@ impl Driver {
         for (_, reply) in self.queries.drain() {
             reply.send(Err(Error::Shutdown));
         }
+        for (_, waiter) in self.presence_queries.drain() {
+            waiter.abort();
+        }
         // Those messages were published; the caller learns it, as without backpressure.
         for (reply, result) in self.held_publishes.drain(..) {
             reply.send(result);

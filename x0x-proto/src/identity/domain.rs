@@ -28,6 +28,8 @@ pub enum Domain {
     /// An application signing its own bytes with the agent key, under a context string of
     /// its choosing ([`application_message`]): never a protocol message.
     Application,
+    /// A machine signing its presence record ([`crate::wire::PresenceRecord`]).
+    PresenceBeacon,
 }
 
 impl Domain {
@@ -44,11 +46,12 @@ impl Domain {
             Self::KemAnnouncement => b"x0x-rs/kem-announce/v1",
             Self::Batch => b"x0x-rs/batch/v1",
             Self::Application => b"x0x-rs/app-sign/v1",
+            Self::PresenceBeacon => b"x0x-rs/presence-beacon/v1",
         }
     }
 
     /// Every domain, for tests and docs.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::AgentCertificate,
         Self::PubSubMessage,
         Self::IdentityAnnouncement,
@@ -59,6 +62,7 @@ impl Domain {
         Self::KemAnnouncement,
         Self::Batch,
         Self::Application,
+        Self::PresenceBeacon,
     ];
 }
 

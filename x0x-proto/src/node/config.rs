@@ -75,6 +75,8 @@ pub struct Config {
     pub direct: DirectConfig,
     /// Contact store caps.
     pub trust: crate::trust::TrustConfig,
+    /// Presence: beacons, failure detection, FOAF queries.
+    pub presence: crate::presence::PresenceConfig,
 }
 
 impl Default for Config {
@@ -100,6 +102,7 @@ impl Default for Config {
             announce: AnnounceConfig::default(),
             direct: DirectConfig::default(),
             trust: crate::trust::TrustConfig::default(),
+            presence: crate::presence::PresenceConfig::default(),
         }
     }
 }

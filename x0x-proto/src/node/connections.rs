@@ -142,6 +142,7 @@ impl Node {
             if p.hello.is_some() {
                 self.membership.on_connection_down(now, &mut self.rng, peer);
                 self.broadcast.connection_down(now, peer);
+                self.presence_peer_down(now, peer);
                 self.emit(Event::PeerDown { peer });
             } else if p.direction == Direction::Outbound {
                 // Never completed: for membership this is a failed dial.
@@ -219,6 +220,7 @@ impl Node {
                 self.emit(Event::PeerUp { peer, agent });
                 self.membership
                     .on_connection_up(now, &mut self.rng, peer, addrs, dialed);
+                self.presence_peer_up(now, peer);
                 Ok(())
             }
             (Frame::Hello(_), true) => self.violation(peer, "second hello"),

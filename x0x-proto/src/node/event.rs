@@ -130,6 +130,31 @@ pub enum Event {
     DirectMessage(DirectMessage),
     /// A direct message we sent was acknowledged by its recipient.
     DirectReceipt(DirectReceipt),
+    /// An agent's beacon reached this node: it is online (and was not).
+    AgentOnline {
+        /// The agent.
+        agent_id: AgentId,
+        /// Its machine.
+        machine_id: MachineId,
+        /// Where it says it can be reached.
+        addresses: Vec<SocketAddr>,
+        /// Whether this node has a connection to it.
+        reachable: bool,
+    },
+    /// An agent left this node's online set, and why.
+    AgentOffline {
+        /// The agent.
+        agent_id: AgentId,
+        /// Failed, left, or out of view.
+        reason: crate::presence::OfflineReason,
+    },
+    /// A friend-of-a-friend query ended.
+    PresenceQueryFinished {
+        /// The handle `discover_agents_foaf` / `discover_agent_by_id` returned.
+        query: crate::presence::PresenceQueryId,
+        /// The live records gathered (for a find, the agent's, if found).
+        agents: Vec<crate::presence::OnlineAgent>,
+    },
     /// The contact store changed ([`Node::change_trust`](super::Node::change_trust)): a
     /// driver saves [`Node::trust_state`](super::Node::trust_state).
     TrustChanged {

@@ -70,6 +70,13 @@ impl Node {
         InvariantError::check_cap("connections", self.peers.len(), c.max_connections)?;
         self.discovery.check_invariants()?;
         self.verifier.check_invariants(&self.config)?;
+        let (records, queries, routes, monitors) = self.presence.sizes();
+        let p = &c.presence;
+        InvariantError::check_cap("presence records", records, p.max_records)?;
+        InvariantError::check_cap("presence queries", queries, p.max_pending_queries)?;
+        InvariantError::check_cap("presence query ids", routes, p.seen_queries.max(1))?;
+        InvariantError::check_cap("presence monitors", monitors, c.max_connections)?;
+        InvariantError::check_cap("contacts", self.trust.len(), c.trust.max_contacts)?;
         self.direct.check_invariants()
     }
 }

@@ -24,6 +24,7 @@ mod discovery;
 mod event;
 mod identity;
 mod invariants;
+mod presence;
 mod pubsub;
 mod stats;
 mod trust;
@@ -47,6 +48,7 @@ use self::discovery::{OwnBinding, OwnQuery};
 pub use self::event::{Action, CloseReason, Delivery, Direction, Event, Transmit};
 pub use self::identity::Identity;
 pub use self::invariants::InvariantError;
+pub use self::presence::{PresenceQueryError, Visibility};
 pub use self::pubsub::PublishError;
 pub use self::stats::{CloseCounts, DecodeErrorCounts, MessageRejects, NodeStats};
 pub use self::trust::{TrustApplied, TrustChange, TrustRefusals, TrustStats};
@@ -79,6 +81,7 @@ enum Timer {
     QueryRing(QueryId),
     QueryDeadline(QueryId),
     DirectRetry(RequestId),
+    Beacon,
 }
 
 /// One agent's protocol state machine: a plain value, driven by `handle_*` calls and drained
@@ -101,6 +104,9 @@ enum Timer {
 ///     [`Node::find_agent`], [`Node::find_agent_rendezvous`], [`Node::agent_card`],
 ///     [`Node::import_agent_card`];
 ///   * direct messages: [`Node::send_direct`], [`Node::send_direct_with`];
+///   * presence: [`Node::discover_agents_foaf`], [`Node::discover_agent_by_id`];
+///   * trust: [`Node::change_trust`] (then [`Node::trust_state`] to save it),
+///     [`Node::evaluate_trust`];
 ///   * connections: [`Node::connect_agent`], [`Node::connect`];
 ///   * [`Node::shutdown`].
 /// * **Queries** — read only: [`Node::machine_id`], [`Node::agent_id`], [`Node::identity`],
@@ -108,7 +114,9 @@ enum Timer {
 ///   [`Node::passive_view_len`], [`Node::topic_peers`], [`Node::broadcast_cache_sizes`],
 ///   [`Node::discovered_agents`], [`Node::discovered_agent`], [`Node::find_agents_by_user`],
 ///   [`Node::cached_rendezvous`], [`Node::discovery_cache_sizes`],
-///   [`Node::direct_in_flight`], [`Node::direct_rtt`], [`Node::check_invariants`].
+///   [`Node::direct_in_flight`], [`Node::direct_rtt`], [`Node::online_agents`],
+///   [`Node::presence_status`], [`Node::is_online`], [`Node::is_visible`],
+///   [`Node::check_invariants`].
 #[derive(Debug)]
 pub struct Node {
     identity: Identity,
@@ -130,6 +138,14 @@ pub struct Node {
     trust: crate::trust::ContactStore,
     /// What the evaluator refused, by path.
     trust_refused: TrustRefusals,
+    /// Presence: records, detectors, FOAF queries ([`crate::presence`]).
+    presence: crate::presence::Presence,
+    /// The last beacon's `seq`.
+    presence_seq: u64,
+    /// The last signed beacon (a new connection gets it if it is still fresh).
+    own_beacon: Option<wire::Signed>,
+    /// When the node started (beacons' `since`).
+    started_at: Time,
     sync_served: BTreeMap<MachineId, Time>,
     queries: BTreeMap<QueryId, OwnQuery>,
     next_query: u64,
@@ -182,6 +198,10 @@ impl Node {
             publish_joined: BTreeMap::new(),
             trust: crate::trust::ContactStore::new(config.trust.clone()),
             trust_refused: TrustRefusals::default(),
+            presence: crate::presence::Presence::new(config.presence.clone()),
+            presence_seq: 0,
+            own_beacon: None,
+            started_at: Time::from_micros(0),
             sync_served: BTreeMap::new(),
             queries: BTreeMap::new(),
             next_query: 0,
@@ -209,6 +229,7 @@ impl Node {
             return;
         }
         self.started = true;
+        self.started_at = now;
         let bootstrap = self.config.bootstrap.clone();
         self.membership.start(now, &mut self.rng, &bootstrap);
         self.broadcast.start(now, self.peer_addr());
@@ -220,6 +241,7 @@ impl Node {
         self.timers.set(now + Duration::from_secs(60), Timer::Reap);
         self.timers
             .set(now + self.config.keepalive_interval, Timer::Keepalive);
+        self.start_presence(now);
         self.drain_layers(now);
     }
 
@@ -259,6 +281,8 @@ impl Node {
         }
         self.membership.handle_timeout(now, &mut self.rng);
         self.broadcast.handle_timeout(now);
+        self.presence.handle_timeout(now);
+        self.drain_presence(now);
         self.drain_layers(now);
     }
 
@@ -285,6 +309,7 @@ impl Node {
             Timer::QueryRing(id) => self.query_ring_timer(now, id),
             Timer::QueryDeadline(id) => self.query_deadline(id),
             Timer::DirectRetry(id) => self.direct_timer(now, id),
+            Timer::Beacon => self.beacon_tick(now),
         }
     }
 
@@ -318,6 +343,9 @@ impl Node {
             Frame::TopicLink(l) => self.broadcast.on_topic_link(peer, l.topic, l.accepted),
             Frame::Direct(d) => self.on_direct(now, peer, d),
             Frame::DirectAck(a) => self.on_direct_ack(now, peer, a),
+            Frame::Beacon(b) => self.on_beacon(now, peer, b),
+            Frame::PresenceQuery(q) => self.on_presence_query(now, peer, q),
+            Frame::PresenceAnswer(a) => self.on_presence_answer(now, peer, a),
             _ => {}
         }
     }
@@ -347,6 +375,7 @@ impl Node {
                     }
                     membership::Out::NeighborDown(peer, reason) => {
                         self.broadcast.neighbor_down(now, peer);
+                        self.presence_neighbor_down(now, peer, reason);
                         self.emit(Event::NeighborDown { peer, reason });
                     }
                     membership::Out::Suspected(peer) => {
@@ -382,6 +411,7 @@ impl Node {
             self.close(peer, CloseReason::Shutdown);
         }
         self.timers.clear();
+        self.presence.clear();
         self.stopped = true;
     }
 
@@ -415,6 +445,7 @@ impl Node {
             discovery: self.discovery.stats().clone(),
             direct: self.direct.stats.clone(),
             trust: self.trust_stats(),
+            presence: self.presence.stats(),
             ..self.stats.clone()
         }
     }
@@ -461,6 +492,7 @@ impl Node {
             self.timers.next(),
             self.membership.poll_timeout(),
             self.broadcast.poll_timeout(),
+            self.presence.poll_timeout(),
         ]
         .into_iter()
         .flatten()

@@ -59,6 +59,8 @@ pub struct NodeStats {
     pub direct: DirectStats,
     /// Contacts and what the trust evaluator refused.
     pub trust: super::TrustStats,
+    /// Presence: beacons, refusals by reason, online and offline reports, FOAF queries.
+    pub presence: crate::presence::PresenceStats,
 }
 
 counts_by! {

@@ -67,21 +67,7 @@ impl Verifier {
             stats.batch_root_hits += 1;
             return Ok(key);
         }
-        let ok = {
-            #[cfg(feature = "stand-in-crypto")]
-            {
-                if self.allow_stand_in && crate::identity::stand_in::is_stand_in(&key) {
-                    crate::identity::stand_in::verify(&key, domain, &msg, &signed.signature)
-                } else {
-                    key.verify(domain, &msg, &signed.signature)
-                }
-            }
-            #[cfg(not(feature = "stand-in-crypto"))]
-            {
-                key.verify(domain, &msg, &signed.signature)
-            }
-        };
-        ok.map_err(|_| RejectReason::BadSignature)?;
+        self.check(&key, domain, &msg, &signed.signature)?;
         if !self.keys.contains_key(&signed.signer) {
             self.keys.push(signed.signer, key.clone());
         }
@@ -91,6 +77,49 @@ impl Verifier {
             stats.batch_roots_evicted += 1;
         }
         Ok(key)
+    }
+
+    /// Verifies `signed` for `domain` with `key` alone, leaving both caches as they are: for
+    /// content whose key the caller keeps itself (a connected peer's presence beacons), so a
+    /// stream of one-off signers cannot fill the key cache with decoded keys.
+    pub(super) fn verify_with(
+        &self,
+        signed: &wire::Signed,
+        domain: Domain,
+        key: &PublicKey,
+    ) -> Result<(), RejectReason> {
+        if signed.signer.verify_key(key).is_err() {
+            return Err(RejectReason::KeyMismatch);
+        }
+        let (domain, msg) = signed
+            .covered(domain)
+            .map_err(|_| RejectReason::BadSignature)?;
+        self.check(key, domain, &msg, &signed.signature)
+    }
+
+    /// The signature check itself (a stand-in one where the simulation allows it).
+    fn check(
+        &self,
+        key: &PublicKey,
+        domain: Domain,
+        msg: &[u8],
+        signature: &crate::identity::Signature,
+    ) -> Result<(), RejectReason> {
+        let ok = {
+            #[cfg(feature = "stand-in-crypto")]
+            {
+                if self.allow_stand_in && crate::identity::stand_in::is_stand_in(key) {
+                    crate::identity::stand_in::verify(key, domain, msg, signature)
+                } else {
+                    key.verify(domain, msg, signature)
+                }
+            }
+            #[cfg(not(feature = "stand-in-crypto"))]
+            {
+                key.verify(domain, msg, signature)
+            }
+        };
+        ok.map_err(|_| RejectReason::BadSignature)
     }
 
     /// Points a verified message's attached key at the key cache's copy. The broadcast cache

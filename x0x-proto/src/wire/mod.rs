@@ -21,7 +21,7 @@
 //!
 //! This file holds the frame table ([`FrameKind`], [`Frame`]) and the codec; the frame bodies
 //! live by family, all re-exported here: `transport` ([`Hello`], [`PeerAddr`]), `membership`
-//! (HyParView and SWIM), `broadcast` (PlumTree and topics), `discovery`, `direct`, and
+//! (HyParView and SWIM), `broadcast` (PlumTree and topics), `discovery`, `direct`, `presence`, and
 //! `signed` ([`Signed`], batch signatures, [`MessageId`]).
 
 use std::fmt;
@@ -34,6 +34,7 @@ mod broadcast;
 mod direct;
 mod discovery;
 mod membership;
+mod presence;
 mod signed;
 #[cfg(test)]
 mod tests;
@@ -48,6 +49,7 @@ pub use membership::{
     Ack, Disconnect, ForwardJoin, Join, Neighbor, NeighborReply, Ping, PingReq, PingReqAck,
     Shuffle, ShuffleReply,
 };
+pub use presence::{Beacon, MAX_PRESENCE_RECORDS, PresenceAnswer, PresenceQuery, PresenceRecord};
 pub use signed::{BatchProof, MAX_BATCH, MessageId, OpenError, Signed, batch_message};
 pub use transport::{Hello, PeerAddr};
 
@@ -282,6 +284,12 @@ frame_kinds! {
     Direct = 0x40, 128 * 1024;
     /// Acknowledgement of a direct message.
     DirectAck = 0x41, MAX_CONTROL_FRAME_LEN;
+    /// Presence: the sender machine's signed record (point to point).
+    Beacon = 0x50, MAX_CONTROL_FRAME_LEN;
+    /// Presence: a friend-of-a-friend query.
+    PresenceQuery = 0x51, MAX_CONTROL_FRAME_LEN;
+    /// Presence: live records for a query, routed back along its path.
+    PresenceAnswer = 0x52, MAX_FRAME_LEN;
 }
 
 fn decode_exact<'a, T: Deserialize<'a>>(kind: FrameKind, body: &'a [u8]) -> Result<T, DecodeError> {

@@ -156,6 +156,14 @@ impl World {
         let len = frame.len() as u64;
         self.m.sent_by_kind[kind.byte() as usize] += 1;
         self.slots[i as usize].bytes_sent += len;
+        if let Some(run) = self.presence.as_mut()
+            && matches!(
+                kind,
+                FrameKind::Beacon | FrameKind::PresenceQuery | FrameKind::PresenceAnswer
+            )
+        {
+            run.bytes += len;
+        }
         let Some(&j) = self.by_id.get(&to) else {
             self.m.drops.unknown_peer += 1;
             return;

@@ -68,6 +68,8 @@ pub(crate) enum Ev {
     DirectSend(u32),
     /// The adversary clock ([`crate::adversary`]).
     Adversary,
+    /// A presence look-up ([`crate::workload::presence`]).
+    PresenceFind,
     /// The run ends.
     End,
 }

@@ -27,6 +27,9 @@ impl Sim<'_> {
         let conns = std::mem::take(&mut s.conns);
         w.trace.rec(now, TraceTag::Crash, j, 0);
         w.swim.crashed_at.insert(j, now);
+        if let Some(run) = w.presence.as_mut() {
+            run.on_crash(j, now);
+        }
         if let Some(t) = w.net.config().crash_idle_timeout_ms {
             for c in conns {
                 w.push(

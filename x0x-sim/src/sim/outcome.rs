@@ -147,6 +147,19 @@ impl Sim<'_> {
                     .sum();
                 s.report(n, refused)
             }),
+            presence: w.presence.as_ref().map(|run| {
+                let live = w.slots.iter().filter(|s| s.alive).count();
+                let secs = w.now.saturating_sub(w.warmup_end) as f64 / 1e6;
+                let interval = self
+                    .sc
+                    .node
+                    .presence
+                    .as_ref()
+                    .map_or(Config::default().presence.beacon_interval, |p| {
+                        p.beacon_interval
+                    });
+                run.report(interval, live as f64 * secs / 3600.0, n, secs)
+            }),
             swim: w.swim.summary(
                 n as f64 * (w.now - EPOCH_US) as f64 / 1e6 / 3600.0,
                 Config::default().membership.probe_interval.as_secs_f64() * 1000.0,

@@ -62,6 +62,12 @@ impl<'a> Sim<'a> {
             w,
         };
         sim.schedule_adversary();
+        if sc.presence.is_some() {
+            let agents = (0..n as u32)
+                .filter_map(|i| Some((sim.nodes[i as usize].as_ref()?.agent_id(), i)))
+                .collect();
+            sim.w.presence = Some(crate::workload::presence::PresenceRun::new(agents));
+        }
         if let Some(run) = &sim.w.spam
             && let Some(spammer) = sim.nodes[run.spammer as usize].as_ref().map(Node::agent_id)
         {
@@ -133,11 +139,13 @@ impl World {
                 .spam
                 .as_ref()
                 .map(|s| crate::workload::spam::SpamRun::new(s, n, seed)),
+            presence: None,
         }
     }
 
     /// Queues the script: direct sends, node starts (`starts[i]` for node `i`), the discovery
-    /// steps, the overlay measurement, the faults, and the first round (or the end).
+    /// steps, the overlay measurement, the faults, the presence look-ups, and the first round
+    /// (or the end).
     fn schedule(&mut self, sc: &Scenario, starts: Vec<u64>) {
         let n = starts.len();
         let warmup_end = self.warmup_end;
@@ -175,6 +183,9 @@ impl World {
                 let d = self.exp_us(c.join_per_sec);
                 self.push(start + d, Ev::ChurnJoin);
             }
+        }
+        if let Some(p) = &sc.presence {
+            self.schedule_presence(p);
         }
         if wl.rounds > 0 {
             self.push(warmup_end + ms(wl.start_ms), Ev::Round(0));
@@ -285,6 +296,9 @@ pub(crate) fn build_node(
     c.allow_stand_in_signatures = !real;
     // Every receiver of a sent frame gets the same buffer: share it instead of copying.
     c.share_frames = true;
+    // Presence beacons would change every other scenario's traffic and digests: it runs only
+    // where a scenario asks for it.
+    c.presence.enabled = sc.presence.is_some();
     sc.node.apply(&mut c);
     if let Some(d) = &sc.discovery {
         d.configure(&mut c, i as usize, sc.nodes);

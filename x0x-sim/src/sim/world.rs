@@ -132,6 +132,8 @@ pub(crate) struct World {
     pub(crate) adv: Adversary,
     /// The spam workload, in trust scenarios.
     pub(crate) spam: Option<crate::workload::spam::SpamRun>,
+    /// The presence workload, in presence scenarios.
+    pub(crate) presence: Option<crate::workload::presence::PresenceRun>,
 }
 
 impl Sim<'_> {
@@ -213,6 +215,7 @@ impl Sim<'_> {
             Ev::Discovery(step) => self.discovery_step(step),
             Ev::DirectSend(k) => self.direct_send(k),
             Ev::Adversary => self.adversary_tick(),
+            Ev::PresenceFind => self.presence_find(),
             Ev::End => return false,
         }
         true
@@ -319,6 +322,12 @@ impl World {
 
     /// Hands event `e` of node `i` to the workload that measures it.
     fn on_event(&mut self, i: u32, e: Event) {
+        if let Some(run) = self.presence.as_mut() {
+            let (slots, by_id) = (&self.slots, &self.by_id);
+            run.on_event(i, &e, self.now, &|j| slots[j as usize].alive, &|m| {
+                by_id.get(m).copied()
+            });
+        }
         match e {
             Event::Message(d) => self.on_delivery(i, d.id, d.hops),
             Event::AgentDiscovered { agent_id } => {

@@ -6,9 +6,11 @@
 //! * [`discovery`]: announcements, late joiners and `find_agent` look-ups.
 //! * `swim`: how soon crashed nodes are suspected and declared dead.
 //! * [`spam`]: a spammer that part of the nodes block (trust).
+//! * [`presence`]: online and offline reports, crash detection and FOAF look-ups.
 
 pub(crate) mod broadcast;
 pub(crate) mod direct;
 pub mod discovery;
+pub mod presence;
 pub mod spam;
 pub(crate) mod swim;

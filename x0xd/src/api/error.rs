@@ -67,6 +67,7 @@ impl From<x0x_driver_tokio::Error> for ApiError {
     fn from(e: x0x_driver_tokio::Error) -> Self {
         match e {
             x0x_driver_tokio::Error::Shutdown => Self::unavailable("daemon is shutting down"),
+            e @ x0x_driver_tokio::Error::Presence(_) => Self::unavailable(e.to_string()),
             other => Self::internal(other.to_string()),
         }
     }

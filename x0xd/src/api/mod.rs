@@ -10,6 +10,7 @@ pub mod error;
 pub mod extract;
 pub mod identity;
 pub mod network;
+pub mod presence;
 pub mod pubsub;
 pub mod status;
 pub mod trust;
@@ -238,6 +239,54 @@ pub static ROUTES: &[Route] = &[
         "events",
         "SSE stream of subscribed messages",
         get(pubsub::events)
+    ),
+    route!(
+        "GET",
+        "/presence",
+        Token,
+        "presence",
+        "ids of the agents online (beacons and discovery cache)",
+        get(presence::ids)
+    ),
+    route!(
+        "GET",
+        "/presence/online",
+        Token,
+        "presence online",
+        "agents online, network view (blocked hidden)",
+        get(presence::online)
+    ),
+    route!(
+        "GET",
+        "/presence/foaf",
+        Token,
+        "presence foaf",
+        "friends-of-friends walk (?ttl=3&timeout_ms=5000), contacts only",
+        get(presence::foaf)
+    ),
+    route!(
+        "GET",
+        "/presence/find/:id",
+        Token,
+        "presence find",
+        "find one agent's presence record among friends of friends",
+        get(presence::find)
+    ),
+    route!(
+        "GET",
+        "/presence/status/:id",
+        Token,
+        "presence status",
+        "whether an agent is online here, and its record",
+        get(presence::status)
+    ),
+    route!(
+        "GET",
+        "/presence/events",
+        Token,
+        "presence events",
+        "SSE stream of online and offline events",
+        get(presence::events)
     ),
     route!(
         "GET",

@@ -108,6 +108,12 @@ pub enum Command {
         #[command(subcommand)]
         cmd: MachinesCmd,
     },
+    /// Who is online (GET /presence), or a sub-command.
+    Presence {
+        /// What to do (default: the ids of the agents online).
+        #[command(subcommand)]
+        cmd: Option<PresenceCmd>,
+    },
     /// Contacts and their trust levels.
     Contacts {
         /// What to do.
@@ -275,6 +281,40 @@ pub enum ContactsCmd {
         /// Agent id.
         agent_id: String,
     },
+}
+
+/// `x0x presence …`.
+#[derive(Debug, Subcommand)]
+pub enum PresenceCmd {
+    /// GET /presence/online: agents online, with their records.
+    Online,
+    /// GET /presence/foaf: walk friends of friends (known and trusted contacts shown).
+    Foaf {
+        /// Hops.
+        #[arg(long, default_value_t = 3)]
+        ttl: u8,
+        /// How long to gather, milliseconds (at most 60 000).
+        #[arg(long, default_value_t = 5000)]
+        timeout_ms: u64,
+    },
+    /// GET /presence/find/:id: look one agent up among friends of friends.
+    Find {
+        /// Agent id.
+        agent_id: String,
+        /// Hops.
+        #[arg(long, default_value_t = 3)]
+        ttl: u8,
+        /// How long to look, milliseconds (at most 60 000).
+        #[arg(long, default_value_t = 5000)]
+        timeout_ms: u64,
+    },
+    /// GET /presence/status/:id: whether an agent is online here.
+    Status {
+        /// Agent id.
+        agent_id: String,
+    },
+    /// GET /presence/events: follow online and offline events (SSE).
+    Events,
 }
 
 /// `x0x trust …`.
@@ -641,6 +681,33 @@ fn dispatch(args: &Args) -> Result<Option<Value>, CliError> {
                 return Ok(None);
             }
         },
+        Command::Presence { cmd: None } => c.get("/presence")?,
+        Command::Presence { cmd: Some(cmd) } => match cmd {
+            PresenceCmd::Online => c.get("/presence/online")?,
+            PresenceCmd::Foaf { ttl, timeout_ms } => c.call(
+                "GET",
+                &format!("/presence/foaf?ttl={ttl}&timeout_ms={timeout_ms}"),
+                None,
+                walk_budget(*timeout_ms),
+            )?,
+            PresenceCmd::Find {
+                agent_id,
+                ttl,
+                timeout_ms,
+            } => c.call(
+                "GET",
+                &format!("/presence/find/{agent_id}?ttl={ttl}&timeout_ms={timeout_ms}"),
+                None,
+                walk_budget(*timeout_ms),
+            )?,
+            PresenceCmd::Status { agent_id } => {
+                c.get(&id_path("/presence/status/", agent_id, ""))?
+            }
+            PresenceCmd::Events => {
+                follow(&c, "/presence/events", args.json)?;
+                return Ok(None);
+            }
+        },
         Command::Diagnostics { cmd } => match cmd {
             DiagnosticsCmd::Connectivity => c.get("/diagnostics/connectivity")?,
             DiagnosticsCmd::Gossip => c.get("/diagnostics/gossip")?,
@@ -655,6 +722,11 @@ fn dispatch(args: &Args) -> Result<Option<Value>, CliError> {
         } => c.get("/ws/sessions")?,
     };
     Ok(Some(v))
+}
+
+/// How long the CLI waits for a presence walk of `timeout_ms`: the walk plus a margin.
+fn walk_budget(timeout_ms: u64) -> Duration {
+    Duration::from_millis(timeout_ms.min(60_000)) + Duration::from_secs(10)
 }
 
 /// Percent-encodes a query value (RFC 3986 unreserved characters pass).
@@ -677,6 +749,17 @@ fn follow(c: &Client, path: &str, json_out: bool) -> Result<(), CliError> {
             return;
         }
         let d = v.get("data").unwrap_or(v);
+        if let Some(what) = d.get("event").and_then(Value::as_str) {
+            // A presence event: online (reachable or not) or offline (why).
+            let id = d.get("agent_id").and_then(Value::as_str).unwrap_or("?");
+            let note = match (d.get("reachable"), d.get("reason")) {
+                (Some(Value::Bool(true)), _) => " (connected)".to_string(),
+                (_, Some(Value::String(r))) => format!(" ({r})"),
+                _ => String::new(),
+            };
+            println!("{what} {id}{note}");
+            return;
+        }
         let payload = d
             .get("payload")
             .and_then(Value::as_str)

@@ -17,6 +17,7 @@ use crate::wire::{DecodeError, Frame, FrameKind, Hello, MessageId, Ping, RecordK
 mod direct;
 mod discovery;
 mod membership;
+mod presence;
 mod pubsub;
 mod testnet;
 mod trust;
@@ -118,12 +119,21 @@ fn hello_exchange_brings_peers_up_and_disconnect_down() {
     let mut a = node(1, Config::default());
     let mut b = node(2, Config::default());
     connect(&mut a, &mut b, t(0));
+    // The Hello brings the peer up; its beacon, sent at once, brings its agent online.
     assert_eq!(
         drain_events(&mut a),
-        vec![Event::PeerUp {
-            peer: b.machine_id(),
-            agent: b.agent_id()
-        }]
+        vec![
+            Event::PeerUp {
+                peer: b.machine_id(),
+                agent: b.agent_id()
+            },
+            Event::AgentOnline {
+                agent_id: b.agent_id(),
+                machine_id: b.machine_id(),
+                addresses: vec![],
+                reachable: true,
+            }
+        ]
     );
     assert_eq!(a.connected_peers(), vec![b.machine_id()]);
     assert_eq!(b.connected_peers(), vec![a.machine_id()]);
