@@ -2,8 +2,7 @@
 //! against what the simulator knows happened.
 //!
 //! * **Online latency**: an `AgentOnline` at node `j` for node `i`'s agent, timed from the
-//!   `PeerUp` of `j`'s connection to `i` (the issue's "within one beacon interval of the
-//!   connection coming up").
+//!   `PeerUp` of `j`'s connection to `i`: the target is one beacon interval at most.
 //! * **Crash detection**: at each crash, every live node that has the crashed agent online is
 //!   a (crashed, watcher) pair; its `AgentOffline` (any reason) ends the pair, timed from the
 //!   crash. Pairs never ended count as undetected.
