@@ -76,7 +76,10 @@ fn main() {
             ttl: 6,
         }
         .into(),
-        ShuffleReply { peers: vec![peer] }.into(),
+        ShuffleReply {
+            peers: vec![peer.clone()],
+        }
+        .into(),
         Ping { seq: 1 }.into(),
         Ack { seq: 1 }.into(),
         PingReq {
@@ -152,6 +155,12 @@ fn main() {
             records: vec![beacon],
         }
         .into(),
+        Observed { addr }.into(),
+        PunchRequest {
+            target: machine.machine_id(),
+        }
+        .into(),
+        PunchNotify { peer: peer.clone() }.into(),
     ];
     for f in &frames {
         write(

@@ -122,6 +122,7 @@ pub mod fuzzing;
 pub mod identity;
 pub mod kem;
 pub mod membership;
+pub mod nat;
 pub mod node;
 pub mod presence;
 pub mod time;

@@ -7,8 +7,11 @@ use std::net::SocketAddr;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ConnectOutcome {
-    /// A new direct connection, at this address.
+    /// A new direct connection that this agent's dial opened, at this address.
     Direct(SocketAddr),
+    /// A new direct connection that the other machine opened by dialling back when a common
+    /// peer passed on this agent's request (hole punching through NATs), at this address.
+    Coordinated(SocketAddr),
     /// A connection was already up, at this address.
     AlreadyConnected(SocketAddr),
     /// The agent is known, but its machine could not be reached.
@@ -18,10 +21,11 @@ pub enum ConnectOutcome {
 }
 
 impl ConnectOutcome {
-    /// x0x's name: `Direct`, `AlreadyConnected`, `Unreachable` or `NotFound`.
+    /// x0x's name: `Direct`, `Coordinated`, `AlreadyConnected`, `Unreachable` or `NotFound`.
     pub const fn name(&self) -> &'static str {
         match self {
             Self::Direct(_) => "Direct",
+            Self::Coordinated(_) => "Coordinated",
             Self::AlreadyConnected(_) => "AlreadyConnected",
             Self::Unreachable => "Unreachable",
             Self::NotFound => "NotFound",
@@ -31,7 +35,18 @@ impl ConnectOutcome {
     /// The address connected to, when there is one.
     pub const fn addr(&self) -> Option<SocketAddr> {
         match self {
-            Self::Direct(a) | Self::AlreadyConnected(a) => Some(*a),
+            Self::Direct(a) | Self::Coordinated(a) | Self::AlreadyConnected(a) => Some(*a),
+            _ => None,
+        }
+    }
+}
+
+impl ConnectOutcome {
+    /// How traffic reaches the agent when a path exists: `direct` (a connection between the
+    /// two machines). `None` when there is no path.
+    pub const fn path(&self) -> Option<&'static str> {
+        match self {
+            Self::Direct(_) | Self::Coordinated(_) | Self::AlreadyConnected(_) => Some("direct"),
             _ => None,
         }
     }

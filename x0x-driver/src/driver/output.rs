@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering;
 
 use tracing::{debug, info, warn};
-use x0x_proto::node::{Action, CloseReason, Delivery, Event, Transmit};
+use x0x_proto::node::{Action, CloseReason, Delivery, Direction, Event, Transmit};
 
 use super::Driver;
 use crate::agent::AgentEvent;
@@ -104,10 +104,21 @@ impl Driver {
                 info!(%peer, %agent, "peer up");
                 self.agents.insert(peer, agent);
                 if !self.connect_waiters.is_empty() {
-                    let addr = self.conns.get(&peer).map(|c| c.addr);
+                    let conn = self.conns.get(&peer);
+                    let addr = conn.map(|c| c.addr);
+                    // The other machine dialled us while we were dialling it: our request
+                    // reached it through a common peer (a punch), or it came by itself.
+                    let inbound = conn.is_some_and(|c| c.direction == Direction::Inbound);
                     self.resolve_connects(
                         |w| w.machine == peer,
-                        |w| crate::agent::ConnectOutcome::Direct(addr.unwrap_or(w.addr)),
+                        |w| {
+                            let at = addr.unwrap_or(w.addr);
+                            if inbound {
+                                crate::agent::ConnectOutcome::Coordinated(at)
+                            } else {
+                                crate::agent::ConnectOutcome::Direct(at)
+                            }
+                        },
                     );
                 }
                 Some(AgentEvent::PeerUp {

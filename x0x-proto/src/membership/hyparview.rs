@@ -1,8 +1,10 @@
 //! HyParView: the active view messages flow through, repaired from the passive view.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use rand_chacha::ChaCha8Rng;
+use rand_core::Rng;
 
 use super::{DownReason, Membership, Out, Pending, Timer, pick, sample};
 use crate::identity::MachineId;
@@ -258,6 +260,46 @@ impl Membership {
             self.dialing.insert(addr, None);
             self.out.push_back(Out::Dial(addr, None));
         }
+    }
+
+    /// With no neighbour: try to get back in — the least recently tried dead neighbour, a
+    /// passive peer and a bootstrap address — and schedule the next try after the current
+    /// wait less up to a quarter of jitter, then double the wait (at most
+    /// `rejoin_backoff_max`). A neighbour resets it.
+    pub(super) fn rejoin(&mut self, now: Time, rng: &mut ChaCha8Rng) {
+        self.stats.rejoin_attempts += 1;
+        let dead = self
+            .graveyard
+            .iter()
+            .filter(|(p, _)| !self.pending.contains_key(p) && !self.connected.contains_key(p))
+            .min_by_key(|(p, (_, _, tried))| (*tried, **p))
+            .map(|(p, (addrs, _, _))| (*p, addrs.clone()));
+        if let Some((peer, addrs)) = dead {
+            if let Some(e) = self.graveyard.get_mut(&peer) {
+                e.2 = now;
+            }
+            self.request_neighbor(PeerAddr { id: peer, addrs }, true);
+        }
+        let passive = pick(rng, self.passive.keys())
+            .copied()
+            .filter(|p| !self.pending.contains_key(p))
+            .map(|p| (p, self.passive[&p].clone()));
+        if let Some((peer, addrs)) = passive {
+            self.request_neighbor(PeerAddr { id: peer, addrs }, true);
+        }
+        if let Some(addr) = pick(rng, self.bootstrap.iter()).copied()
+            && !self.dialing.contains_key(&addr)
+        {
+            self.dialing.insert(addr, None);
+            self.out.push_back(Out::Dial(addr, None));
+        }
+        // Up to a quarter less, so nodes cut off together do not retry together, and the wait
+        // never exceeds the cap.
+        let wait = self.rejoin_wait;
+        let jitter = Duration::from_micros(rng.next_u64() % (wait.as_micros() as u64 / 4).max(1));
+        self.timers.set(now + (wait - jitter), Timer::Rejoin);
+        self.rejoin_armed = true;
+        self.rejoin_wait = (wait * 2).min(self.config.rejoin_backoff_max.max(wait));
     }
 
     pub(super) fn request_neighbor(&mut self, peer: PeerAddr, high_priority: bool) {

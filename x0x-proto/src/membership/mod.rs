@@ -123,6 +123,7 @@ enum Timer {
     Shuffle,
     Maintenance,
     Linger(MachineId),
+    Rejoin,
 }
 
 /// Counters of the membership layer. Monotonic.
@@ -143,6 +144,9 @@ pub struct MembershipStats {
     pub passive_evicted: u64,
     /// Graveyard entries re-contacted.
     pub recontacts: u64,
+    /// Rejoin attempts made with no neighbour at all (dead neighbours and bootstrap
+    /// addresses dialled again, with backoff).
+    pub rejoin_attempts: u64,
     /// Membership frames refused (e.g. from a node that is not connected).
     pub rejected: u64,
     /// NEIGHBOR requests of ours that were refused.
@@ -183,6 +187,10 @@ pub(crate) struct Membership {
     refill_after: Time,
     /// The next backoff step: doubles per refusal, up to `refill_backoff_max`.
     refill_wait: Duration,
+    /// A rejoin attempt is scheduled ([`Timer::Rejoin`]).
+    rejoin_armed: bool,
+    /// The next rejoin backoff step: doubles per attempt, up to `rejoin_backoff_max`.
+    rejoin_wait: Duration,
     out: VecDeque<Out>,
     stats: MembershipStats,
 }
@@ -211,7 +219,10 @@ fn sample<T: Clone>(rng: &mut ChaCha8Rng, items: &[T], n: usize) -> Vec<T> {
 impl Membership {
     pub(crate) fn new(config: MembershipConfig, me: MachineId) -> Self {
         let refill_wait = config.maintenance_interval;
+        let rejoin_wait = config.maintenance_interval;
         Self {
+            rejoin_armed: false,
+            rejoin_wait,
             config,
             me,
             my_addrs: Vec::new(),
@@ -468,9 +479,22 @@ impl Membership {
                     self.timers
                         .set(now + self.config.shuffle_interval, Timer::Shuffle);
                 }
+                Timer::Rejoin => {
+                    self.rejoin_armed = false;
+                    if self.active.is_empty() {
+                        self.rejoin(now, rng);
+                    } else {
+                        self.rejoin_wait = self.config.maintenance_interval;
+                    }
+                }
                 Timer::Maintenance => {
                     if self.view_is_thin() || now >= self.refill_after {
                         self.refill(rng);
+                    }
+                    if self.active.is_empty() && !self.rejoin_armed {
+                        self.rejoin(now, rng);
+                    } else if !self.active.is_empty() {
+                        self.rejoin_wait = self.config.maintenance_interval;
                     }
                     self.timers
                         .set(now + self.config.maintenance_interval, Timer::Maintenance);

@@ -77,6 +77,8 @@ pub struct Config {
     pub trust: crate::trust::TrustConfig,
     /// Presence: beacons, failure detection, FOAF queries.
     pub presence: crate::presence::PresenceConfig,
+    /// NAT traversal: address discovery and coordinated dials.
+    pub nat: crate::nat::NatConfig,
 }
 
 impl Default for Config {
@@ -103,6 +105,7 @@ impl Default for Config {
             direct: DirectConfig::default(),
             trust: crate::trust::TrustConfig::default(),
             presence: crate::presence::PresenceConfig::default(),
+            nat: crate::nat::NatConfig::default(),
         }
     }
 }

@@ -129,6 +129,7 @@ impl Node {
             addrs: self.told_addrs(),
         };
         self.send(peer, hello.into());
+        self.send_observed(peer, addr);
     }
 
     /// The connection to `peer` is gone (closed by either side, or lost).
@@ -143,6 +144,7 @@ impl Node {
                 self.membership.on_connection_down(now, &mut self.rng, peer);
                 self.broadcast.connection_down(now, peer);
                 self.presence_peer_down(now, peer);
+                self.nat_peer_down(now, peer);
                 self.emit(Event::PeerDown { peer });
             } else if p.direction == Direction::Outbound {
                 // Never completed: for membership this is a failed dial.
@@ -274,6 +276,10 @@ impl Node {
             return ConnectStart::NoAddress { machine };
         };
         self.connect(now, machine, a.addresses);
+        // Behind NATs the dial alone may never get through: a common peer asks the target
+        // to dial back at the same time.
+        self.request_punch(now, machine);
+        self.drain_layers(now);
         ConnectStart::Dialing { machine, addr }
     }
 

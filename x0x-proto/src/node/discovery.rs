@@ -224,7 +224,7 @@ impl Node {
 
     /// The addresses this agent announces.
     pub(super) fn announceable_addrs(&self) -> Vec<SocketAddr> {
-        crate::announce::announceable_addrs(&self.config.listen_addrs, &self.config.bootstrap)
+        crate::announce::announceable_addrs(&self.told_addrs(), &self.config.bootstrap)
     }
 
     /// The user key and certificate, once the user's disclosure was consented to.
@@ -250,7 +250,10 @@ impl Node {
 
     pub(super) fn publish_announcements(&mut self, now: Time) {
         let addresses = self.announceable_addrs();
-        let announced_at = now.as_secs();
+        // Strictly increasing: receivers keep only a newer announcement, and a second one in
+        // the same second (new addresses just learned) must replace the first.
+        let announced_at = now.as_secs().max(self.last_announced_at + 1);
+        self.last_announced_at = announced_at;
         let identity = self.identity_announcement(announced_at, addresses.clone());
         let machine = MachineAnnouncement {
             agent_id: self.agent_id(),

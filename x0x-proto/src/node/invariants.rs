@@ -68,6 +68,9 @@ impl Node {
         )?;
         InvariantError::check_cap("event queue", self.events.len(), c.max_queued_events)?;
         InvariantError::check_cap("connections", self.peers.len(), c.max_connections)?;
+        // One observation per connection, gone with it.
+        InvariantError::check_cap("observed addresses", self.observed.len(), self.peers.len())?;
+        InvariantError::check_cap("punch table", self.punch.len(), c.nat.punch_table.max(1))?;
         self.discovery.check_invariants()?;
         self.verifier.check_invariants(&self.config)?;
         let (records, queries, routes, monitors) = self.presence.sizes();

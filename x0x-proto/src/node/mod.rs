@@ -24,6 +24,7 @@ mod discovery;
 mod event;
 mod identity;
 mod invariants;
+mod nat;
 mod presence;
 mod pubsub;
 mod stats;
@@ -140,6 +141,13 @@ pub struct Node {
     trust_refused: TrustRefusals,
     /// Presence: records, detectors, FOAF queries ([`crate::presence`]).
     presence: crate::presence::Presence,
+    /// `announced_at` of this agent's newest announcements (each one later than the last).
+    last_announced_at: u64,
+    /// Where peers see this node ([`crate::nat`]).
+    observed: crate::nat::ObservedAddrs,
+    /// Punch steps per pair of machines.
+    punch: crate::nat::PunchLimiter,
+    nat_stats: crate::nat::NatStats,
     /// The last beacon's `seq`.
     presence_seq: u64,
     /// The last signed beacon (a new connection gets it if it is still fresh).
@@ -199,6 +207,10 @@ impl Node {
             trust: crate::trust::ContactStore::new(config.trust.clone()),
             trust_refused: TrustRefusals::default(),
             presence: crate::presence::Presence::new(config.presence.clone()),
+            last_announced_at: 0,
+            observed: crate::nat::ObservedAddrs::default(),
+            punch: crate::nat::PunchLimiter::new(config.nat.punch_table, config.nat.punch_interval),
+            nat_stats: crate::nat::NatStats::default(),
             presence_seq: 0,
             own_beacon: None,
             started_at: Time::from_micros(0),
@@ -252,15 +264,18 @@ impl Node {
         self.broadcast.set_me(self.peer_addr());
     }
 
-    /// This node's listen addresses as peers are told them (at most
-    /// [`wire::MAX_ADDRS_PER_PEER`]).
+    /// This node's addresses as peers are told them: the addresses peers see it at (behind a
+    /// NAT, the ones that work), then its listen addresses; at most
+    /// [`wire::MAX_ADDRS_PER_PEER`].
     fn told_addrs(&self) -> Vec<SocketAddr> {
-        self.config
-            .listen_addrs
-            .iter()
-            .copied()
-            .take(wire::MAX_ADDRS_PER_PEER)
-            .collect()
+        let mut out = self.observed.addrs();
+        for a in &self.config.listen_addrs {
+            if !out.contains(a) {
+                out.push(*a);
+            }
+        }
+        out.truncate(wire::MAX_ADDRS_PER_PEER);
+        out
     }
 
     /// This node as a peer address.
@@ -346,6 +361,9 @@ impl Node {
             Frame::Beacon(b) => self.on_beacon(now, peer, b),
             Frame::PresenceQuery(q) => self.on_presence_query(now, peer, q),
             Frame::PresenceAnswer(a) => self.on_presence_answer(now, peer, a),
+            Frame::Observed(o) => self.on_observed(now, peer, o),
+            Frame::PunchRequest(r) => self.on_punch_request(now, peer, r),
+            Frame::PunchNotify(n) => self.on_punch_notify(now, peer, n),
             _ => {}
         }
     }
@@ -446,6 +464,7 @@ impl Node {
             direct: self.direct.stats.clone(),
             trust: self.trust_stats(),
             presence: self.presence.stats(),
+            nat: self.nat_stats,
             ..self.stats.clone()
         }
     }

@@ -61,6 +61,8 @@ pub struct NodeStats {
     pub trust: super::TrustStats,
     /// Presence: beacons, refusals by reason, online and offline reports, FOAF queries.
     pub presence: crate::presence::PresenceStats,
+    /// NAT traversal: observations, punch requests, forwards and dials.
+    pub nat: crate::nat::NatStats,
 }
 
 counts_by! {

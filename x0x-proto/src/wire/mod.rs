@@ -34,6 +34,7 @@ mod broadcast;
 mod direct;
 mod discovery;
 mod membership;
+mod nat;
 mod presence;
 mod signed;
 #[cfg(test)]
@@ -49,6 +50,7 @@ pub use membership::{
     Ack, Disconnect, ForwardJoin, Join, Neighbor, NeighborReply, Ping, PingReq, PingReqAck,
     Shuffle, ShuffleReply,
 };
+pub use nat::{Observed, PunchNotify, PunchRequest};
 pub use presence::{Beacon, MAX_PRESENCE_RECORDS, PresenceAnswer, PresenceQuery, PresenceRecord};
 pub use signed::{BatchProof, MAX_BATCH, MessageId, OpenError, Signed, batch_message};
 pub use transport::{Hello, PeerAddr};
@@ -235,6 +237,8 @@ macro_rules! frame_kinds {
 frame_kinds! {
     /// First frame on every connection: who I am beyond the TLS-proven machine.
     Hello = 0x01, MAX_CONTROL_FRAME_LEN;
+    /// Right after `Hello`: the address the sender sees the receiver at.
+    Observed = 0x02, MAX_CONTROL_FRAME_LEN;
     /// HyParView: a new node asks to join the overlay.
     Join = 0x10, MAX_CONTROL_FRAME_LEN;
     /// HyParView: a join travelling a random walk.
@@ -290,6 +294,10 @@ frame_kinds! {
     PresenceQuery = 0x51, MAX_CONTROL_FRAME_LEN;
     /// Presence: live records for a query, routed back along its path.
     PresenceAnswer = 0x52, MAX_FRAME_LEN;
+    /// NAT traversal: ask a common peer to have the target dial the sender.
+    PunchRequest = 0x60, MAX_CONTROL_FRAME_LEN;
+    /// NAT traversal: a machine is dialling you; dial it now.
+    PunchNotify = 0x61, MAX_CONTROL_FRAME_LEN;
 }
 
 fn decode_exact<'a, T: Deserialize<'a>>(kind: FrameKind, body: &'a [u8]) -> Result<T, DecodeError> {

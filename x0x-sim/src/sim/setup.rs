@@ -299,6 +299,8 @@ pub(crate) fn build_node(
     // Presence beacons would change every other scenario's traffic and digests: it runs only
     // where a scenario asks for it.
     c.presence.enabled = sc.presence.is_some();
+    // The simulated addresses are the ones peers see: nothing to discover, nothing to punch.
+    c.nat.enabled = false;
     sc.node.apply(&mut c);
     if let Some(d) = &sc.discovery {
         d.configure(&mut c, i as usize, sc.nodes);

@@ -226,5 +226,6 @@ pub async fn connect(State(s): State<AppState>, JsonBody(b): JsonBody<ConnectBod
     ok(json!({
         "outcome": outcome.name(),
         "addr": outcome.addr().map(|a| a.to_string()),
+        "path": outcome.path(),
     }))
 }

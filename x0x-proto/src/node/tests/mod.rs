@@ -17,8 +17,10 @@ use crate::wire::{DecodeError, Frame, FrameKind, Hello, MessageId, Ping, RecordK
 mod direct;
 mod discovery;
 mod membership;
+mod nat;
 mod presence;
 mod pubsub;
+mod rejoin;
 mod testnet;
 mod trust;
 
@@ -263,7 +265,12 @@ fn connection_cap_and_duplicates_are_refused() {
     );
     assert_eq!(a.stats().duplicate_connections, 1);
     // The first connection is still tracked.
-    assert_eq!(drain_transmits(&mut a).len(), 1, "one Hello to b");
+    let kinds: Vec<_> = drain_transmits(&mut a).iter().map(|t| t.kind).collect();
+    assert_eq!(
+        kinds,
+        vec![FrameKind::Hello, FrameKind::Observed],
+        "one Hello (and where b is seen) to b"
+    );
 }
 
 #[test]
@@ -297,8 +304,9 @@ fn transmit_queue_is_bounded_and_counts_drops() {
     let c = node(3, Config::default());
     a.handle_connected(t(0), b.machine_id(), addr(2), Direction::Inbound);
     a.handle_connected(t(0), c.machine_id(), addr(3), Direction::Inbound);
+    // A Hello and an Observed to each: one fits, three are dropped and counted.
     assert_eq!(drain_transmits(&mut a).len(), 1);
-    assert_eq!(a.stats().transmits_dropped, 1);
+    assert_eq!(a.stats().transmits_dropped, 3);
 }
 
 #[test]
