@@ -26,6 +26,8 @@ pub struct DaemonSpec {
     pub lan_discovery: bool,
     /// More TOML lines.
     pub extra: String,
+    /// Run inside this network namespace ([`crate::netlab`]).
+    pub netns: Option<String>,
 }
 
 impl DaemonSpec {
@@ -41,6 +43,7 @@ impl DaemonSpec {
                 .collect(),
             lan_discovery: false,
             extra: String::new(),
+            netns: None,
         }
     }
 }
@@ -138,7 +141,15 @@ impl TestDaemon {
             .open(self.dir.join("log"))
             .expect("open the log");
         let t0 = Instant::now();
-        let mut cmd = Command::new(&self.exe);
+        // `ip netns exec` execs the daemon in place: the child's pid is the daemon's.
+        let mut cmd = match &self.spec.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(&self.exe);
+                c
+            }
+            None => Command::new(&self.exe),
+        };
         cmd.arg("--config")
             .arg(&self.config)
             .env("HOME", self.dir.join("home"))

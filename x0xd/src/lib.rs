@@ -30,5 +30,6 @@ pub mod contacts;
 pub mod daemon;
 pub mod files;
 pub mod harness;
+pub mod netlab;
 pub mod peer_cache;
 pub mod state;

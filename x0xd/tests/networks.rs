@@ -1,0 +1,259 @@
+//! Real `x0xd` processes on emulated networks ([`x0xd::netlab`]): namespaces and links this
+//! test makes (inside a network namespace of its own) and removes, even when it fails.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::json;
+use x0xd::harness::{DaemonSpec, TestDaemon, wait_until};
+use x0xd::netlab::{End, Lab, isolate_this_thread};
+
+const X0XD: &str = env!("CARGO_BIN_EXE_x0xd");
+
+fn sa(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn spec(name: &str, ns: &str, bind: &str, api: &str, bootstrap: &[&str]) -> DaemonSpec {
+    DaemonSpec {
+        name: name.into(),
+        bind: sa(bind),
+        api: sa(api),
+        bootstrap: bootstrap.iter().map(|b| sa(b)).collect(),
+        lan_discovery: false,
+        extra: String::new(),
+        netns: Some(ns.into()),
+    }
+}
+
+/// A node whose only link goes down notices (its status leaves `connected`), keeps trying, and
+/// is back by itself once the link returns: a subscription opened before the cut receives
+/// again, without a restart.
+#[test]
+fn a_cut_link_is_noticed_and_the_node_rejoins_by_itself() {
+    isolate_this_thread().expect("a network namespace of our own (needs root and iproute2)");
+    let mut lab = Lab::new("cut");
+    let s_ns = lab.namespace("s").unwrap();
+    let a_ns = lab.namespace("a").unwrap();
+    lab.link(
+        End {
+            ns: Some(&s_ns),
+            ifname: "d0",
+            cidr: "10.70.0.1/24",
+        },
+        End {
+            ns: Some(&a_ns),
+            ifname: "d1",
+            cidr: "10.70.0.2/24",
+        },
+    )
+    .unwrap();
+    // The test reaches each daemon's API over a management link of its own.
+    lab.link(
+        End {
+            ns: None,
+            ifname: "m1",
+            cidr: "10.71.1.1/24",
+        },
+        End {
+            ns: Some(&s_ns),
+            ifname: "mgs",
+            cidr: "10.71.1.2/24",
+        },
+    )
+    .unwrap();
+    lab.link(
+        End {
+            ns: None,
+            ifname: "m2",
+            cidr: "10.71.2.1/24",
+        },
+        End {
+            ns: Some(&a_ns),
+            ifname: "mga",
+            cidr: "10.71.2.2/24",
+        },
+    )
+    .unwrap();
+
+    let work = tempfile::tempdir().unwrap();
+    let mut s = TestDaemon::new(
+        Path::new(X0XD),
+        work.path(),
+        spec("s", &s_ns, "10.70.0.1:5483", "10.71.1.2:12700", &[]),
+    );
+    let mut a = TestDaemon::new(
+        Path::new(X0XD),
+        work.path(),
+        spec(
+            "a",
+            &a_ns,
+            "10.70.0.2:5483",
+            "10.71.2.2:12700",
+            &["10.70.0.1:5483"],
+        ),
+    );
+    assert!(s.start() && a.start(), "the daemons did not answer /health");
+    assert!(
+        wait_until(Duration::from_secs(20), Duration::from_millis(50), || a
+            .peers()
+            >= 1),
+        "a did not join s"
+    );
+    let sub = a.post("/subscribe", &json!({"topic": "after-cut"}));
+    assert_eq!(sub.status, 200, "{:?}", sub.json);
+    let events = a.sse("/events");
+    let status = |d: &TestDaemon| {
+        d.get("/status").json["status"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    assert_eq!(status(&a), "connected");
+
+    lab.set_link(&a_ns, "d1", false).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(60), Duration::from_millis(200), || {
+            a.peers() == 0 && matches!(status(&a).as_str(), "isolated" | "connecting")
+        }),
+        "a still says {} with the link down",
+        status(&a)
+    );
+    // Long enough for several failed rejoin attempts.
+    std::thread::sleep(Duration::from_secs(8));
+
+    lab.set_link(&a_ns, "d1", true).unwrap();
+    let up = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(30), Duration::from_millis(50), || {
+            a.peers() >= 1 && status(&a) == "connected"
+        }),
+        "a did not rejoin within 30 s of the link's return"
+    );
+    eprintln!("rejoined {:?} after the link returned", up.elapsed());
+    let payload = STANDARD.encode("post-cut");
+    assert!(
+        wait_until(Duration::from_secs(20), Duration::from_millis(200), || {
+            // Published until it arrives: the tree may still be repairing.
+            s.post(
+                "/publish",
+                &json!({"topic": "after-cut", "payload": payload}),
+            );
+            events.payloads().iter().any(|p| p == "post-cut")
+        }),
+        "the subscription from before the cut received nothing after it"
+    );
+    assert!(a.terminate() && s.terminate());
+}
+
+/// An agent behind a NAT learns the address the public side sees it at, and that (not its
+/// private address) is what the network finds for it.
+#[test]
+fn an_agent_behind_a_nat_announces_its_public_address() {
+    isolate_this_thread().expect("a network namespace of our own (needs root and iproute2)");
+    let mut lab = Lab::new("nat");
+    let s_ns = lab.namespace("s").unwrap();
+    let r_ns = lab.namespace("r").unwrap();
+    let a_ns = lab.namespace("a").unwrap();
+    lab.link(
+        End {
+            ns: Some(&s_ns),
+            ifname: "p0",
+            cidr: "198.18.0.10/24",
+        },
+        End {
+            ns: Some(&r_ns),
+            ifname: "wan",
+            cidr: "198.18.0.2/24",
+        },
+    )
+    .unwrap();
+    lab.link(
+        End {
+            ns: Some(&r_ns),
+            ifname: "lan",
+            cidr: "10.80.2.1/24",
+        },
+        End {
+            ns: Some(&a_ns),
+            ifname: "h0",
+            cidr: "10.80.2.2/24",
+        },
+    )
+    .unwrap();
+    lab.default_route(&a_ns, "10.80.2.1").unwrap();
+    lab.nat(&r_ns, "wan", false)
+        .expect("iptables in the router's namespace");
+    lab.link(
+        End {
+            ns: None,
+            ifname: "m1",
+            cidr: "10.71.1.1/24",
+        },
+        End {
+            ns: Some(&s_ns),
+            ifname: "mgs",
+            cidr: "10.71.1.2/24",
+        },
+    )
+    .unwrap();
+    lab.link(
+        End {
+            ns: None,
+            ifname: "m2",
+            cidr: "10.71.2.1/24",
+        },
+        End {
+            ns: Some(&a_ns),
+            ifname: "mga",
+            cidr: "10.71.2.2/24",
+        },
+    )
+    .unwrap();
+
+    let work = tempfile::tempdir().unwrap();
+    let mut s = TestDaemon::new(
+        Path::new(X0XD),
+        work.path(),
+        spec("s", &s_ns, "198.18.0.10:5483", "10.71.1.2:12700", &[]),
+    );
+    let mut a = TestDaemon::new(
+        Path::new(X0XD),
+        work.path(),
+        spec(
+            "a",
+            &a_ns,
+            "0.0.0.0:5483",
+            "10.71.2.2:12700",
+            &["198.18.0.10:5483"],
+        ),
+    );
+    assert!(s.start() && a.start(), "the daemons did not answer /health");
+    let aid = a.agent_id();
+    let addrs_at_s = || {
+        s.get(&format!("/agents/discovered/{aid}")).json["agent"]["addresses"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), Duration::from_millis(100), || {
+            addrs_at_s().contains(&json!("198.18.0.2:5483"))
+        }),
+        "s never saw a's public address announced: {:?}",
+        addrs_at_s()
+    );
+    assert!(
+        !addrs_at_s()
+            .iter()
+            .any(|x| x.as_str().unwrap_or("").starts_with("10.80.")),
+        "a private address was announced: {:?}",
+        addrs_at_s()
+    );
+    let nat = a.get("/diagnostics/gossip").json["node"]["nat"].clone();
+    assert_eq!(nat["observed"], 1, "{nat}");
+    assert!(a.terminate() && s.terminate());
+}
