@@ -253,6 +253,14 @@ fn an_agent_behind_a_nat_announces_its_public_address() {
         "a private address was announced: {:?}",
         addrs_at_s()
     );
+    let ns = a.get("/network/status").json;
+    assert_eq!(ns["external_addrs"], json!(["198.18.0.2:5483"]), "{ns}");
+    let card = a.get("/agent/card").json;
+    assert_eq!(
+        card["card"]["addresses"],
+        json!(["198.18.0.2:5483"]),
+        "{card}"
+    );
     let nat = a.get("/diagnostics/gossip").json["node"]["nat"].clone();
     assert_eq!(nat["observed"], 1, "{nat}");
     assert!(a.terminate() && s.terminate());

@@ -252,6 +252,12 @@ impl<R: Runtime> Agent<R> {
             .await?
     }
 
+    /// The addresses this agent tells peers and announces: where peers see it (behind a NAT,
+    /// its public address, once a peer reported it), then its listen address.
+    pub async fn advertised_addrs(&self) -> Result<Vec<SocketAddr>> {
+        self.request(Command::AdvertisedAddrs).await
+    }
+
     /// The identity heartbeat interval set on the builder.
     pub fn heartbeat_interval(&self) -> Option<Duration> {
         self.heartbeat

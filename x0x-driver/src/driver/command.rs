@@ -71,6 +71,7 @@ pub(crate) enum Command {
         reply: Reply<Result<AgentId>>,
     },
     Presence(super::PresenceCommand),
+    AdvertisedAddrs(Reply<Vec<SocketAddr>>),
     Shutdown(Reply<()>),
 }
 
@@ -164,6 +165,7 @@ impl Driver {
             }),
             Command::Discovery(cmd) => self.on_discovery(cmd),
             Command::Presence(cmd) => self.on_presence(cmd),
+            Command::AdvertisedAddrs(reply) => reply.send(self.node.advertised_addrs()),
             Command::SendDirect {
                 to,
                 payload,

@@ -117,6 +117,7 @@ enum Timer {
 ///   [`Node::cached_rendezvous`], [`Node::discovery_cache_sizes`],
 ///   [`Node::direct_in_flight`], [`Node::direct_rtt`], [`Node::online_agents`],
 ///   [`Node::presence_status`], [`Node::is_online`], [`Node::is_visible`],
+///   [`Node::advertised_addrs`],
 ///   [`Node::check_invariants`].
 #[derive(Debug)]
 pub struct Node {

@@ -9,6 +9,12 @@ use crate::time::Time;
 use crate::wire::{self, PeerAddr};
 
 impl Node {
+    /// The addresses this node tells peers and announces: where peers see it (behind a NAT,
+    /// the public ones), then its listen addresses.
+    pub fn advertised_addrs(&self) -> Vec<SocketAddr> {
+        self.told_addrs()
+    }
+
     /// Right after `Hello` on a new connection: the peer's address as this node sees it.
     pub(super) fn send_observed(&mut self, peer: MachineId, addr: SocketAddr) {
         if self.config.nat.enabled && !addr.ip().is_unspecified() && addr.port() != 0 {

@@ -113,12 +113,10 @@ pub struct CardQuery {
 
 /// `GET /agent/card`.
 pub async fn card(State(s): State<AppState>, Query(q): Query<CardQuery>) -> ApiResult {
-    let addresses = s
-        .agent
-        .bound_addr()
+    let addresses = crate::api::status::external_addrs(&s)
         .await
-        .into_iter()
-        .map(|a| a.to_string())
+        .iter()
+        .map(ToString::to_string)
         .collect();
     let records = s.agent.agent_card().await?;
     let card = AgentCard {
