@@ -135,16 +135,17 @@ pub use x0x_proto::direct::{
 };
 pub use x0x_proto::membership::DownReason;
 pub use x0x_proto::node::Visibility;
+pub use x0x_proto::peer_cache::{CachedPeer, ScoredPeer};
 pub use x0x_proto::presence::{OfflineReason, OnlineAgent};
 
 /// What every driver facade re-exports, besides its runtime and the `Agent` / `AgentBuilder`
 /// aliases over it: one list, so `x0x-driver-tokio` and `x0x-driver-smol` offer the same API.
 pub mod facade {
     pub use crate::{
-        AgentEvent, AgentStats, AppSignature, AppSignatureError, CardError, CloseCode,
+        AgentEvent, AgentStats, AppSignature, AppSignatureError, CachedPeer, CardError, CloseCode,
         ConnectOutcome, DirectFailure, DirectMessage, DirectOptions, DirectPath, DirectReceipt,
         DiscoveredAgent, DownReason, DriverStats, Error, Events, Message, OfflineReason,
-        OnlineAgent, PathPreference, PeerInfo, PresenceEvents, Result, Subscription, TlsError,
-        Visibility, identity, keys, network, proto, tls,
+        OnlineAgent, PathPreference, PeerInfo, PresenceEvents, Result, ScoredPeer, Subscription,
+        TlsError, Visibility, identity, keys, network, proto, tls,
     };
 }

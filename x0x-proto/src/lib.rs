@@ -124,6 +124,7 @@ pub mod kem;
 pub mod membership;
 pub mod nat;
 pub mod node;
+pub mod peer_cache;
 pub mod presence;
 pub mod time;
 pub mod trust;

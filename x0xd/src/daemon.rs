@@ -17,7 +17,7 @@ use x0x_driver_tokio::network::NetworkConfig;
 
 use crate::config::Settings;
 use crate::files;
-use crate::peer_cache::PeerCache;
+use crate::peer_cache::PeerCacheFile;
 use crate::state::{AppState, Daemon, unix_secs};
 
 /// Why the daemon could not start.
@@ -66,21 +66,14 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         path: dir.clone(),
         source,
     })?;
-    let peer_cache = PeerCache::load(
-        &files::in_dir(&dir, files::PEER_CACHE),
-        settings.peer_cache_capacity,
-    );
-    let mut bootstrap = settings.bootstrap_peers.clone();
-    for a in peer_cache.addrs() {
-        if !bootstrap.contains(&a) {
-            bootstrap.push(a);
-        }
-    }
+    let (peer_cache, saved_peers) = PeerCacheFile::load(&files::in_dir(&dir, files::PEER_CACHE));
+    let bootstrap = settings.bootstrap_peers.clone();
     let mut builder = Agent::builder()
         .with_machine_key(files::in_dir(&dir, files::MACHINE_KEY))
         .with_agent_key_path(files::in_dir(&dir, files::AGENT_KEY))
         .with_heartbeat_interval(settings.heartbeat_interval_secs)
         .with_protocol_config(protocol_config(&settings))
+        .with_peer_cache(saved_peers)
         .with_network_config(NetworkConfig {
             bind_addr: Some(settings.bind_address),
             bootstrap_nodes: bootstrap,
@@ -154,11 +147,9 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         for (_, sub) in std::mem::take(&mut *Daemon::lock(&st.subscriptions)) {
             sub.forwarder.abort();
         }
+        save_peer_cache(&st).await;
         if let Err(e) = st.agent.shutdown().await {
             warn!(error = %e, "agent shutdown");
-        }
-        if let Err(e) = Daemon::lock(&st.peer_cache).flush() {
-            warn!(error = %e, "cannot write the peer cache");
         }
         files::remove_api_port(&st.settings.data_dir);
         info!("x0xd stopped");
@@ -189,6 +180,7 @@ pub fn protocol_config(s: &Settings) -> x0x_proto::Config {
         m.passive_random_walk_length = v;
     }
     c.announce.identity_ttl = Duration::from_secs(s.identity_ttl_secs.max(1));
+    c.peer_cache.capacity = s.peer_cache_capacity;
     if let Some(secs) = s.presence_beacon_interval_secs {
         c.presence.beacon_interval = Duration::from_secs(secs);
     }
@@ -213,32 +205,21 @@ async fn join(s: AppState) {
     }
 }
 
-/// Records each new connection we dialled (its address is known to accept connections) in
-/// the peer cache, and writes the cache when it changed.
+/// Writes the agent's peer cache to `peers.json` every [`PEER_CACHE_INTERVAL`] when it
+/// changed (the node scores and caps it; the daemon only keeps it across restarts).
 async fn remember_peers(s: AppState) {
-    let mut connected = std::collections::BTreeSet::new();
     loop {
         tokio::time::sleep(PEER_CACHE_INTERVAL).await;
-        let Ok(peers) = s.agent.peers().await else {
-            continue;
-        };
-        let now: std::collections::BTreeSet<_> =
-            peers.iter().map(|p| *p.machine_id.as_bytes()).collect();
-        {
-            let mut cache = Daemon::lock(&s.peer_cache);
-            for p in &peers {
-                if let (Some(addr), Some(true), false) = (
-                    p.addr,
-                    p.outbound,
-                    connected.contains(p.machine_id.as_bytes()),
-                ) {
-                    cache.record(addr, p.machine_id.to_hex(), unix_secs());
-                }
-            }
-        }
-        connected = now;
-        if let Err(e) = Daemon::lock(&s.peer_cache).flush() {
-            warn!(error = %e, "cannot write the peer cache");
-        }
+        save_peer_cache(&s).await;
+    }
+}
+
+/// Saves the peer cache if it changed; a failure is logged.
+async fn save_peer_cache(s: &Daemon) {
+    let Ok(scored) = s.agent.peer_cache().await else {
+        return;
+    };
+    if let Err(e) = Daemon::lock(&s.peer_cache).save(&scored) {
+        warn!(error = %e, "cannot write the peer cache");
     }
 }

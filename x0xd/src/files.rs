@@ -5,7 +5,7 @@
 //! | `api-token` | 64 lowercase hex chars, mode 0600, reused across restarts |
 //! | `api.port` | the bound API address (`ip:port`, no newline) while the daemon serves |
 //! | `machine.key`, `agent.key` | the node's keys (the ML-KEM key is derived from the agent key) |
-//! | `peers.json` | addresses that completed a handshake, dialled at start ([`crate::peer_cache`]) |
+//! | `peers.json` | the peer cache: scored addresses, the best dialled at start ([`crate::peer_cache`]) |
 
 use std::fs;
 use std::io::{self, Write};

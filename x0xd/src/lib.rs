@@ -11,7 +11,7 @@
 //! |---|---|
 //! | [`config`] | the TOML file (x0x's keys), flags, instance rules |
 //! | [`files`] | `api-token`, `api.port`, key files in the data dir |
-//! | [`peer_cache`] | addresses that completed a handshake, dialled at start |
+//! | [`peer_cache`] | `peers.json`: the agent's scored peer cache, saved and restored |
 //! | [`contacts`] | `contacts.json`: the contact store, saved after every change |
 //! | [`daemon`] | start-up and graceful shutdown |
 //! | [`state`] | the registries and counters behind the handlers |

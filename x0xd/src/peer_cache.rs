@@ -1,47 +1,93 @@
-//! A capped cache of peer addresses that completed a handshake, kept in `peers.json` and
-//! dialled at start, so a restarted daemon rejoins without its bootstrap list.
-//!
-//! Most recently connected first; at the cap the least recently connected address is evicted
-//! and counted.
+//! `peers.json`: the agent's peer cache ([`x0x_proto::peer_cache`]) kept in the data dir. Read
+//! at start (the node dials the best entries besides the bootstrap list), written whenever it
+//! changed; a corrupt file is moved aside and reported, never silently replaced.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use x0x_driver_tokio::{CachedPeer, ScoredPeer};
+use x0x_proto::MachineId;
 
-/// One remembered address.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CachedPeer {
-    /// The address a handshake completed on.
+/// One entry as the file and `/network/bootstrap-cache` show it. Reads the earlier format
+/// (`last_connected`, no failures) too.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FilePeer {
+    /// Where to dial.
     pub addr: SocketAddr,
-    /// The peer's machine id, hex.
-    pub machine_id: String,
-    /// Last successful connection, unix seconds.
-    pub last_connected: u64,
-    /// Successful connections counted.
-    pub successes: u64,
+    /// The machine found there, hex, when known.
+    #[serde(default)]
+    pub machine_id: Option<String>,
+    /// Handshakes completed on dials to it.
+    #[serde(default)]
+    pub successes: u32,
+    /// Dials to it that failed.
+    #[serde(default)]
+    pub failures: u32,
+    /// Handshake round trip, milliseconds (moving average).
+    #[serde(default)]
+    pub rtt_ms: Option<u32>,
+    /// Last success, unix seconds.
+    #[serde(default, alias = "last_connected")]
+    pub last_success: Option<u64>,
+    /// Last time it was added or heard of, unix seconds.
+    #[serde(default)]
+    pub last_seen: u64,
+    /// Its quality when written, 0 to 1 (shown, not read back).
+    #[serde(default, skip_deserializing)]
+    pub quality: Option<f64>,
+}
+
+impl FilePeer {
+    /// The entry of a scored cache entry.
+    pub fn of(s: &ScoredPeer) -> Self {
+        let p = &s.peer;
+        Self {
+            addr: p.addr,
+            machine_id: p.machine_id.map(|m| m.to_hex()),
+            successes: p.successes,
+            failures: p.failures,
+            rtt_ms: p.rtt_ms,
+            last_success: p.last_success,
+            last_seen: p.last_seen,
+            quality: Some((s.quality * 1000.0).round() / 1000.0),
+        }
+    }
+
+    fn into_cached(self) -> CachedPeer {
+        let machine_id = self
+            .machine_id
+            .and_then(|h| hex::decode(h).ok())
+            .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+            .map(MachineId::from_bytes);
+        CachedPeer {
+            addr: self.addr,
+            machine_id,
+            successes: self.successes,
+            failures: self.failures,
+            rtt_ms: self.rtt_ms,
+            last_success: self.last_success,
+            last_seen: self.last_seen.max(self.last_success.unwrap_or(0)),
+        }
+    }
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct CacheFile {
-    peers: Vec<CachedPeer>,
+    peers: Vec<FilePeer>,
 }
 
-/// The cache, in memory, with its file.
+/// The file, and what was last written to it.
 #[derive(Debug)]
-pub struct PeerCache {
+pub struct PeerCacheFile {
     path: PathBuf,
-    capacity: usize,
-    peers: Vec<CachedPeer>,
-    dirty: bool,
-    /// Entries evicted at the cap.
-    pub evictions: u64,
+    written: Vec<FilePeer>,
 }
 
-impl PeerCache {
-    /// Loads `path` (a missing or unreadable file is an empty cache; a corrupt one is moved
+impl PeerCacheFile {
+    /// Reads `path`: the saved entries (none if missing or unreadable; a corrupt file is moved
     /// aside to `peers.json.corrupt` and reported in the log).
-    pub fn load(path: &Path, capacity: usize) -> Self {
+    pub fn load(path: &Path) -> (Self, Vec<CachedPeer>) {
         let mut peers = Vec::new();
         if let Ok(bytes) = std::fs::read(path) {
             match serde_json::from_slice::<CacheFile>(&bytes) {
@@ -52,64 +98,39 @@ impl PeerCache {
                 }
             }
         }
-        peers.truncate(capacity);
-        Self {
+        let file = Self {
             path: path.to_path_buf(),
-            capacity,
-            peers,
-            dirty: false,
-            evictions: 0,
-        }
-    }
-
-    /// Records a completed handshake with `machine_id` at `addr`.
-    pub fn record(&mut self, addr: SocketAddr, machine_id: String, now_secs: u64) {
-        let successes = match self.peers.iter().position(|p| p.addr == addr) {
-            Some(i) => self.peers.remove(i).successes,
-            None => 0,
+            written: peers.clone(),
         };
-        self.peers.insert(
-            0,
-            CachedPeer {
-                addr,
-                machine_id,
-                last_connected: now_secs,
-                successes: successes + 1,
-            },
-        );
-        if self.peers.len() > self.capacity {
-            self.peers.truncate(self.capacity);
-            self.evictions += 1;
-        }
-        self.dirty = true;
+        (file, peers.into_iter().map(FilePeer::into_cached).collect())
     }
 
-    /// Addresses to dial at start, most recent first.
-    pub fn addrs(&self) -> Vec<SocketAddr> {
-        self.peers.iter().map(|p| p.addr).collect()
-    }
-
-    /// The entries, most recent first.
-    pub fn peers(&self) -> &[CachedPeer] {
-        &self.peers
-    }
-
-    /// The cap.
-    pub fn capacity(&self) -> usize {
-        self.capacity
-    }
-
-    /// Writes the file if anything changed since the last flush.
-    pub fn flush(&mut self) -> std::io::Result<()> {
-        if !self.dirty {
+    /// Writes the cache if its entries changed since the last write (qualities alone, which
+    /// change with time, do not count).
+    pub fn save(&mut self, scored: &[ScoredPeer]) -> std::io::Result<()> {
+        let mut now: Vec<FilePeer> = scored.iter().map(FilePeer::of).collect();
+        let strip = |v: &[FilePeer]| -> Vec<FilePeer> {
+            let mut v: Vec<FilePeer> = v
+                .iter()
+                .map(|p| FilePeer {
+                    quality: None,
+                    ..p.clone()
+                })
+                .collect();
+            v.sort_by_key(|p| p.addr);
+            v
+        };
+        if strip(&now) == strip(&self.written) {
             return Ok(());
         }
         let bytes = serde_json::to_vec_pretty(&CacheFile {
-            peers: self.peers.clone(),
+            peers: std::mem::take(&mut now),
         })
         .map_err(std::io::Error::other)?;
         crate::files::write_atomic(&self.path, &bytes, false)?;
-        self.dirty = false;
+        self.written = serde_json::from_slice::<CacheFile>(&bytes)
+            .map(|f| f.peers)
+            .unwrap_or_default();
         Ok(())
     }
 }
@@ -118,35 +139,55 @@ impl PeerCache {
 mod tests {
     use super::*;
 
-    fn a(port: u16) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], port))
-    }
-
     #[test]
-    fn capped_most_recent_first_and_persisted() {
+    fn the_earlier_format_reads_and_a_corrupt_file_is_moved_aside() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("peers.json");
-        let mut c = PeerCache::load(&p, 2);
-        c.record(a(1), "m1".into(), 10);
-        c.record(a(2), "m2".into(), 11);
-        c.record(a(1), "m1".into(), 12);
-        assert_eq!(c.addrs(), vec![a(1), a(2)]);
-        assert_eq!(c.peers()[0].successes, 2);
-        c.record(a(3), "m3".into(), 13);
-        assert_eq!(c.addrs(), vec![a(3), a(1)]);
-        assert_eq!(c.evictions, 1);
-        c.flush().unwrap();
-        let c2 = PeerCache::load(&p, 2);
-        assert_eq!(c2.addrs(), vec![a(3), a(1)]);
-    }
-
-    #[test]
-    fn a_corrupt_file_is_moved_aside_not_replaced_silently() {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("peers.json");
+        std::fs::write(
+            &p,
+            br#"{"peers":[{"addr":"127.0.0.1:5000","machine_id":"ab","last_connected":10,"successes":2}]}"#,
+        )
+        .unwrap();
+        let (_, saved) = PeerCacheFile::load(&p);
+        assert_eq!(saved.len(), 1);
+        assert_eq!((saved[0].successes, saved[0].last_success), (2, Some(10)));
+        assert_eq!(
+            saved[0].machine_id, None,
+            "a malformed id is dropped, not the entry"
+        );
         std::fs::write(&p, b"{not json").unwrap();
-        let c = PeerCache::load(&p, 4);
-        assert!(c.addrs().is_empty());
+        let (_, saved) = PeerCacheFile::load(&p);
+        assert!(saved.is_empty());
         assert!(d.path().join("peers.json.corrupt").exists());
+    }
+
+    #[test]
+    fn saved_entries_come_back_and_an_unchanged_cache_is_not_rewritten() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("peers.json");
+        let (mut f, _) = PeerCacheFile::load(&p);
+        let peer = CachedPeer {
+            addr: "127.0.0.1:7000".parse().unwrap(),
+            machine_id: Some(MachineId::from_bytes([3; 32])),
+            successes: 1,
+            failures: 0,
+            rtt_ms: Some(4),
+            last_success: Some(100),
+            last_seen: 100,
+        };
+        let scored = vec![ScoredPeer {
+            peer: peer.clone(),
+            quality: 0.66,
+        }];
+        f.save(&scored).unwrap();
+        let (_, back) = PeerCacheFile::load(&p);
+        assert_eq!(back, vec![peer]);
+        std::fs::remove_file(&p).unwrap();
+        let rescored = vec![ScoredPeer {
+            quality: 0.5,
+            ..scored[0].clone()
+        }];
+        f.save(&rescored).unwrap();
+        assert!(!p.exists(), "only the quality changed: nothing written");
     }
 }

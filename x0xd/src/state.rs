@@ -16,7 +16,7 @@ use x0x_driver_tokio::Agent;
 
 use crate::bus::Bus;
 use crate::config::Settings;
-use crate::peer_cache::PeerCache;
+use crate::peer_cache::PeerCacheFile;
 
 /// The shared state behind every handler.
 pub type AppState = Arc<Daemon>;
@@ -131,14 +131,14 @@ pub struct Daemon {
     /// Direct-message counters.
     pub dm: DmCounters,
     /// The peer cache.
-    pub peer_cache: Mutex<PeerCache>,
+    pub peer_cache: Mutex<PeerCacheFile>,
     /// Becomes true when the daemon shuts down.
     pub shutdown: watch::Sender<bool>,
 }
 
 impl Daemon {
     /// A daemon around a built agent.
-    pub fn new(agent: Agent, settings: Settings, token: String, peer_cache: PeerCache) -> Self {
+    pub fn new(agent: Agent, settings: Settings, token: String, peer_cache: PeerCacheFile) -> Self {
         Self {
             agent,
             settings,

@@ -53,6 +53,7 @@ pub struct AgentBuilder<R: Runtime> {
     heartbeat: Option<Duration>,
     protocol: Config,
     contacts: Option<TrustState>,
+    peer_cache: Vec<x0x_proto::peer_cache::CachedPeer>,
 }
 
 impl<R: Runtime> AgentBuilder<R> {
@@ -67,6 +68,7 @@ impl<R: Runtime> AgentBuilder<R> {
             heartbeat: None,
             protocol: Config::default(),
             contacts: None,
+            peer_cache: Vec::new(),
         }
     }
 
@@ -127,6 +129,13 @@ impl<R: Runtime> AgentBuilder<R> {
     /// over the configured caps or inconsistent ([`Error::Contacts`]).
     pub fn with_contacts(mut self, state: TrustState) -> Self {
         self.contacts = Some(state);
+        self
+    }
+
+    /// Starts with saved peer-cache entries (from [`Agent::peer_cache`]): joining dials the
+    /// best of them besides the bootstrap peers.
+    pub fn with_peer_cache(mut self, saved: Vec<x0x_proto::peer_cache::CachedPeer>) -> Self {
+        self.peer_cache = saved;
         self
     }
 
@@ -199,6 +208,9 @@ impl<R: Runtime> AgentBuilder<R> {
         let mut node = Node::new(identity, config, seed)?;
         if let Some(state) = self.contacts {
             node = node.with_contacts(state)?;
+        }
+        if !self.peer_cache.is_empty() {
+            node.restore_peer_cache(clock.now(), self.peer_cache);
         }
         let (direct_tx, direct_rx) = async_channel::bounded(DIRECT_QUEUE);
         let (commands, publishes) = driver::spawn(DriverParts {

@@ -258,6 +258,12 @@ impl<R: Runtime> Agent<R> {
         self.request(Command::AdvertisedAddrs).await
     }
 
+    /// The peer cache, best first, with each entry's quality: what to save and give back to
+    /// [`AgentBuilder::with_peer_cache`] at the next start.
+    pub async fn peer_cache(&self) -> Result<Vec<x0x_proto::peer_cache::ScoredPeer>> {
+        self.request(Command::PeerCache).await
+    }
+
     /// The identity heartbeat interval set on the builder.
     pub fn heartbeat_interval(&self) -> Option<Duration> {
         self.heartbeat

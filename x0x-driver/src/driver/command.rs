@@ -72,6 +72,7 @@ pub(crate) enum Command {
     },
     Presence(super::PresenceCommand),
     AdvertisedAddrs(Reply<Vec<SocketAddr>>),
+    PeerCache(Reply<Vec<x0x_proto::peer_cache::ScoredPeer>>),
     Shutdown(Reply<()>),
 }
 
@@ -166,6 +167,7 @@ impl Driver {
             Command::Discovery(cmd) => self.on_discovery(cmd),
             Command::Presence(cmd) => self.on_presence(cmd),
             Command::AdvertisedAddrs(reply) => reply.send(self.node.advertised_addrs()),
+            Command::PeerCache(reply) => reply.send(self.node.peer_cache(now)),
             Command::SendDirect {
                 to,
                 payload,

@@ -79,6 +79,8 @@ pub struct Config {
     pub presence: crate::presence::PresenceConfig,
     /// NAT traversal: address discovery and coordinated dials.
     pub nat: crate::nat::NatConfig,
+    /// The cache of addresses to (re)join through.
+    pub peer_cache: crate::peer_cache::PeerCacheConfig,
 }
 
 impl Default for Config {
@@ -106,6 +108,7 @@ impl Default for Config {
             trust: crate::trust::TrustConfig::default(),
             presence: crate::presence::PresenceConfig::default(),
             nat: crate::nat::NatConfig::default(),
+            peer_cache: crate::peer_cache::PeerCacheConfig::default(),
         }
     }
 }

@@ -148,6 +148,7 @@ impl Node {
                 self.emit(Event::PeerDown { peer });
             } else if p.direction == Direction::Outbound {
                 // Never completed: for membership this is a failed dial.
+                self.cache_failure(now, p.addr);
                 self.membership.on_dial_failed(&mut self.rng, p.addr);
             }
             self.drain_layers(now);
@@ -158,6 +159,7 @@ impl Node {
     pub fn handle_dial_failed(&mut self, now: Time, addr: SocketAddr) {
         self.start(now);
         self.stats.dials_failed += 1;
+        self.cache_failure(now, addr);
         self.direct.dial_failed(now, addr);
         self.membership.on_dial_failed(&mut self.rng, addr);
         self.drain_layers(now);
@@ -210,6 +212,7 @@ impl Node {
             (Frame::Hello(hello), false) => {
                 let agent = hello.agent;
                 let dialed = (p.direction == Direction::Outbound).then_some(p.addr);
+                let since = p.connected_at;
                 let addrs = if hello.addrs.is_empty() {
                     vec![p.addr]
                 } else {
@@ -220,6 +223,9 @@ impl Node {
                 let deadline = p.connected_at + self.config.hello_timeout;
                 self.timers.cancel(deadline, Timer::HelloDeadline(peer));
                 self.emit(Event::PeerUp { peer, agent });
+                if let Some(addr) = dialed {
+                    self.cache_success(now, addr, peer, since);
+                }
                 self.membership
                     .on_connection_up(now, &mut self.rng, peer, addrs, dialed);
                 self.presence_peer_up(now, peer);

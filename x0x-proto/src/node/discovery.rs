@@ -320,6 +320,10 @@ impl Node {
         match result {
             Ok(Merged::NewAgent(agent)) => {
                 self.emit(Event::AgentDiscovered { agent_id: agent });
+                if let Some(a) = self.discovery.agent(now, &agent) {
+                    let (machine, addrs) = (a.machine_id, a.addresses.clone());
+                    self.cache_candidates(now, machine, &addrs);
+                }
                 self.resolve_queries(now, QueryTarget::Agent(agent));
             }
             Ok(Merged::Updated) => {

@@ -71,6 +71,7 @@ impl Node {
         // One observation per connection, gone with it.
         InvariantError::check_cap("observed addresses", self.observed.len(), self.peers.len())?;
         InvariantError::check_cap("punch table", self.punch.len(), c.nat.punch_table.max(1))?;
+        InvariantError::check_cap("peer cache", self.peer_cache.len(), c.peer_cache.capacity)?;
         self.discovery.check_invariants()?;
         self.verifier.check_invariants(&self.config)?;
         let (records, queries, routes, monitors) = self.presence.sizes();

@@ -91,7 +91,8 @@ enum Timer {
 /// Its methods, by role:
 ///
 /// * **Construction.** [`Node::new`], then [`Node::start`] (or any `handle_*`, which starts
-///   it); [`Node::set_listen_addrs`] once the driver knows its bound address.
+///   it); [`Node::set_listen_addrs`] once the driver knows its bound address;
+///   [`Node::restore_peer_cache`] (saved by a driver from [`Node::peer_cache`]) before it starts.
 /// * **Inputs** — what happened, each with the current time: [`Node::handle_connected`],
 ///   [`Node::handle_disconnected`], [`Node::handle_dial_failed`], [`Node::handle_frame`],
 ///   [`Node::handle_timeout`], [`Node::handle_local_peer`].
@@ -117,7 +118,7 @@ enum Timer {
 ///   [`Node::cached_rendezvous`], [`Node::discovery_cache_sizes`],
 ///   [`Node::direct_in_flight`], [`Node::direct_rtt`], [`Node::online_agents`],
 ///   [`Node::presence_status`], [`Node::is_online`], [`Node::is_visible`],
-///   [`Node::advertised_addrs`],
+///   [`Node::advertised_addrs`], [`Node::peer_cache`],
 ///   [`Node::check_invariants`].
 #[derive(Debug)]
 pub struct Node {
@@ -149,6 +150,8 @@ pub struct Node {
     /// Punch steps per pair of machines.
     punch: crate::nat::PunchLimiter,
     nat_stats: crate::nat::NatStats,
+    /// Addresses to (re)join through, scored ([`crate::peer_cache`]).
+    peer_cache: crate::peer_cache::PeerCache,
     /// The last beacon's `seq`.
     presence_seq: u64,
     /// The last signed beacon (a new connection gets it if it is still fresh).
@@ -212,6 +215,7 @@ impl Node {
             observed: crate::nat::ObservedAddrs::default(),
             punch: crate::nat::PunchLimiter::new(config.nat.punch_table, config.nat.punch_interval),
             nat_stats: crate::nat::NatStats::default(),
+            peer_cache: crate::peer_cache::PeerCache::new(config.peer_cache.clone()),
             presence_seq: 0,
             own_beacon: None,
             started_at: Time::from_micros(0),
@@ -235,16 +239,26 @@ impl Node {
         })
     }
 
-    /// Starts the node: dials the bootstrap addresses and arms the periodic timers.
-    /// Called implicitly by the first `handle_*`; calling it again does nothing.
+    /// Starts the node: dials the best of its cached peers and the bootstrap addresses, and
+    /// arms the periodic timers. Called implicitly by the first `handle_*`; calling it again
+    /// does nothing.
     pub fn start(&mut self, now: Time) {
         if self.started {
             return;
         }
         self.started = true;
         self.started_at = now;
-        let bootstrap = self.config.bootstrap.clone();
-        self.membership.start(now, &mut self.rng, &bootstrap);
+        let mut join = self.peer_cache.choose(
+            &mut self.rng,
+            self.config.peer_cache.dial_at_start,
+            now.as_secs(),
+        );
+        for b in &self.config.bootstrap {
+            if !join.contains(b) {
+                join.push(*b);
+            }
+        }
+        self.membership.start(now, &mut self.rng, &join);
         self.broadcast.start(now, self.peer_addr());
         // Every node carries the discovery topics.
         self.broadcast.subscribe(self.topics.announce);
@@ -466,6 +480,7 @@ impl Node {
             trust: self.trust_stats(),
             presence: self.presence.stats(),
             nat: self.nat_stats,
+            peer_cache: self.peer_cache.stats(),
             ..self.stats.clone()
         }
     }

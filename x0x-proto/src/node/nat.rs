@@ -132,3 +132,41 @@ impl Node {
         self.membership.connect(n.peer);
     }
 }
+
+/// The peer cache at the node: restored and read by the driver, fed by connections,
+/// failed dials and announcements ([`crate::peer_cache`]).
+impl Node {
+    /// Restores saved cache entries (before [`Node::start`], which dials the best of them).
+    pub fn restore_peer_cache(&mut self, now: Time, saved: Vec<crate::peer_cache::CachedPeer>) {
+        self.peer_cache.restore(saved, now.as_secs());
+    }
+
+    /// The cached addresses with their quality, best first: what a driver saves.
+    pub fn peer_cache(&self, now: Time) -> Vec<crate::peer_cache::ScoredPeer> {
+        self.peer_cache.scored(now.as_secs())
+    }
+
+    /// A handshake completed on a connection this node dialled at `addr`.
+    pub(super) fn cache_success(
+        &mut self,
+        now: Time,
+        addr: SocketAddr,
+        peer: MachineId,
+        since: Time,
+    ) {
+        let rtt_ms = u32::try_from(now.saturating_since(since).as_millis()).unwrap_or(u32::MAX);
+        self.peer_cache.success(addr, peer, rtt_ms, now.as_secs());
+    }
+
+    /// A dial to `addr` failed.
+    pub(super) fn cache_failure(&mut self, now: Time, addr: SocketAddr) {
+        self.peer_cache.failure(addr, now.as_secs());
+    }
+
+    /// A newly discovered agent: its global addresses are candidates.
+    pub(super) fn cache_candidates(&mut self, now: Time, machine: MachineId, addrs: &[SocketAddr]) {
+        for a in addrs.iter().filter(|a| crate::announce::is_global(a)) {
+            self.peer_cache.candidate(*a, machine, now.as_secs());
+        }
+    }
+}

@@ -63,6 +63,8 @@ pub struct NodeStats {
     pub presence: crate::presence::PresenceStats,
     /// NAT traversal: observations, punch requests, forwards and dials.
     pub nat: crate::nat::NatStats,
+    /// The peer cache: entries, evictions, refusals.
+    pub peer_cache: crate::peer_cache::PeerCacheStats,
 }
 
 counts_by! {

@@ -301,6 +301,9 @@ pub(crate) fn build_node(
     c.presence.enabled = sc.presence.is_some();
     // The simulated addresses are the ones peers see: nothing to discover, nothing to punch.
     c.nat.enabled = false;
+    // No node of a run restarts with a saved cache: keeping one would only cost memory (a
+    // 100 000-node run would hold gigabytes of it).
+    c.peer_cache.capacity = 0;
     sc.node.apply(&mut c);
     if let Some(d) = &sc.discovery {
         d.configure(&mut c, i as usize, sc.nodes);

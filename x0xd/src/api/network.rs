@@ -68,13 +68,15 @@ fn is_global(ip: std::net::IpAddr) -> bool {
 /// `GET /network/bootstrap-cache`: x0x's two fields, and the cached entries themselves.
 pub async fn bootstrap_cache(State(s): State<AppState>) -> ApiResult {
     let peers = s.agent.peers().await?;
-    let cache = Daemon::lock(&s.peer_cache);
+    let cache = s.agent.peer_cache().await?;
+    let stats = s.agent.stats().await?.node.peer_cache;
     ok(json!({
         "connection_count": peers.len(),
         "connected_peers": peers.iter().map(|p| format!("PeerId({:?})", *p.machine_id.as_bytes())).collect::<Vec<_>>(),
-        "capacity": cache.capacity(),
-        "evictions": cache.evictions,
-        "peers": cache.peers(),
+        "capacity": s.settings.peer_cache_capacity,
+        "evictions": stats.evictions,
+        "refused": stats.refused,
+        "peers": cache.iter().map(crate::peer_cache::FilePeer::of).collect::<Vec<_>>(),
     }))
 }
 
