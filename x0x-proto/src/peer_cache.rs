@@ -1,4 +1,4 @@
-//! [`PeerCache`]: addresses worth dialling to (re)join, scored by how well they worked.
+//! The peer cache: addresses worth dialling to (re)join, scored by how well they worked.
 //!
 //! Fed by the node — a completed handshake on a connection it dialled is a success (with the
 //! handshake's round trip), a failed dial a failure, and a verified announcement or presence
