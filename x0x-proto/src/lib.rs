@@ -20,12 +20,17 @@
 //! | [`announce`] | the signed announcement and rendezvous records, address scoping |
 //! | [`discovery`] | the bounded caches of announced agents, and the query that finds one |
 //! | [`direct`] | direct messages: connected and sealed paths, acks, retries, dedup |
+//! | [`trust`] | the contact store and the trust evaluator every path consults |
+//! | [`presence`] | beacons, the φ accrual failure detector, friend-of-a-friend queries |
+//! | [`nat`] | where peers see this node, and dials coordinated through a common peer |
+//! | [`peer_cache`] | scored addresses to (re)join through, saved by the driver |
 //! | [`identity`] | machine / agent / user ML-DSA-65 keys, ids, [`identity::AgentCertificate`] |
 //! | [`kem`] | ML-KEM-768 agent keys and the sealed box (ChaCha20-Poly1305) |
 //! | [`wire`] | every frame type, the versioned framing, size limits, [`wire::Signed`] content |
 //! | [`time`] | [`Time`], the time value passed into every call |
 //!
-//! The protocol layers ([`membership`], [`broadcast`], [`discovery`], [`direct`]) are small
+//! The protocol layers ([`membership`], [`broadcast`], [`discovery`], [`direct`],
+//! [`presence`]) are small
 //! state machines inside the node, each with a config whose fields say their defaults and
 //! where they come from; every config deserialises (serde, durations as `"150ms"`), so a
 //! simulator scenario can set any knob. Crate-private helpers (timer sets, bounded FIFOs,
