@@ -48,6 +48,13 @@ pub struct End<'a> {
     pub cidr: &'a str,
 }
 
+impl<'a> End<'a> {
+    /// An end in `ns` (`None`: the test thread's namespace) named `ifname` at `cidr`.
+    pub fn at(ns: Option<&'a str>, ifname: &'a str, cidr: &'a str) -> Self {
+        Self { ns, ifname, cidr }
+    }
+}
+
 impl Lab {
     /// A lab whose namespaces are named `x0x<tag><pid>-…`.
     pub fn new(tag: &str) -> Self {

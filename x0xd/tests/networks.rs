@@ -13,20 +13,37 @@ use x0xd::netlab::{End, Lab, isolate_this_thread};
 
 const X0XD: &str = env!("CARGO_BIN_EXE_x0xd");
 
-fn sa(s: &str) -> SocketAddr {
-    s.parse().unwrap()
+/// A lab in a network namespace of the test's own.
+fn lab(tag: &str) -> Lab {
+    isolate_this_thread().expect("a network namespace of our own (needs root and iproute2)");
+    Lab::new(tag)
 }
 
-fn spec(name: &str, ns: &str, bind: &str, api: &str, bootstrap: &[&str]) -> DaemonSpec {
-    DaemonSpec {
+/// A daemon in namespace `ns`, bound to `bind`, whose API the test reaches over management
+/// link number `k` (`10.71.<k>.2:12700`). Not started.
+fn daemon(
+    lab: &Lab,
+    work: &Path,
+    name: &str,
+    (ns, k): (&str, u8),
+    bind: &str,
+    bootstrap: &[&str],
+) -> TestDaemon {
+    let (here, there) = (format!("10.71.{k}.1/24"), format!("10.71.{k}.2/24"));
+    let (m, mg) = (format!("m{k}"), format!("mg{k}"));
+    lab.link(End::at(None, &m, &here), End::at(Some(ns), &mg, &there))
+        .unwrap();
+    let addr = |s: &str| s.parse::<SocketAddr>().unwrap();
+    let spec = DaemonSpec {
         name: name.into(),
-        bind: sa(bind),
-        api: sa(api),
-        bootstrap: bootstrap.iter().map(|b| sa(b)).collect(),
+        bind: addr(bind),
+        api: addr(&format!("10.71.{k}.2:12700")),
+        bootstrap: bootstrap.iter().map(|b| addr(b)).collect(),
         lan_discovery: false,
         extra: String::new(),
         netns: Some(ns.into()),
-    }
+    };
+    TestDaemon::new(Path::new(X0XD), work, spec)
 }
 
 /// A node whose only link goes down notices (its status leaves `connected`), keeps trying, and
@@ -34,67 +51,23 @@ fn spec(name: &str, ns: &str, bind: &str, api: &str, bootstrap: &[&str]) -> Daem
 /// again, without a restart.
 #[test]
 fn a_cut_link_is_noticed_and_the_node_rejoins_by_itself() {
-    isolate_this_thread().expect("a network namespace of our own (needs root and iproute2)");
-    let mut lab = Lab::new("cut");
+    let mut lab = lab("cut");
     let s_ns = lab.namespace("s").unwrap();
     let a_ns = lab.namespace("a").unwrap();
     lab.link(
-        End {
-            ns: Some(&s_ns),
-            ifname: "d0",
-            cidr: "10.70.0.1/24",
-        },
-        End {
-            ns: Some(&a_ns),
-            ifname: "d1",
-            cidr: "10.70.0.2/24",
-        },
+        End::at(Some(&s_ns), "d0", "10.70.0.1/24"),
+        End::at(Some(&a_ns), "d1", "10.70.0.2/24"),
     )
     .unwrap();
-    // The test reaches each daemon's API over a management link of its own.
-    lab.link(
-        End {
-            ns: None,
-            ifname: "m1",
-            cidr: "10.71.1.1/24",
-        },
-        End {
-            ns: Some(&s_ns),
-            ifname: "mgs",
-            cidr: "10.71.1.2/24",
-        },
-    )
-    .unwrap();
-    lab.link(
-        End {
-            ns: None,
-            ifname: "m2",
-            cidr: "10.71.2.1/24",
-        },
-        End {
-            ns: Some(&a_ns),
-            ifname: "mga",
-            cidr: "10.71.2.2/24",
-        },
-    )
-    .unwrap();
-
     let work = tempfile::tempdir().unwrap();
-    let mut s = TestDaemon::new(
-        Path::new(X0XD),
+    let mut s = daemon(&lab, work.path(), "s", (&s_ns, 1), "10.70.0.1:5483", &[]);
+    let mut a = daemon(
+        &lab,
         work.path(),
-        spec("s", &s_ns, "10.70.0.1:5483", "10.71.1.2:12700", &[]),
-    );
-    let mut a = TestDaemon::new(
-        Path::new(X0XD),
-        work.path(),
-        spec(
-            "a",
-            &a_ns,
-            "10.70.0.2:5483",
-            "10.71.2.2:12700",
-            &["10.70.0.1:5483"],
-        ),
+        "a",
+        (&a_ns, 2),
+        "10.70.0.2:5483",
+        &["10.70.0.1:5483"],
     );
     assert!(s.start() && a.start(), "the daemons did not answer /health");
     assert!(
@@ -122,8 +95,20 @@ fn a_cut_link_is_noticed_and_the_node_rejoins_by_itself() {
         "a still says {} with the link down",
         status(&a)
     );
-    // Long enough for several failed rejoin attempts.
-    std::thread::sleep(Duration::from_secs(8));
+    // Several rejoin attempts fail while the link is down.
+    let attempts = |d: &TestDaemon| {
+        d.get("/diagnostics/gossip").json["node"]["membership"]["rejoin_attempts"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let before = attempts(&a);
+    assert!(
+        wait_until(Duration::from_secs(30), Duration::from_millis(200), || {
+            attempts(&a) >= before + 3
+        }),
+        "a stopped trying to rejoin: {} attempts",
+        attempts(&a)
+    );
 
     lab.set_link(&a_ns, "d1", true).unwrap();
     let up = Instant::now();
@@ -153,83 +138,32 @@ fn a_cut_link_is_noticed_and_the_node_rejoins_by_itself() {
 /// private address) is what the network finds for it.
 #[test]
 fn an_agent_behind_a_nat_announces_its_public_address() {
-    isolate_this_thread().expect("a network namespace of our own (needs root and iproute2)");
-    let mut lab = Lab::new("nat");
+    let mut lab = lab("nat");
     let s_ns = lab.namespace("s").unwrap();
     let r_ns = lab.namespace("r").unwrap();
     let a_ns = lab.namespace("a").unwrap();
     lab.link(
-        End {
-            ns: Some(&s_ns),
-            ifname: "p0",
-            cidr: "198.18.0.10/24",
-        },
-        End {
-            ns: Some(&r_ns),
-            ifname: "wan",
-            cidr: "198.18.0.2/24",
-        },
+        End::at(Some(&s_ns), "p0", "198.18.0.10/24"),
+        End::at(Some(&r_ns), "wan", "198.18.0.2/24"),
     )
     .unwrap();
     lab.link(
-        End {
-            ns: Some(&r_ns),
-            ifname: "lan",
-            cidr: "10.80.2.1/24",
-        },
-        End {
-            ns: Some(&a_ns),
-            ifname: "h0",
-            cidr: "10.80.2.2/24",
-        },
+        End::at(Some(&r_ns), "lan", "10.80.2.1/24"),
+        End::at(Some(&a_ns), "h0", "10.80.2.2/24"),
     )
     .unwrap();
     lab.default_route(&a_ns, "10.80.2.1").unwrap();
     lab.nat(&r_ns, "wan", false)
         .expect("iptables in the router's namespace");
-    lab.link(
-        End {
-            ns: None,
-            ifname: "m1",
-            cidr: "10.71.1.1/24",
-        },
-        End {
-            ns: Some(&s_ns),
-            ifname: "mgs",
-            cidr: "10.71.1.2/24",
-        },
-    )
-    .unwrap();
-    lab.link(
-        End {
-            ns: None,
-            ifname: "m2",
-            cidr: "10.71.2.1/24",
-        },
-        End {
-            ns: Some(&a_ns),
-            ifname: "mga",
-            cidr: "10.71.2.2/24",
-        },
-    )
-    .unwrap();
-
     let work = tempfile::tempdir().unwrap();
-    let mut s = TestDaemon::new(
-        Path::new(X0XD),
+    let mut s = daemon(&lab, work.path(), "s", (&s_ns, 1), "198.18.0.10:5483", &[]);
+    let mut a = daemon(
+        &lab,
         work.path(),
-        spec("s", &s_ns, "198.18.0.10:5483", "10.71.1.2:12700", &[]),
-    );
-    let mut a = TestDaemon::new(
-        Path::new(X0XD),
-        work.path(),
-        spec(
-            "a",
-            &a_ns,
-            "0.0.0.0:5483",
-            "10.71.2.2:12700",
-            &["198.18.0.10:5483"],
-        ),
+        "a",
+        (&a_ns, 2),
+        "0.0.0.0:5483",
+        &["198.18.0.10:5483"],
     );
     assert!(s.start() && a.start(), "the daemons did not answer /health");
     let aid = a.agent_id();
