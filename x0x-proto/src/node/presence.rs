@@ -82,12 +82,7 @@ impl Node {
         }
         let id = self.rng.next_u64();
         let peers = self.hello_peers();
-        let discovery = &self.discovery;
-        let bound = |a: &AgentId| discovery.agent(now, a).map(|x| x.machine_id);
-        let ctx = Ctx {
-            peers: &peers,
-            bound: &bound,
-        };
+        let ctx = Ctx::new(&peers, &self.discovery, now);
         let r = self
             .presence
             .start_query(
@@ -112,11 +107,7 @@ impl Node {
     /// offline since), seen through `visibility`, in agent order.
     pub fn online_agents(&self, now: Time, visibility: Visibility) -> Vec<OnlineAgent> {
         let peers = self.hello_peers();
-        let bound = |a: &AgentId| self.discovery.agent(now, a).map(|x| x.machine_id);
-        let ctx = Ctx {
-            peers: &peers,
-            bound: &bound,
-        };
+        let ctx = Ctx::new(&peers, &self.discovery, now);
         self.presence
             .online(&ctx)
             .into_iter()
@@ -130,11 +121,7 @@ impl Node {
             return None;
         }
         let peers = self.hello_peers();
-        let bound = |a: &AgentId| self.discovery.agent(now, a).map(|x| x.machine_id);
-        let ctx = Ctx {
-            peers: &peers,
-            bound: &bound,
-        };
+        let ctx = Ctx::new(&peers, &self.discovery, now);
         self.presence.status(now, agent, &ctx)
     }
 
@@ -275,12 +262,7 @@ impl Node {
         }
         let verified = self.verify_record(&b.record);
         let peers = self.hello_peers();
-        let discovery = &self.discovery;
-        let bound = |a: &AgentId| discovery.agent(now, a).map(|x| x.machine_id);
-        let ctx = Ctx {
-            peers: &peers,
-            bound: &bound,
-        };
+        let ctx = Ctx::new(&peers, &self.discovery, now);
         self.presence.on_beacon(now, peer, b.record, verified, &ctx);
         self.drain_presence(now);
     }
@@ -344,12 +326,7 @@ impl Node {
             Vec::new()
         };
         let peers = self.hello_peers();
-        let discovery = &self.discovery;
-        let bound = |x: &AgentId| discovery.agent(now, x).map(|d| d.machine_id);
-        let ctx = Ctx {
-            peers: &peers,
-            bound: &bound,
-        };
+        let ctx = Ctx::new(&peers, &self.discovery, now);
         self.presence.on_answer(now, peer, a, checked, &ctx);
         self.drain_presence(now);
     }

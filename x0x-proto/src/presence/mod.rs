@@ -260,8 +260,27 @@ pub(crate) struct Presence {
 pub(crate) struct Ctx<'a> {
     /// Connected peers (hello done), in id order.
     pub(crate) peers: &'a [MachineId],
+    discovery: &'a crate::discovery::Discovery,
+    now: Time,
+}
+
+impl<'a> Ctx<'a> {
+    pub(crate) fn new(
+        peers: &'a [MachineId],
+        discovery: &'a crate::discovery::Discovery,
+        now: Time,
+    ) -> Self {
+        Self {
+            peers,
+            discovery,
+            now,
+        }
+    }
+
     /// The machine an agent is announced on, if known.
-    pub(crate) bound: &'a dyn Fn(&AgentId) -> Option<MachineId>,
+    fn bound(&self, agent: &AgentId) -> Option<MachineId> {
+        self.discovery.agent(self.now, agent).map(|a| a.machine_id)
+    }
 }
 
 impl Presence {
@@ -373,7 +392,7 @@ impl Presence {
         if r.expires <= now_s || r.expires > now_s + max_life {
             return Err(BeaconReject::Stale);
         }
-        if let Some(m) = (ctx.bound)(&r.agent)
+        if let Some(m) = ctx.bound(&r.agent)
             && m != r.machine
         {
             return Err(BeaconReject::BindingMismatch);
@@ -683,7 +702,7 @@ impl Presence {
                 self.reject(BeaconReject::Stale);
                 continue;
             }
-            if let Some(b) = (ctx.bound)(&record.agent)
+            if let Some(b) = ctx.bound(&record.agent)
                 && b != record.machine
             {
                 self.reject(BeaconReject::BindingMismatch);
