@@ -113,11 +113,7 @@ pub struct CardQuery {
 
 /// `GET /agent/card`.
 pub async fn card(State(s): State<AppState>, Query(q): Query<CardQuery>) -> ApiResult {
-    let addresses = crate::api::status::external_addrs(&s)
-        .await
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+    let addresses = crate::api::status::external_addrs(&s).await;
     let records = s.agent.agent_card().await?;
     let card = AgentCard {
         display_name: q.display_name,

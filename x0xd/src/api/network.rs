@@ -35,11 +35,7 @@ pub async fn status(State(s): State<AppState>) -> ApiResult {
     ok(json!({
         "status": state,
         "local_addr": local.map(|a| a.to_string()),
-        "external_addrs": super::status::external_addrs(&s)
-            .await
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>(),
+        "external_addrs": super::status::external_addrs(&s).await,
         "nat_type": "Unknown",
         "has_global_address": local.is_some_and(|a| is_global(a.ip())),
         "can_receive_direct": local.is_some(),
@@ -88,11 +84,7 @@ pub async fn connectivity(State(s): State<AppState>) -> ApiResult {
     ok(json!({
         "peer_id": s.agent.machine_id().to_hex(),
         "local_addr": local.map(|a| a.to_string()),
-        "external_addrs": super::status::external_addrs(&s)
-            .await
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>(),
+        "external_addrs": super::status::external_addrs(&s).await,
         "nat_type": "Unknown",
         "can_receive_direct": local.is_some(),
         "direct_reachability_scope": "None",

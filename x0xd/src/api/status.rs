@@ -38,11 +38,7 @@ pub async fn connection_state(s: &Daemon) -> (&'static str, usize, Vec<String>) 
 pub async fn status(State(s): State<AppState>) -> ApiResult {
     let (state, peers, warnings) = connection_state(&s).await;
     let api = Daemon::lock(&s.api_address).map(|a| a.to_string());
-    let external: Vec<String> = external_addrs(&s)
-        .await
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+    let external: Vec<String> = external_addrs(&s).await;
     ok(json!({
         "status": state,
         "version": VERSION,
@@ -82,18 +78,20 @@ pub async fn routes() -> ApiResult {
     ok(json!({ "count": list.len(), "routes": list }))
 }
 
-/// Where others reach this node: the agent's advertised addresses (behind a NAT, the public
-/// one peers reported), or the bound address while none is known (a wildcard bind is no
-/// use to anyone and is left out).
-pub async fn external_addrs(s: &Daemon) -> Vec<std::net::SocketAddr> {
+/// Where others reach this node, as `ip:port` strings: the agent's advertised addresses
+/// (behind a NAT, the public one peers reported), or the bound address while none is known (a
+/// wildcard bind is no use to anyone and is left out).
+pub async fn external_addrs(s: &Daemon) -> Vec<String> {
     let advertised = s.agent.advertised_addrs().await.unwrap_or_default();
-    if !advertised.is_empty() {
-        return advertised;
-    }
-    s.agent
-        .bound_addr()
-        .await
-        .into_iter()
-        .filter(|a| !a.ip().is_unspecified())
-        .collect()
+    let addrs = if advertised.is_empty() {
+        s.agent
+            .bound_addr()
+            .await
+            .into_iter()
+            .filter(|a| !a.ip().is_unspecified())
+            .collect()
+    } else {
+        advertised
+    };
+    addrs.iter().map(ToString::to_string).collect()
 }

@@ -5,14 +5,6 @@ use crate::direct::{
     DirectEnvelope, DirectError, DirectOptions, DirectPath, PathPreference, RequestId,
 };
 
-/// A config whose membership keeps non-neighbour connections (these tests connect nodes by
-/// hand, outside the membership protocol, which would otherwise close them after its linger).
-fn keep() -> Config {
-    let mut c = Config::default();
-    c.membership.linger = Duration::from_secs(3600);
-    c
-}
-
 /// Two connected nodes; `a` knows `b` from its card.
 fn pair() -> (Node, Node) {
     let mut a = node(1, keep());

@@ -56,6 +56,37 @@ fn connect(a: &mut Node, b: &mut Node, now: Time) {
     pump(a, b, now);
 }
 
+/// A config whose membership keeps non-neighbour connections (tests that connect nodes by
+/// hand, outside the membership protocol, which would otherwise close them after its linger).
+fn keep() -> Config {
+    let mut c = Config::default();
+    c.membership.linger = Duration::from_secs(3600);
+    c
+}
+
+/// Delivers every queued frame among `nodes` by destination until all are quiet; returns the
+/// actions they asked for, by node.
+fn pump_all(nodes: &mut [Node], now: Time) -> Vec<Vec<Action>> {
+    let mut actions = vec![Vec::new(); nodes.len()];
+    for _ in 0..100 {
+        let mut any = false;
+        for k in 0..nodes.len() {
+            let from = nodes[k].machine_id();
+            actions[k].extend(drain_actions(&mut nodes[k]));
+            for tx in drain_transmits(&mut nodes[k]) {
+                any = true;
+                if let Some(to) = nodes.iter_mut().find(|n| n.machine_id() == tx.to) {
+                    let _ = to.handle_frame(now, from, &tx.frame);
+                }
+            }
+        }
+        if !any {
+            return actions;
+        }
+    }
+    panic!("nodes did not go quiet");
+}
+
 fn pump(a: &mut Node, b: &mut Node, now: Time) {
     for _ in 0..100 {
         let ta = drain_transmits(a);

@@ -7,12 +7,6 @@ use crate::direct::{DirectError, DirectFailure, DirectPath, RejectCode};
 use crate::node::{TrustApplied, TrustChange};
 use crate::trust::{IdentityType, TrustDecision, TrustLevel};
 
-fn keep() -> Config {
-    let mut c = Config::default();
-    c.membership.linger = Duration::from_secs(3600);
-    c
-}
-
 /// Two connected nodes that know each other from their cards.
 fn pair() -> (Node, Node) {
     let mut a = node(1, keep());
