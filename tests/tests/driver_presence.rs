@@ -29,6 +29,7 @@ async fn a_peer_comes_online_is_found_and_goes_offline_when_it_leaves() {
     let a = joined_agent(vec![]).await;
     let mut a_presence = a.presence_events().await.unwrap();
     let b = joined_agent(vec![addr(&a).await]).await;
+    let mut b_presence = b.presence_events().await.unwrap();
     let c = joined_agent(vec![addr(&b).await]).await;
     let (ib, ic) = (b.agent_id(), c.agent_id());
 
@@ -58,7 +59,13 @@ async fn a_peer_comes_online_is_found_and_goes_offline_when_it_leaves() {
         Some(b.machine_id())
     );
 
-    // C is B's peer: A's look-up reaches it through B (or holds it, if A met C itself).
+    // C is B's peer: once B holds C's record, A's look-up reaches it through B (or A holds it
+    // itself, if it met C). Asked earlier, B could answer before it knew C (a CI failure).
+    wait_presence(
+        &mut b_presence,
+        |e| matches!(e, AgentEvent::AgentOnline { agent_id, .. } if *agent_id == ic),
+    )
+    .await;
     let found = within(a.discover_agent_by_id(ic, 2, Duration::from_secs(5)))
         .await
         .unwrap();
