@@ -21,6 +21,7 @@
 //! | [`discovery`] | the bounded caches of announced agents, and the query that finds one |
 //! | [`direct`] | direct messages: connected and sealed paths, acks, retries, dedup |
 //! | [`trust`] | the contact store and the trust evaluator every path consults |
+//! | [`collab`] | replicated KV stores and task lists: signed changes, policies, anti-entropy |
 //! | [`presence`] | beacons, the φ accrual failure detector, friend-of-a-friend queries |
 //! | [`nat`] | where peers see this node, and dials coordinated through a common peer |
 //! | [`peer_cache`] | scored addresses to (re)join through, saved by the driver |
@@ -120,6 +121,7 @@
 
 pub mod announce;
 pub mod broadcast;
+pub mod collab;
 pub mod direct;
 pub mod discovery;
 #[doc(hidden)]

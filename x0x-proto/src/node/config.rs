@@ -81,6 +81,8 @@ pub struct Config {
     pub nat: crate::nat::NatConfig,
     /// The cache of addresses to (re)join through.
     pub peer_cache: crate::peer_cache::PeerCacheConfig,
+    /// Replicated stores and task lists: caps and anti-entropy.
+    pub collab: crate::collab::CollabConfig,
 }
 
 impl Default for Config {
@@ -109,6 +111,7 @@ impl Default for Config {
             presence: crate::presence::PresenceConfig::default(),
             nat: crate::nat::NatConfig::default(),
             peer_cache: crate::peer_cache::PeerCacheConfig::default(),
+            collab: crate::collab::CollabConfig::default(),
         }
     }
 }
@@ -168,6 +171,9 @@ impl Config {
                 self.announce.max_tracked_queries == 0,
             ),
             ("announce.query_rings", self.announce.query_rings.is_empty()),
+            ("collab.sync_interval", self.collab.sync_interval.is_zero()),
+            ("collab.sync_round_bytes", self.collab.sync_round_bytes == 0),
+            ("collab.max_pending", self.collab.max_pending == 0),
             ("direct.max_attempts", self.direct.max_attempts == 0),
             ("direct.dedup_capacity", self.direct.dedup_capacity == 0),
             ("direct.max_outstanding", self.direct.max_outstanding == 0),

@@ -161,6 +161,12 @@ pub enum Event {
         /// The agent whose record changed.
         agent_id: AgentId,
     },
+    /// A replicated store changed (a local write, or others' changes applied): a driver
+    /// re-reads it and saves [`Node::store_snapshot`](super::Node::store_snapshot).
+    StoreChanged {
+        /// The store's topic.
+        topic: TopicId,
+    },
     /// A direct message we sent will not be delivered.
     DirectFailed {
         /// The request id returned by `send_direct`.

@@ -14,9 +14,11 @@
 //! | `pubsub.rs` | subscribe and publish, and delivery of verified messages |
 //! | `discovery.rs` | announcements, the discovery caches' front end, queries |
 //! | `direct.rs` | direct messages: paths, acks, retries |
+//! | `collab.rs` | replicated stores: opening, writing, their topic's messages, anti-entropy |
 //! | `stats.rs` | [`NodeStats`] |
 //! | `invariants.rs` | [`Node::check_invariants`], [`InvariantError`] |
 
+mod collab;
 mod config;
 mod connections;
 mod direct;
@@ -83,6 +85,7 @@ enum Timer {
     QueryDeadline(QueryId),
     DirectRetry(RequestId),
     Beacon,
+    CollabSync,
 }
 
 /// One agent's protocol state machine: a plain value, driven by `handle_*` calls and drained
@@ -109,6 +112,10 @@ enum Timer {
 ///   * presence: [`Node::discover_agents_foaf`], [`Node::discover_agent_by_id`];
 ///   * trust: [`Node::change_trust`] (then [`Node::trust_state`] to save it),
 ///     [`Node::evaluate_trust`];
+///   * replicated stores: [`Node::create_store`], [`Node::join_store`],
+///     [`Node::restore_store`], [`Node::leave_store`], [`Node::store_put`],
+///     [`Node::store_remove`], [`Node::store_allow`], [`Node::task_add`],
+///     [`Node::task_claim`], [`Node::task_complete`], [`Node::task_move`];
 ///   * connections: [`Node::connect_agent`], [`Node::connect`];
 ///   * [`Node::shutdown`].
 /// * **Queries** — read only: [`Node::machine_id`], [`Node::agent_id`], [`Node::identity`],
@@ -118,7 +125,8 @@ enum Timer {
 ///   [`Node::cached_rendezvous`], [`Node::discovery_cache_sizes`],
 ///   [`Node::direct_in_flight`], [`Node::direct_rtt`], [`Node::online_agents`],
 ///   [`Node::presence_status`], [`Node::is_online`], [`Node::is_visible`],
-///   [`Node::advertised_addrs`], [`Node::peer_cache`],
+///   [`Node::advertised_addrs`], [`Node::peer_cache`], [`Node::store`], [`Node::stores`],
+///   [`Node::store_snapshot`], [`Node::collab_stats`],
 ///   [`Node::check_invariants`].
 #[derive(Debug)]
 pub struct Node {
@@ -159,6 +167,10 @@ pub struct Node {
     /// When the node started (beacons' `since`).
     started_at: Time,
     sync_served: BTreeMap<MachineId, Time>,
+    /// Replicated stores by topic ([`crate::collab`]).
+    collab: BTreeMap<TopicId, crate::collab::Replica>,
+    collab_stats: crate::collab::CollabStats,
+    collab_sync_armed: bool,
     queries: BTreeMap<QueryId, OwnQuery>,
     next_query: u64,
     membership: Membership,
@@ -220,6 +232,9 @@ impl Node {
             own_beacon: None,
             started_at: Time::from_micros(0),
             sync_served: BTreeMap::new(),
+            collab: BTreeMap::new(),
+            collab_stats: crate::collab::CollabStats::default(),
+            collab_sync_armed: false,
             queries: BTreeMap::new(),
             next_query: 0,
             membership,
@@ -340,6 +355,7 @@ impl Node {
             Timer::QueryDeadline(id) => self.query_deadline(id),
             Timer::DirectRetry(id) => self.direct_timer(now, id),
             Timer::Beacon => self.beacon_tick(now),
+            Timer::CollabSync => self.collab_tick(now),
         }
     }
 
@@ -379,6 +395,8 @@ impl Node {
             Frame::Observed(o) => self.on_observed(now, peer, o),
             Frame::PunchRequest(r) => self.on_punch_request(now, peer, r),
             Frame::PunchNotify(n) => self.on_punch_notify(now, peer, n),
+            Frame::CollabHeads(h) => self.on_collab_heads(now, peer, h),
+            Frame::CollabBatches(b) => self.on_collab_batches(now, peer, b),
             _ => {}
         }
     }
@@ -404,6 +422,7 @@ impl Node {
                             let max = self.discovery.config().sync_max_records as u32;
                             self.send(peer, wire::SyncRequest { max_records: max }.into());
                         }
+                        self.collab_neighbor_up(peer);
                         self.emit(Event::NeighborUp { peer });
                     }
                     membership::Out::NeighborDown(peer, reason) => {

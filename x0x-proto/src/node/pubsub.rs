@@ -174,6 +174,38 @@ impl Node {
         results
     }
 
+    /// Signs `payload` as one pub/sub message on `topic`, sends it down the topic's tree and
+    /// returns it: the replicated stores publish their changes this way and keep the signed
+    /// message as the proof of authorship. No `max_payload_len` check: the caller bounds it.
+    pub(super) fn publish_signed(
+        &mut self,
+        now: Time,
+        topic: TopicId,
+        payload: Bytes,
+    ) -> wire::Signed {
+        let body = PubSubBody {
+            topic,
+            nonce: self.rng.next_u64(),
+            published_at_ms: now.as_millis(),
+            payload,
+        };
+        let bytes = postcard::to_allocvec(&body)
+            .unwrap_or_else(|_| unreachable!("postcard to Vec cannot fail for plain data"));
+        self.carry_to_publish(now, topic);
+        self.stats.publish_signatures += 1;
+        let signed = wire::Signed::sign_batch(
+            &self.identity.agent,
+            Domain::PubSubMessage,
+            vec![Bytes::from(bytes)],
+            true,
+        )
+        .pop()
+        .unwrap_or_else(|| unreachable!("one body, one signed message"));
+        self.broadcast.publish(now, topic, signed.clone());
+        self.drain_layers(now);
+        signed
+    }
+
     // ----- queries -----
 
     /// Eager and lazy peers of a topic, if this node carries it.
@@ -214,7 +246,10 @@ impl Node {
         }
         match self.open_pubsub(&g.message) {
             Ok((author, body)) if body.topic == g.topic => {
-                if let Some(why) = self.too_old(now, &body) {
+                // A store's changes stay valid at any age (anti-entropy relays old ones, and a
+                // replay is a duplicate the store drops), so its topic skips the age check.
+                let store = self.collab.contains_key(&g.topic);
+                if !store && let Some(why) = self.too_old(now, &body) {
                     self.stats.messages_rejected.reason.count(&why);
                     // Remembered so a repeat costs a lookup, not another verification.
                     self.broadcast.mark_seen(now, id);
@@ -231,7 +266,9 @@ impl Node {
                     g.hops,
                     g.message.clone(),
                 );
-                if deliver && g.topic == self.topics.inbox {
+                if deliver && store {
+                    self.on_store_message(now, author, g.topic, g.message, &body.payload);
+                } else if deliver && g.topic == self.topics.inbox {
                     self.on_inbox(now, author, &body.payload);
                 } else if deliver && !self.publish_joined.contains_key(&g.topic) {
                     // A blocked author's message is relayed (others may not block it) but
@@ -290,7 +327,7 @@ impl Node {
     }
 
     /// Verifies a pub/sub message: agent-signed, valid signature, well-formed body.
-    fn open_pubsub(
+    pub(super) fn open_pubsub(
         &mut self,
         signed: &wire::Signed,
     ) -> Result<(AgentId, PubSubBody), RejectReason> {

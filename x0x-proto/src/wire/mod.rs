@@ -21,7 +21,8 @@
 //!
 //! This file holds the frame table ([`FrameKind`], [`Frame`]) and the codec; the frame bodies
 //! live by family, all re-exported here: `transport` ([`Hello`], [`PeerAddr`]), `membership`
-//! (HyParView and SWIM), `broadcast` (PlumTree and topics), `discovery`, `direct`, `presence`, and
+//! (HyParView and SWIM), `broadcast` (PlumTree and topics), `discovery`, `direct`, `presence`,
+//! `nat`, `collab` (anti-entropy of replicated stores), and
 //! `signed` ([`Signed`], batch signatures, [`MessageId`]).
 
 use std::fmt;
@@ -31,6 +32,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Deserializer};
 
 mod broadcast;
+mod collab;
 mod direct;
 mod discovery;
 mod membership;
@@ -44,6 +46,7 @@ mod transport;
 pub use broadcast::{
     Gossip, Graft, IHave, IHaveEntry, Interest, NO_DEPTH, Prune, TopicId, TopicLink, TopicWalk,
 };
+pub use collab::{CollabBatches, CollabHeads, MAX_BATCHES_PER_FRAME};
 pub use direct::{Direct, DirectAck};
 pub use discovery::{Query, QueryHit, QueryTarget, Record, RecordKind, SyncRecords, SyncRequest};
 pub use membership::{
@@ -298,6 +301,10 @@ frame_kinds! {
     PunchRequest = 0x60, MAX_CONTROL_FRAME_LEN;
     /// NAT traversal: a machine is dialling you; dial it now.
     PunchNotify = 0x61, MAX_CONTROL_FRAME_LEN;
+    /// Replicated stores: the sender's heads of a store (anti-entropy).
+    CollabHeads = 0x70, 64 * 1024;
+    /// Replicated stores: signed batches of changes the receiver lacks.
+    CollabBatches = 0x71, MAX_FRAME_LEN;
 }
 
 fn decode_exact<'a, T: Deserialize<'a>>(kind: FrameKind, body: &'a [u8]) -> Result<T, DecodeError> {

@@ -14,6 +14,7 @@ use crate::identity::{AgentCertificate, AgentKeypair, Domain, UserKeypair};
 use crate::membership::DownReason;
 use crate::wire::{DecodeError, Frame, FrameKind, Hello, MessageId, Ping, RecordKind};
 
+mod collab;
 mod direct;
 mod discovery;
 mod membership;

@@ -1,0 +1,484 @@
+//! [`Replica`]: one store's automerge document, the signed batches that prove who wrote each
+//! change, the changes waiting for their past, and the anti-entropy selection.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use automerge::transaction::{CommitOptions, Transactable, Transaction};
+use automerge::{Automerge, Change, ChangeHash, ROOT, ReadDoc, ScalarValue};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use super::error::{CollabError, Refusal};
+use super::layout;
+use super::policy::{AccessPolicy, Judge, Verdict};
+use super::{CollabConfig, CollabStats, StoreKind};
+use crate::identity::AgentId;
+
+/// What applying one signed batch did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ApplyOutcome {
+    /// Changes applied now (including waiting ones this batch completed).
+    pub applied: usize,
+    /// Changes refused.
+    pub refused: usize,
+    /// Changes that wait for their dependencies.
+    pub waiting: usize,
+    /// Changes already known.
+    pub duplicates: usize,
+}
+
+/// A change held until its dependencies arrive.
+#[derive(Debug)]
+struct Waiting {
+    change: Change,
+    author: AgentId,
+    proof: u32,
+}
+
+/// A store as saved by a driver ([`Replica::snapshot`]): its identity and the signed batches
+/// it holds, in the order it applied them. Loading replays (and re-verifies) the batches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreSnapshot {
+    /// Format version (1).
+    pub version: u8,
+    /// The store's topic.
+    pub topic: String,
+    /// KV store or task list.
+    pub kind: StoreKind,
+    /// The owner a joiner asked for, if it named one.
+    pub expected_owner: Option<AgentId>,
+    /// The signed batches, each as its encoded [`crate::wire::Signed`] pub/sub message.
+    pub proofs: Vec<Bytes>,
+}
+
+/// One replica of a store.
+///
+/// Its methods, by role:
+/// * **Applying** what others wrote: [`Replica::apply`] (a verified batch).
+/// * **Writing**: [`Replica::commit`] makes a local change (the KV and task methods in
+///   `kv.rs` and `tasks.rs` call it), [`Replica::record_local`] files its signed batch.
+/// * **Anti-entropy**: [`Replica::heads`], [`Replica::batches_missing_from`].
+/// * **Reading**: [`Replica::topic`], [`Replica::kind`], [`Replica::owner`],
+///   [`Replica::policy`], [`Replica::name`], [`Replica::holds`], [`Replica::proof_bytes`],
+///   [`Replica::change_count`], [`Replica::waiting`].
+/// * **Saving**: [`Replica::snapshot`].
+#[derive(Debug)]
+pub struct Replica {
+    topic: String,
+    kind: StoreKind,
+    pub(super) doc: Automerge,
+    pub(super) author: AgentId,
+    owner: Option<AgentId>,
+    policy: AccessPolicy,
+    expected_owner: Option<AgentId>,
+    proofs: Vec<Bytes>,
+    proof_bytes: usize,
+    /// Every applied change, with the batch that proves it.
+    known: BTreeMap<ChangeHash, u32>,
+    waiting: BTreeMap<ChangeHash, Waiting>,
+    waiting_order: VecDeque<ChangeHash>,
+    refused: BTreeSet<ChangeHash>,
+}
+
+impl Replica {
+    /// An empty replica of `topic` for `author`, writing as `incarnation` (distinct per
+    /// session, e.g. drawn from the node's RNG). `expected_owner` pins a KV store's owner:
+    /// without it the first creation that arrives is taken.
+    pub fn new(
+        topic: String,
+        kind: StoreKind,
+        author: AgentId,
+        incarnation: u64,
+        expected_owner: Option<AgentId>,
+    ) -> Self {
+        let doc = Automerge::new().with_actor(layout::actor_for(&author, incarnation));
+        Self {
+            topic,
+            kind,
+            doc,
+            author,
+            owner: None,
+            policy: if kind == StoreKind::TaskList {
+                AccessPolicy::Open
+            } else {
+                AccessPolicy::Signed
+            },
+            expected_owner,
+            proofs: Vec::new(),
+            proof_bytes: 0,
+            known: BTreeMap::new(),
+            waiting: BTreeMap::new(),
+            waiting_order: VecDeque::new(),
+            refused: BTreeSet::new(),
+        }
+    }
+
+    // ----- reading -----
+
+    /// The store's topic (x0x uses it as the store's id).
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+    /// KV store or task list.
+    pub fn kind(&self) -> StoreKind {
+        self.kind
+    }
+    /// The KV store's owner, once its creation arrived.
+    pub fn owner(&self) -> Option<AgentId> {
+        self.owner
+    }
+    /// Who may write.
+    pub fn policy(&self) -> AccessPolicy {
+        self.policy
+    }
+    /// The store's name (the last one written).
+    pub fn name(&self) -> String {
+        match self.doc.get(ROOT, "m/name") {
+            Ok(Some((v, _))) => v.as_str().map(str::to_owned).unwrap_or_default(),
+            _ => String::new(),
+        }
+    }
+    /// Whether change `hash` is applied here.
+    pub fn holds(&self, hash: &ChangeHash) -> bool {
+        self.known.contains_key(hash)
+    }
+    /// Bytes of signed batches held.
+    pub fn proof_bytes(&self) -> usize {
+        self.proof_bytes
+    }
+    /// Changes applied.
+    pub fn change_count(&self) -> usize {
+        self.known.len()
+    }
+    /// Changes waiting for their dependencies.
+    pub fn waiting(&self) -> usize {
+        self.waiting.len()
+    }
+    /// The current heads (the changes nothing applied depends on), sorted.
+    pub fn heads(&self) -> Vec<ChangeHash> {
+        let mut h = self.doc.get_heads();
+        h.sort();
+        h
+    }
+    /// Whether this agent may write to the store now.
+    pub fn may_write(&self) -> Result<(), CollabError> {
+        if self.kind == StoreKind::TaskList {
+            return Ok(());
+        }
+        let owner = self.owner.ok_or(CollabError::NotSynced)?;
+        if owner == self.author
+            || (self.policy == AccessPolicy::Allowlisted && self.allowlisted(&self.author))
+        {
+            Ok(())
+        } else {
+            Err(CollabError::NotPermitted(Refusal::NotAWriter))
+        }
+    }
+    /// Whether `agent` is on the allowlist now.
+    pub fn allowlisted(&self, agent: &AgentId) -> bool {
+        matches!(
+            self.doc.get(ROOT, layout::allow_key(agent)),
+            Ok(Some((v, _))) if v.as_bool() == Some(true)
+        )
+    }
+
+    // ----- applying -----
+
+    /// Applies the changes of one batch whose signature the caller verified: `author` signed
+    /// `proof` (the batch as it travels), which carries `changes`.
+    pub fn apply(
+        &mut self,
+        author: AgentId,
+        proof: Bytes,
+        changes: &[Bytes],
+        config: &CollabConfig,
+        stats: &mut CollabStats,
+    ) -> ApplyOutcome {
+        let mut out = ApplyOutcome::default();
+        let mut proof_idx = None;
+        for raw in changes {
+            let Ok(change) = Change::try_from(&raw[..]) else {
+                stats.refused_malformed += 1;
+                out.refused += 1;
+                continue;
+            };
+            let hash = change.hash();
+            if self.known.contains_key(&hash) || self.waiting.contains_key(&hash) {
+                stats.duplicates += 1;
+                out.duplicates += 1;
+                continue;
+            }
+            if self.refused.contains(&hash) {
+                out.refused += 1;
+                continue;
+            }
+            let idx = match proof_idx {
+                Some(i) => i,
+                None => {
+                    if self.proof_bytes + proof.len() > config.max_store_bytes {
+                        stats.refused_full += 1;
+                        out.refused += 1;
+                        continue;
+                    }
+                    let i = self.proofs.len() as u32;
+                    self.proof_bytes += proof.len();
+                    self.proofs.push(proof.clone());
+                    proof_idx = Some(i);
+                    i
+                }
+            };
+            if change.deps().iter().all(|d| self.known.contains_key(d)) {
+                match self.try_apply(change, author, idx, config, stats) {
+                    Ok(()) => out.applied += 1,
+                    Err(_) => out.refused += 1,
+                }
+            } else {
+                self.wait(change, author, idx, config, stats);
+                out.waiting += 1;
+            }
+        }
+        let released = self.release_waiting(config, stats);
+        out.applied += released;
+        out.waiting = out.waiting.saturating_sub(released);
+        out
+    }
+
+    /// Judges and applies one change whose dependencies are applied.
+    fn try_apply(
+        &mut self,
+        change: Change,
+        author: AgentId,
+        proof: u32,
+        config: &CollabConfig,
+        stats: &mut CollabStats,
+    ) -> Result<(), Refusal> {
+        let hash = change.hash();
+        let verdict = Judge {
+            doc: &self.doc,
+            kind: self.kind,
+            owner: self.owner,
+            policy: self.policy,
+            expected_owner: self.expected_owner,
+            config,
+        }
+        .judge(&author, &change);
+        let verdict = match verdict {
+            Ok(v) => v,
+            Err(r) => {
+                if r.is_malformed() {
+                    stats.refused_malformed += 1;
+                } else {
+                    stats.refused_policy += 1;
+                }
+                self.remember_refused(hash, config);
+                return Err(r);
+            }
+        };
+        if self.doc.apply_changes([change]).is_err() {
+            // An actor reusing a sequence number with other content (equivocation).
+            stats.refused_malformed += 1;
+            self.remember_refused(hash, config);
+            return Err(Refusal::Malformed);
+        }
+        if let Verdict::Genesis { owner, policy } = verdict {
+            self.owner = Some(owner);
+            self.policy = policy;
+        }
+        self.known.insert(hash, proof);
+        if author != self.author {
+            stats.remote_applied += 1;
+        }
+        Ok(())
+    }
+
+    fn remember_refused(&mut self, hash: ChangeHash, config: &CollabConfig) {
+        if self.refused.len() >= config.max_pending
+            && let Some(first) = self.refused.iter().next().copied()
+        {
+            self.refused.remove(&first);
+        }
+        self.refused.insert(hash);
+    }
+
+    fn wait(
+        &mut self,
+        change: Change,
+        author: AgentId,
+        proof: u32,
+        config: &CollabConfig,
+        stats: &mut CollabStats,
+    ) {
+        while self.waiting.len() >= config.max_pending {
+            let Some(old) = self.waiting_order.pop_front() else {
+                break;
+            };
+            if self.waiting.remove(&old).is_some() {
+                stats.pending_dropped += 1;
+            }
+        }
+        let hash = change.hash();
+        self.waiting_order.push_back(hash);
+        self.waiting.insert(
+            hash,
+            Waiting {
+                change,
+                author,
+                proof,
+            },
+        );
+    }
+
+    /// Applies every waiting change whose dependencies are now applied; the count applied.
+    fn release_waiting(&mut self, config: &CollabConfig, stats: &mut CollabStats) -> usize {
+        let mut applied = 0;
+        loop {
+            let ready: Vec<ChangeHash> = self
+                .waiting
+                .iter()
+                .filter(|(_, w)| w.change.deps().iter().all(|d| self.known.contains_key(d)))
+                .map(|(h, _)| *h)
+                .collect();
+            if ready.is_empty() {
+                break;
+            }
+            for h in ready {
+                if let Some(w) = self.waiting.remove(&h)
+                    && self
+                        .try_apply(w.change, w.author, w.proof, config, stats)
+                        .is_ok()
+                {
+                    applied += 1;
+                }
+            }
+            self.waiting_order.retain(|h| self.waiting.contains_key(h));
+        }
+        applied
+    }
+
+    // ----- writing -----
+
+    /// Makes one local change with `edit` (committed at `now_ms`); the caller signs and
+    /// publishes its bytes, then files the batch with [`Replica::record_local`]. `None` when
+    /// `edit` changed nothing.
+    pub(crate) fn commit(
+        &mut self,
+        now_ms: u64,
+        edit: impl FnOnce(&mut Transaction<'_>) -> Result<(), automerge::AutomergeError>,
+    ) -> Result<Option<Change>, CollabError> {
+        let mut tx = self.doc.transaction();
+        if let Err(e) = edit(&mut tx) {
+            tx.rollback();
+            return Err(CollabError::Invalid {
+                what: "change",
+                why: e.to_string(),
+            });
+        }
+        let secs = i64::try_from(now_ms / 1000).unwrap_or(i64::MAX);
+        let (hash, _) = tx.commit_with(CommitOptions::default().with_time(secs));
+        let Some(hash) = hash else {
+            return Ok(None);
+        };
+        Ok(self.doc.get_change_by_hash(&hash))
+    }
+
+    /// Files the signed batch `proof` that carries this replica's own changes `hashes`.
+    pub fn record_local(&mut self, hashes: &[ChangeHash], proof: Bytes, stats: &mut CollabStats) {
+        let idx = self.proofs.len() as u32;
+        self.proof_bytes += proof.len();
+        self.proofs.push(proof);
+        for h in hashes {
+            self.known.insert(*h, idx);
+            stats.local_changes += 1;
+        }
+    }
+
+    /// The creation of a KV store owned by this replica's agent.
+    pub(crate) fn genesis(
+        &mut self,
+        now_ms: u64,
+        name: &str,
+        policy: AccessPolicy,
+        allow: &[AgentId],
+    ) -> Result<Option<Change>, CollabError> {
+        let kind = self.kind;
+        let owner = self.author;
+        let change = self.commit(now_ms, |tx| {
+            tx.put(ROOT, "m/kind", kind.as_str())?;
+            tx.put(ROOT, "m/name", name)?;
+            if kind == StoreKind::Kv {
+                tx.put(ROOT, "m/owner", owner.to_hex())?;
+                tx.put(ROOT, "m/policy", policy.as_str())?;
+                for a in allow {
+                    tx.put(ROOT, layout::allow_key(a), ScalarValue::Boolean(true))?;
+                }
+            }
+            Ok(())
+        })?;
+        if kind == StoreKind::Kv {
+            self.owner = Some(owner);
+            self.policy = policy;
+        }
+        Ok(change)
+    }
+
+    // ----- anti-entropy -----
+
+    /// The signed batches a replica whose heads are `their_heads` lacks, oldest first, up to
+    /// `budget` bytes (at least one batch). Also says whether more remain and whether
+    /// `their_heads` names changes this replica lacks (the other side should hear our heads).
+    pub fn batches_missing_from(&self, their_heads: &[ChangeHash], budget: usize) -> Missing {
+        let known: Vec<ChangeHash> = their_heads
+            .iter()
+            .filter(|h| self.known.contains_key(h))
+            .copied()
+            .collect();
+        let they_have_more = known.len() < their_heads.len();
+        let mut idx = BTreeSet::new();
+        for c in self.doc.get_changes(&known) {
+            if let Some(i) = self.known.get(&c.hash()) {
+                idx.insert(*i);
+            }
+        }
+        let mut batches = Vec::new();
+        let mut bytes = 0;
+        let mut more = false;
+        for i in idx {
+            let p = &self.proofs[i as usize];
+            if !batches.is_empty() && bytes + p.len() > budget {
+                more = true;
+                break;
+            }
+            bytes += p.len();
+            batches.push(p.clone());
+        }
+        Missing {
+            batches,
+            more,
+            they_have_more,
+        }
+    }
+
+    // ----- saving -----
+
+    /// The replica as a driver saves it.
+    pub fn snapshot(&self) -> StoreSnapshot {
+        StoreSnapshot {
+            version: 1,
+            topic: self.topic.clone(),
+            kind: self.kind,
+            expected_owner: self.expected_owner.or(self.owner),
+            proofs: self.proofs.clone(),
+        }
+    }
+}
+
+/// What [`Replica::batches_missing_from`] found.
+#[derive(Debug, Clone, Default)]
+pub struct Missing {
+    /// The batches to send, oldest first.
+    pub batches: Vec<Bytes>,
+    /// More batches remain past the budget.
+    pub more: bool,
+    /// The other side holds changes this replica lacks.
+    pub they_have_more: bool,
+}
