@@ -189,6 +189,9 @@ pub struct Report {
     /// Online and offline reports, crash detection and FOAF look-ups (presence scenarios).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub presence: Option<crate::workload::presence::PresenceReport>,
+    /// Convergence of a replicated store through a partition (collab scenarios).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collab: Option<crate::workload::collab::CollabReport>,
     /// SWIM failure detection: how soon crashed neighbours were declared dead, and how often
     /// a live one was.
     #[serde(default)]

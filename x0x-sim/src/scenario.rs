@@ -424,6 +424,8 @@ pub struct Scenario {
     pub spam: Option<crate::workload::spam::SpamSpec>,
     /// The presence workload ([`crate::workload::presence`]). Default none.
     pub presence: Option<crate::workload::presence::PresenceSpec>,
+    /// The replicated-store workload ([`crate::workload::collab`]). Default none.
+    pub collab: Option<crate::workload::collab::CollabSpec>,
 }
 
 impl Default for Scenario {
@@ -449,6 +451,7 @@ impl Default for Scenario {
             adversary: None,
             spam: None,
             presence: None,
+            collab: None,
         }
     }
 }
@@ -484,6 +487,10 @@ pub enum ScenarioError {
 pub const BUILTIN: &[(&str, &str)] = &[
     ("trust-spam", include_str!("../scenarios/trust-spam.toml")),
     ("presence", include_str!("../scenarios/presence.toml")),
+    (
+        "collab-partition",
+        include_str!("../scenarios/collab-partition.toml"),
+    ),
     (
         "presence-crash",
         include_str!("../scenarios/presence-crash.toml"),

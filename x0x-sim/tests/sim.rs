@@ -260,3 +260,33 @@ fn presence_is_off_unless_the_scenario_asks() {
         r.frames_sent_by_kind
     );
 }
+
+/// The collab scenario shortened: 40 nodes, 8 writers, a 10 s partition.
+fn collab_quick(seed: u64) -> Report {
+    let mut sc = Scenario::load("collab-partition").unwrap();
+    sc.warmup_ms = 20_000;
+    let p = sc.partition.as_mut().unwrap();
+    p.at_ms = 10_000;
+    p.duration_ms = 10_000;
+    let c = sc.collab.as_mut().unwrap();
+    c.writers = 8;
+    c.writes_until_ms = 20_000;
+    report(&sc, seed, 40)
+}
+
+#[test]
+fn a_partitioned_store_converges_after_the_heal_and_refuses_forgeries_everywhere() {
+    let a = collab_quick(6);
+    let c = a.collab.as_ref().expect("a collab report");
+    assert!(c.converged, "{c:?}");
+    assert!(c.converge_ms.unwrap() <= 5000.0, "{c:?}");
+    assert_eq!(c.replicas, 40);
+    assert!(c.writes_per_side.iter().all(|&w| w > 0), "{c:?}");
+    assert!(c.unauthorised_injected >= 1);
+    assert_eq!(c.refused_applied, 0);
+    assert_eq!(c.writes_refused_locally, 0);
+    // Same seed, same final state and report.
+    let b = collab_quick(6);
+    assert_eq!(b.collab, a.collab);
+    assert_eq!(a.digest, b.digest);
+}

@@ -97,13 +97,16 @@ impl Replica {
         })
     }
 
-    /// Writes `key` with no permission check (a misbehaving node's write).
+    /// A write of `key` with no permission check (a misbehaving node's), made on a copy of
+    /// the document under a throwaway actor of this agent: the replica itself stays as the
+    /// policy says, and judges the forgery like every other replica when it comes back.
     #[cfg(feature = "adversary")]
     pub(crate) fn kv_put_unchecked(
-        &mut self,
+        &self,
         now_ms: u64,
         key: &str,
         value: Bytes,
+        incarnation: u64,
     ) -> Result<Change, CollabError> {
         let entry = KvEntry {
             content_type: "application/octet-stream".into(),
@@ -112,13 +115,22 @@ impl Replica {
             value,
         };
         let bytes = layout::encode(&entry);
-        self.commit(now_ms, |tx| {
-            tx.put(ROOT, layout::entry_key(key), ScalarValue::Bytes(bytes))
-        })?
-        .ok_or(CollabError::Invalid {
-            what: "change",
-            why: "nothing written".into(),
-        })
+        let mut fork = self
+            .doc
+            .fork()
+            .with_actor(layout::actor_for(&self.author, incarnation));
+        let mut tx = fork.transaction();
+        tx.put(ROOT, layout::entry_key(key), ScalarValue::Bytes(bytes))
+            .map_err(|e| CollabError::Invalid {
+                what: "change",
+                why: e.to_string(),
+            })?;
+        let (hash, _) = tx.commit();
+        hash.and_then(|h| fork.get_change_by_hash(&h))
+            .ok_or(CollabError::Invalid {
+                what: "change",
+                why: "nothing written".into(),
+            })
     }
 
     /// The value of `key`.

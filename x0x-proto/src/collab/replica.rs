@@ -195,7 +195,12 @@ impl Replica {
         stats: &mut CollabStats,
     ) -> ApplyOutcome {
         let mut out = ApplyOutcome::default();
-        let mut proof_idx = None;
+        // The batch is filed once one of its changes is applied or waits: a batch of refused
+        // changes is never kept (nor relayed).
+        let mut slot = ProofSlot {
+            bytes: proof,
+            idx: None,
+        };
         for raw in changes {
             let Ok(change) = Change::try_from(&raw[..]) else {
                 stats.refused_malformed += 1;
@@ -212,27 +217,18 @@ impl Replica {
                 out.refused += 1;
                 continue;
             }
-            let idx = match proof_idx {
-                Some(i) => i,
-                None => {
-                    if self.proof_bytes + proof.len() > config.max_store_bytes {
-                        stats.refused_full += 1;
-                        out.refused += 1;
-                        continue;
-                    }
-                    let i = self.proofs.len() as u32;
-                    self.proof_bytes += proof.len();
-                    self.proofs.push(proof.clone());
-                    proof_idx = Some(i);
-                    i
-                }
-            };
+            if slot.idx.is_none() && self.proof_bytes + slot.bytes.len() > config.max_store_bytes {
+                stats.refused_full += 1;
+                out.refused += 1;
+                continue;
+            }
             if change.deps().iter().all(|d| self.known.contains_key(d)) {
-                match self.try_apply(change, author, idx, config, stats) {
+                match self.try_apply(change, author, &mut slot, config, stats) {
                     Ok(()) => out.applied += 1,
                     Err(_) => out.refused += 1,
                 }
             } else {
+                let idx = self.file(&mut slot);
                 self.wait(change, author, idx, config, stats);
                 out.waiting += 1;
             }
@@ -243,12 +239,24 @@ impl Replica {
         out
     }
 
+    /// Files the slot's batch (once) and returns its index.
+    fn file(&mut self, slot: &mut ProofSlot) -> u32 {
+        if let Some(i) = slot.idx {
+            return i;
+        }
+        let i = self.proofs.len() as u32;
+        self.proof_bytes += slot.bytes.len();
+        self.proofs.push(slot.bytes.clone());
+        slot.idx = Some(i);
+        i
+    }
+
     /// Judges and applies one change whose dependencies are applied.
     fn try_apply(
         &mut self,
         change: Change,
         author: AgentId,
-        proof: u32,
+        proof: &mut ProofSlot,
         config: &CollabConfig,
         stats: &mut CollabStats,
     ) -> Result<(), Refusal> {
@@ -284,7 +292,8 @@ impl Replica {
             self.owner = Some(owner);
             self.policy = policy;
         }
-        self.known.insert(hash, proof);
+        let idx = self.file(proof);
+        self.known.insert(hash, idx);
         if author != self.author {
             stats.remote_applied += 1;
         }
@@ -344,7 +353,16 @@ impl Replica {
             for h in ready {
                 if let Some(w) = self.waiting.remove(&h)
                     && self
-                        .try_apply(w.change, w.author, w.proof, config, stats)
+                        .try_apply(
+                            w.change,
+                            w.author,
+                            &mut ProofSlot {
+                                bytes: Bytes::new(),
+                                idx: Some(w.proof),
+                            },
+                            config,
+                            stats,
+                        )
                         .is_ok()
                 {
                     applied += 1;
@@ -470,6 +488,12 @@ impl Replica {
             proofs: self.proofs.clone(),
         }
     }
+}
+
+/// A batch being applied, and where it was filed if it was.
+struct ProofSlot {
+    bytes: Bytes,
+    idx: Option<u32>,
 }
 
 /// What [`Replica::batches_missing_from`] found.

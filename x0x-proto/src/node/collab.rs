@@ -214,11 +214,13 @@ impl Node {
         value: Bytes,
     ) -> Result<ChangeHash, CollabError> {
         let id = TopicId::from_name(topic);
-        let r = self.collab.get_mut(&id).ok_or(CollabError::UnknownStore)?;
-        let change = r.kv_put_unchecked(now.as_millis(), key, value)?;
-        let hash = change.hash();
-        self.publish_changes(now, id, vec![change]);
-        Ok(hash)
+        let incarnation = self.rng.next_u64();
+        let r = self.collab.get(&id).ok_or(CollabError::UnknownStore)?;
+        let change = r.kv_put_unchecked(now.as_millis(), key, value, incarnation)?;
+        let payload =
+            ChangesPayload::new(vec![Bytes::copy_from_slice(change.raw_bytes())]).encode();
+        self.publish_signed(now, id, payload);
+        Ok(change.hash())
     }
 
     /// Runs `edit` on the store on `topic` and publishes the change it made.

@@ -70,6 +70,14 @@ pub(crate) enum Ev {
     Adversary,
     /// A presence look-up ([`crate::workload::presence`]).
     PresenceFind,
+    /// The replicated store is created and joined ([`crate::workload::collab`]).
+    CollabOpen,
+    /// Writer `k` writes.
+    CollabWrite(u32),
+    /// Forgery `f` by a non-writer.
+    CollabForge(u32),
+    /// The replicas' heads are compared.
+    CollabCheck,
     /// The run ends.
     End,
 }

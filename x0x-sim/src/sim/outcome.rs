@@ -59,6 +59,7 @@ impl Sim<'_> {
     /// latency CDF.
     pub(super) fn report(mut self, setup_secs: f64, wall_secs: f64) -> Outcome {
         let adversary = self.adversary_report();
+        let collab = self.collab_report();
         let Self {
             sc,
             seed,
@@ -147,6 +148,7 @@ impl Sim<'_> {
                     .sum();
                 s.report(n, refused)
             }),
+            collab,
             presence: w.presence.as_ref().map(|run| {
                 let live = w.slots.iter().filter(|s| s.alive).count();
                 let secs = w.now.saturating_sub(w.warmup_end) as f64 / 1e6;

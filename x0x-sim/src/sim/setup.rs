@@ -140,6 +140,10 @@ impl World {
                 .as_ref()
                 .map(|s| crate::workload::spam::SpamRun::new(s, n, seed)),
             presence: None,
+            collab: sc
+                .collab
+                .as_ref()
+                .map(crate::workload::collab::CollabRun::new),
         }
     }
 
@@ -186,6 +190,13 @@ impl World {
         }
         if let Some(p) = &sc.presence {
             self.schedule_presence(p);
+        }
+        if let Some(c) = &sc.collab {
+            let heal = sc
+                .partition
+                .as_ref()
+                .map(|p| warmup_end + ms(p.at_ms + p.duration_ms));
+            self.schedule_collab(c, heal);
         }
         if wl.rounds > 0 {
             self.push(warmup_end + ms(wl.start_ms), Ev::Round(0));

@@ -134,6 +134,8 @@ pub(crate) struct World {
     pub(crate) spam: Option<crate::workload::spam::SpamRun>,
     /// The presence workload, in presence scenarios.
     pub(crate) presence: Option<crate::workload::presence::PresenceRun>,
+    /// The replicated-store workload, in collab scenarios.
+    pub(crate) collab: Option<crate::workload::collab::CollabRun>,
 }
 
 impl Sim<'_> {
@@ -216,6 +218,10 @@ impl Sim<'_> {
             Ev::DirectSend(k) => self.direct_send(k),
             Ev::Adversary => self.adversary_tick(),
             Ev::PresenceFind => self.presence_find(),
+            Ev::CollabOpen => self.collab_open(),
+            Ev::CollabWrite(k) => self.collab_write(k),
+            Ev::CollabForge(f) => self.collab_forge(f),
+            Ev::CollabCheck => self.collab_check(),
             Ev::End => return false,
         }
         true

@@ -9,6 +9,7 @@
 //! * [`presence`]: online and offline reports, crash detection and FOAF look-ups.
 
 pub(crate) mod broadcast;
+pub mod collab;
 pub(crate) mod direct;
 pub mod discovery;
 pub mod presence;
