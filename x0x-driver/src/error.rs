@@ -52,6 +52,9 @@ pub enum Error {
     /// The node refused a publish.
     #[error(transparent)]
     Publish(#[from] PublishError),
+    /// A replicated store refused the call (unknown store, no permission, too large…).
+    #[error(transparent)]
+    Store(#[from] x0x_proto::collab::CollabError),
     /// The node refused an announcement (e.g. a user disclosure without consent).
     #[error(transparent)]
     Announce(#[from] AnnounceError),

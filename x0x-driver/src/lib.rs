@@ -124,12 +124,14 @@ mod transport;
 
 pub use agent::{
     Agent, AgentBuilder, AgentEvent, AgentStats, AppSignature, AppSignatureError, ConnectOutcome,
-    DiscoveredAgent, DriverStats, Events, Message, PeerInfo, PresenceEvents, Subscription,
+    DiscoveredAgent, DriverStats, Events, Message, PeerInfo, PresenceEvents, StoreInfo,
+    Subscription,
 };
 pub use error::{CardError, Error, Result, TlsError};
 pub use runtime::Runtime;
 pub use transport::CloseCode;
 pub use x0x_proto as proto;
+pub use x0x_proto::collab::{AccessPolicy, KvEntry, StoreKind, StoreSnapshot, Task, TaskState};
 pub use x0x_proto::direct::{
     DirectFailure, DirectMessage, DirectOptions, DirectPath, DirectReceipt, PathPreference,
 };
@@ -142,10 +144,11 @@ pub use x0x_proto::presence::{OfflineReason, OnlineAgent};
 /// aliases over it: one list, so `x0x-driver-tokio` and `x0x-driver-smol` offer the same API.
 pub mod facade {
     pub use crate::{
-        AgentEvent, AgentStats, AppSignature, AppSignatureError, CachedPeer, CardError, CloseCode,
-        ConnectOutcome, DirectFailure, DirectMessage, DirectOptions, DirectPath, DirectReceipt,
-        DiscoveredAgent, DownReason, DriverStats, Error, Events, Message, OfflineReason,
-        OnlineAgent, PathPreference, PeerInfo, PresenceEvents, Result, ScoredPeer, Subscription,
+        AccessPolicy, AgentEvent, AgentStats, AppSignature, AppSignatureError, CachedPeer,
+        CardError, CloseCode, ConnectOutcome, DirectFailure, DirectMessage, DirectOptions,
+        DirectPath, DirectReceipt, DiscoveredAgent, DownReason, DriverStats, Error, Events,
+        KvEntry, Message, OfflineReason, OnlineAgent, PathPreference, PeerInfo, PresenceEvents,
+        Result, ScoredPeer, StoreInfo, StoreKind, StoreSnapshot, Subscription, Task, TaskState,
         TlsError, Visibility, identity, keys, network, proto, tls,
     };
 }

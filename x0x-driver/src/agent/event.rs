@@ -68,6 +68,12 @@ pub enum AgentEvent {
         /// The agent whose record changed.
         agent_id: AgentId,
     },
+    /// A replicated store changed (a local write or others' changes): re-read it, and save
+    /// [`Agent::store_snapshot`](crate::Agent::store_snapshot) to keep it across restarts.
+    StoreChanged {
+        /// The store's topic id.
+        topic: x0x_proto::wire::TopicId,
+    },
 }
 
 /// The stream returned by [`Agent::events`](crate::Agent::events). A watcher that falls 256 events behind is

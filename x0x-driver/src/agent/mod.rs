@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::runtime::{Reply, Runtime, oneshot};
 
 mod builder;
+mod collab;
 mod connect;
 mod event;
 mod peers;
@@ -28,6 +29,7 @@ mod stats;
 mod subscription;
 
 pub use builder::AgentBuilder;
+pub use collab::StoreInfo;
 pub use connect::ConnectOutcome;
 pub use event::{AgentEvent, Events};
 pub use peers::{DiscoveredAgent, PeerInfo};

@@ -73,7 +73,21 @@ pub(crate) enum Command {
     Presence(super::PresenceCommand),
     AdvertisedAddrs(Reply<Vec<SocketAddr>>),
     PeerCache(Reply<Vec<x0x_proto::peer_cache::ScoredPeer>>),
+    /// A call on the node (the replicated stores' requests): it answers through the reply
+    /// it captured.
+    WithNode(NodeCall),
     Shutdown(Reply<()>),
+}
+
+/// A call run on the node by the driver's task.
+pub(crate) struct NodeCall(
+    pub(crate) Box<dyn FnOnce(&mut x0x_proto::Node, x0x_proto::Time) + Send>,
+);
+
+impl std::fmt::Debug for NodeCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NodeCall")
+    }
 }
 
 /// Discovery requests: each is one node call; the two queries keep their reply until the
@@ -228,6 +242,10 @@ impl Driver {
                 machine,
                 reply,
             } => reply.send(self.node.evaluate_trust(&agent, &machine)),
+            Command::WithNode(call) => {
+                (call.0)(&mut self.node, now);
+                self.drain();
+            }
             // Handled by the run loop.
             Command::Shutdown(reply) => reply.send(()),
         }

@@ -41,7 +41,7 @@ mod presence;
 mod publish;
 mod shutdown;
 
-pub(crate) use command::{Command, DiscoveryCommand, SubId};
+pub(crate) use command::{Command, DiscoveryCommand, NodeCall, SubId};
 use connection::accept_loop;
 pub(crate) use presence::PresenceCommand;
 use publish::queued_batch;

@@ -164,6 +164,7 @@ impl Driver {
                 Some(AgentEvent::AgentDiscovered { agent_id })
             }
             Event::TrustChanged { agent_id } => Some(AgentEvent::TrustChanged { agent_id }),
+            Event::StoreChanged { topic } => Some(AgentEvent::StoreChanged { topic }),
             Event::AgentOnline {
                 agent_id,
                 machine_id,

@@ -150,6 +150,11 @@ impl Replica {
     pub fn change_count(&self) -> usize {
         self.known.len()
     }
+    /// The size of the document as automerge saves it (compressed, history included): the
+    /// state's encoding without the authorship proofs.
+    pub fn encoded_len(&self) -> usize {
+        self.doc.save().len()
+    }
     /// Changes waiting for their dependencies.
     pub fn waiting(&self) -> usize {
         self.waiting.len()

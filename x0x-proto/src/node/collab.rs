@@ -146,6 +146,49 @@ impl Node {
         })
     }
 
+    /// Writes several keys of the KV store on `topic` at once: one change per key, all
+    /// under one signature (several, if they exceed one message). Stops at the first
+    /// refused item; the ones before it are written.
+    pub fn store_put_batch(
+        &mut self,
+        now: Time,
+        topic: &str,
+        items: Vec<(String, Bytes, String)>,
+    ) -> Result<(), CollabError> {
+        self.start(now);
+        let id = TopicId::from_name(topic);
+        let cfg = self.config.collab.clone();
+        let mut batch = Vec::new();
+        let mut size = 0;
+        let mut result = Ok(());
+        for (key, value, ct) in items {
+            let r = self.collab.get_mut(&id).ok_or(CollabError::UnknownStore)?;
+            if r.proof_bytes() >= cfg.max_store_bytes {
+                result = Err(CollabError::StoreFull {
+                    max: cfg.max_store_bytes,
+                });
+                break;
+            }
+            match r.kv_put(now.as_millis(), &key, value, &ct, &cfg) {
+                Ok(Some(c)) => {
+                    size += c.raw_bytes().len();
+                    batch.push(c);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+            if size >= MAX_CHANGES_PAYLOAD {
+                self.publish_changes(now, id, std::mem::take(&mut batch));
+                size = 0;
+            }
+        }
+        self.publish_changes(now, id, batch);
+        result
+    }
+
     /// Removes `key` from the KV store on `topic`.
     pub fn store_remove(&mut self, now: Time, topic: &str, key: &str) -> Result<(), CollabError> {
         self.write(now, topic, |r| r.kv_remove(now.as_millis(), key))

@@ -113,7 +113,7 @@ enum Timer {
 ///   * trust: [`Node::change_trust`] (then [`Node::trust_state`] to save it),
 ///     [`Node::evaluate_trust`];
 ///   * replicated stores: [`Node::create_store`], [`Node::join_store`],
-///     [`Node::restore_store`], [`Node::leave_store`], [`Node::store_put`],
+///     [`Node::restore_store`], [`Node::leave_store`], [`Node::store_put`], [`Node::store_put_batch`],
 ///     [`Node::store_remove`], [`Node::store_allow`], [`Node::task_add`],
 ///     [`Node::task_claim`], [`Node::task_complete`], [`Node::task_move`];
 ///   * connections: [`Node::connect_agent`], [`Node::connect`];
