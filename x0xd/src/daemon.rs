@@ -108,6 +108,10 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
             addr: settings.api_address,
             source,
         })?;
+    let reopened = crate::stores::load_all(&agent, &dir).await;
+    if !reopened.is_empty() {
+        info!(stores = reopened.len(), "stores and task lists reopened");
+    }
     let state: AppState = Arc::new(Daemon::new(agent, settings, token, peer_cache));
     *Daemon::lock(&state.api_address) = Some(api_address);
     files::write_api_port(&dir, api_address).map_err(|source| StartError::DataDir {
@@ -134,6 +138,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         tokio::spawn(crate::api::presence::pump(state.clone())),
         tokio::spawn(join(state.clone())),
         tokio::spawn(remember_peers(state.clone())),
+        tokio::spawn(crate::stores::saver(state.clone())),
     ];
     let st = state.clone();
     let done = tokio::spawn(async move {
@@ -148,6 +153,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
             sub.forwarder.abort();
         }
         save_peer_cache(&st).await;
+        crate::stores::save_all(&st).await;
         if let Err(e) = st.agent.shutdown().await {
             warn!(error = %e, "agent shutdown");
         }

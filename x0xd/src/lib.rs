@@ -33,3 +33,4 @@ pub mod harness;
 pub mod netlab;
 pub mod peer_cache;
 pub mod state;
+pub mod stores;

@@ -4,6 +4,7 @@
 //! CLI's help and docs/daemon.md are checked against it.
 
 pub mod auth;
+pub mod collab;
 pub mod direct;
 pub mod discovery;
 pub mod error;
@@ -19,7 +20,7 @@ pub mod ws;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, Method};
-use axum::routing::{MethodRouter, delete, get, patch, post};
+use axum::routing::{MethodRouter, delete, get, patch, post, put};
 use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 
@@ -495,6 +496,102 @@ pub static ROUTES: &[Route] = &[
         "trust evaluate",
         "the evaluator's decision for an agent on a machine",
         post(trust::evaluate)
+    ),
+    route!(
+        "GET",
+        "/stores",
+        Token,
+        "store list",
+        "the KV stores open here",
+        get(collab::stores)
+    ),
+    route!(
+        "POST",
+        "/stores",
+        Token,
+        "store create",
+        "create a KV store on a topic (policy signed or allowlisted)",
+        post(collab::create_store)
+    ),
+    route!(
+        "POST",
+        "/stores/:id/join",
+        Token,
+        "store join",
+        "join a KV store and catch up from neighbours",
+        post(collab::join_store)
+    ),
+    route!(
+        "GET",
+        "/stores/:id/keys",
+        Token,
+        "store keys",
+        "a store's keys with type, hash, size, time",
+        get(collab::keys)
+    ),
+    route!(
+        "PUT",
+        "/stores/:id/:key",
+        Token,
+        "store put",
+        "write a key (base64 value, up to 64 KiB)",
+        put(collab::put)
+    ),
+    route!(
+        "GET",
+        "/stores/:id/:key",
+        Token,
+        "store get",
+        "read a key",
+        get(collab::get)
+    ),
+    route!(
+        "DELETE",
+        "/stores/:id/:key",
+        Token,
+        "store rm",
+        "remove a key",
+        delete(collab::remove)
+    ),
+    route!(
+        "GET",
+        "/task-lists",
+        Token,
+        "tasks lists",
+        "the task lists open here",
+        get(collab::task_lists)
+    ),
+    route!(
+        "POST",
+        "/task-lists",
+        Token,
+        "tasks create",
+        "create (or join) the task list on a topic",
+        post(collab::create_task_list)
+    ),
+    route!(
+        "GET",
+        "/task-lists/:id/tasks",
+        Token,
+        "tasks list",
+        "a list's tasks in order",
+        get(collab::tasks)
+    ),
+    route!(
+        "POST",
+        "/task-lists/:id/tasks",
+        Token,
+        "tasks add",
+        "add a task",
+        post(collab::add_task)
+    ),
+    route!(
+        "PATCH",
+        "/task-lists/:id/tasks/:tid",
+        Token,
+        "tasks claim",
+        "claim or complete a task",
+        patch(collab::task_action)
     ),
     route!(
         "GET",

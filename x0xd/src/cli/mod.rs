@@ -120,6 +120,18 @@ pub enum Command {
         #[command(subcommand)]
         cmd: ContactsCmd,
     },
+    /// Replicated KV stores.
+    Store {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: StoreCmd,
+    },
+    /// Replicated task lists.
+    Tasks {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: TasksCmd,
+    },
     /// Trust levels and the evaluator.
     Trust {
         /// What to do.
@@ -315,6 +327,111 @@ pub enum PresenceCmd {
     },
     /// GET /presence/events: follow online and offline events (SSE).
     Events,
+}
+
+/// `x0x store …`: a store's id is its topic.
+#[derive(Debug, Subcommand)]
+pub enum StoreCmd {
+    /// GET /stores: the KV stores open here.
+    List,
+    /// POST /stores: create a store owned by this agent.
+    Create {
+        /// Name.
+        name: String,
+        /// Topic (and id).
+        topic: String,
+        /// `signed` (only this agent writes) or `allowlisted`.
+        #[arg(long, default_value = "signed")]
+        policy: String,
+        /// An agent (64 hex) allowed to write under `allowlisted`; repeatable.
+        #[arg(long)]
+        allow: Vec<String>,
+    },
+    /// POST /stores/:id/join: join a store and catch up.
+    Join {
+        /// Topic.
+        topic: String,
+        /// The owner to expect (64 hex).
+        #[arg(long)]
+        owner: Option<String>,
+    },
+    /// GET /stores/:id/keys.
+    Keys {
+        /// Topic.
+        topic: String,
+    },
+    /// GET /stores/:id/:key (prints the value decoded as text with `--text`).
+    Get {
+        /// Topic.
+        topic: String,
+        /// Key.
+        key: String,
+    },
+    /// PUT /stores/:id/:key.
+    Put {
+        /// Topic.
+        topic: String,
+        /// Key.
+        key: String,
+        /// Value (text, or base64 with --base64).
+        value: String,
+        /// The value is already base64.
+        #[arg(long)]
+        base64: bool,
+        /// Media type.
+        #[arg(long, default_value = "application/octet-stream")]
+        content_type: String,
+    },
+    /// DELETE /stores/:id/:key.
+    Rm {
+        /// Topic.
+        topic: String,
+        /// Key.
+        key: String,
+    },
+}
+
+/// `x0x tasks …`: a list's id is its topic.
+#[derive(Debug, Subcommand)]
+pub enum TasksCmd {
+    /// GET /task-lists: the task lists open here.
+    Lists,
+    /// POST /task-lists: create the list on a topic (or join the one others use).
+    Create {
+        /// Name.
+        name: String,
+        /// Topic (and id).
+        topic: String,
+    },
+    /// GET /task-lists/:id/tasks.
+    List {
+        /// Topic.
+        topic: String,
+    },
+    /// POST /task-lists/:id/tasks.
+    Add {
+        /// Topic.
+        topic: String,
+        /// Title.
+        title: String,
+        /// Description.
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// PATCH /task-lists/:id/tasks/:tid {action: claim}.
+    Claim {
+        /// Topic.
+        topic: String,
+        /// Task id (64 hex).
+        task_id: String,
+    },
+    /// PATCH /task-lists/:id/tasks/:tid {action: complete}.
+    Complete {
+        /// Topic.
+        topic: String,
+        /// Task id (64 hex).
+        task_id: String,
+    },
 }
 
 /// `x0x trust …`.
@@ -648,6 +765,72 @@ fn dispatch(args: &Args) -> Result<Option<Value>, CliError> {
             )?,
             ContactsCmd::Revocations { agent_id } => {
                 c.get(&id_path("/contacts/", agent_id, "/revocations"))?
+            }
+        },
+        Command::Store { cmd } => match cmd {
+            StoreCmd::List => c.get("/stores")?,
+            StoreCmd::Create {
+                name,
+                topic,
+                policy,
+                allow,
+            } => c.post(
+                "/stores",
+                json!({"name": name, "topic": topic, "policy": policy, "allow": allow}),
+            )?,
+            StoreCmd::Join { topic, owner } => c.post(
+                &format!("/stores/{}/join", percent(topic)),
+                json!({"topic": topic, "owner": owner}),
+            )?,
+            StoreCmd::Keys { topic } => c.get(&format!("/stores/{}/keys", percent(topic)))?,
+            StoreCmd::Get { topic, key } => {
+                c.get(&format!("/stores/{}/{}", percent(topic), percent(key)))?
+            }
+            StoreCmd::Put {
+                topic,
+                key,
+                value,
+                base64,
+                content_type,
+            } => c.call(
+                "PUT",
+                &format!("/stores/{}/{}", percent(topic), percent(key)),
+                Some(&json!({"value": text_b64(value, *base64)?, "content_type": content_type})),
+                Duration::from_secs(10),
+            )?,
+            StoreCmd::Rm { topic, key } => c.call(
+                "DELETE",
+                &format!("/stores/{}/{}", percent(topic), percent(key)),
+                None,
+                Duration::from_secs(10),
+            )?,
+        },
+        Command::Tasks { cmd } => match cmd {
+            TasksCmd::Lists => c.get("/task-lists")?,
+            TasksCmd::Create { name, topic } => {
+                c.post("/task-lists", json!({"name": name, "topic": topic}))?
+            }
+            TasksCmd::List { topic } => c.get(&format!("/task-lists/{}/tasks", percent(topic)))?,
+            TasksCmd::Add {
+                topic,
+                title,
+                description,
+            } => c.post(
+                &format!("/task-lists/{}/tasks", percent(topic)),
+                json!({"title": title, "description": description}),
+            )?,
+            TasksCmd::Claim { topic, task_id } | TasksCmd::Complete { topic, task_id } => {
+                let action = if matches!(cmd, TasksCmd::Claim { .. }) {
+                    "claim"
+                } else {
+                    "complete"
+                };
+                c.call(
+                    "PATCH",
+                    &format!("/task-lists/{}/tasks/{}", percent(topic), percent(task_id)),
+                    Some(&json!({"action": action})),
+                    Duration::from_secs(10),
+                )?
             }
         },
         Command::Trust { cmd } => match cmd {
