@@ -72,9 +72,8 @@ pub async fn load_all(agent: &Agent, data_dir: &Path) -> Vec<String> {
 
 /// Writes the store on `topic` (temporary file and rename).
 pub async fn save(agent: &Agent, data_dir: &Path, topic: &str) {
-    let snap = match agent.store_snapshot(topic).await {
-        Ok(Some(s)) => s,
-        _ => return,
+    let Ok(Some(snap)) = agent.store_snapshot(topic).await else {
+        return;
     };
     let bytes = match postcard::to_allocvec(&snap) {
         Ok(b) => b,

@@ -79,10 +79,11 @@ pub(crate) enum Command {
     Shutdown(Reply<()>),
 }
 
+/// What a [`NodeCall`] runs.
+type NodeFn = Box<dyn FnOnce(&mut x0x_proto::Node, x0x_proto::Time) + Send>;
+
 /// A call run on the node by the driver's task.
-pub(crate) struct NodeCall(
-    pub(crate) Box<dyn FnOnce(&mut x0x_proto::Node, x0x_proto::Time) + Send>,
-);
+pub(crate) struct NodeCall(pub(crate) NodeFn);
 
 impl std::fmt::Debug for NodeCall {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -55,7 +55,7 @@ pub struct StoreSnapshot {
 ///
 /// Its methods, by role:
 /// * **Applying** what others wrote: [`Replica::apply`] (a verified batch).
-/// * **Writing**: [`Replica::commit`] makes a local change (the KV and task methods in
+/// * **Writing**: `Replica::commit` (crate-internal) makes a local change (the KV and task methods in
 ///   `kv.rs` and `tasks.rs` call it), [`Replica::record_local`] files its signed batch.
 /// * **Anti-entropy**: [`Replica::heads`], [`Replica::batches_missing_from`].
 /// * **Reading**: [`Replica::topic`], [`Replica::kind`], [`Replica::owner`],
@@ -212,6 +212,15 @@ impl Replica {
                 out.refused += 1;
                 continue;
             };
+            // A signer vouches for its own changes only. Checked before anything is
+            // remembered about the change: another agent's change re-signed by a third party
+            // must not be refused, nor held waiting under the wrong author, when it arrives
+            // from its real author.
+            if !layout::actor_is(change.actor_id(), &author) {
+                stats.refused_malformed += 1;
+                out.refused += 1;
+                continue;
+            }
             let hash = change.hash();
             if self.known.contains_key(&hash) || self.waiting.contains_key(&hash) {
                 stats.duplicates += 1;
@@ -456,10 +465,20 @@ impl Replica {
             .copied()
             .collect();
         let they_have_more = known.len() < their_heads.len();
-        let mut idx = BTreeSet::new();
-        for c in self.doc.get_changes(&known) {
-            if let Some(i) = self.known.get(&c.hash()) {
-                idx.insert(*i);
+        // The batches in the causal order of the first missing change each carries (the
+        // order the changes were applied here), not in the order they were filed: a batch
+        // filed while its change waited for its past may be older than that past's batch, and
+        // sending by filing order could fill every round's budget with batches the other side
+        // can only hold waiting, never reaching the ones they wait for. In causal order the
+        // first batch of a round always brings a change whose past the other side holds.
+        // (Only the hashes are needed: `get_changes_meta` does not rebuild the changes.)
+        let mut seen = BTreeSet::new();
+        let mut idx = Vec::new();
+        for c in self.doc.get_changes_meta(&known) {
+            if let Some(&i) = self.known.get(&c.hash)
+                && seen.insert(i)
+            {
+                idx.push(i);
             }
         }
         let mut batches = Vec::new();

@@ -429,10 +429,11 @@ impl Node {
                 self.send_batches(peer, h.topic, std::mem::take(&mut frame), missing.more);
             }
         }
-        if missing.they_have_more && h.reply {
-            if let Some(f) = ours {
-                self.send(peer, f.into());
-            }
+        if missing.they_have_more
+            && h.reply
+            && let Some(f) = ours
+        {
+            self.send(peer, f.into());
         }
     }
 
