@@ -31,6 +31,8 @@ pub mod policy;
 mod replica;
 mod stats;
 mod tasks;
+#[cfg(test)]
+mod tests;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};

@@ -183,6 +183,13 @@ impl Judge<'_> {
             }
             return Ok(Verdict::Genesis { owner, policy });
         }
+        // The creation is the only accepted change without a past, so every other accepted
+        // change has it in its past. A change with no past was written where the store did
+        // not exist yet: nobody may write there. Judging it against the owner this replica
+        // happens to know would make the verdict depend on whether the creation came first.
+        if deps.is_empty() {
+            return Err(Refusal::NotAWriter);
+        }
         let Some(owner) = self.owner else {
             return Err(Refusal::NotAWriter);
         };
