@@ -40,10 +40,13 @@ impl Node {
         self.drain_layers(now);
     }
 
-    /// Unsubscribes from `topic`.
+    /// Unsubscribes from `topic`. A store's topic stays carried while the store is open.
     pub fn unsubscribe(&mut self, now: Time, topic: TopicId) {
         self.start(now);
         self.publish_joined.remove(&topic);
+        if self.collab.contains_key(&topic) {
+            return;
+        }
         self.broadcast.unsubscribe(topic);
         self.drain_layers(now);
     }
