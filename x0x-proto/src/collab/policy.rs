@@ -80,6 +80,11 @@ impl Judge<'_> {
         }
         let deps = change.deps();
         let ops = change.decode().operations;
+        // No local write is ever empty (a commit that changes nothing makes no change); an
+        // empty change would pass every rule below, so anyone could fill a store with them.
+        if ops.is_empty() {
+            return Err(Refusal::Malformed);
+        }
         let mut genesis_owner = None;
         let mut genesis_policy = None;
         let mut touches_meta = false;

@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 
 use automerge::legacy::OpType;
 use automerge::transaction::{Transactable, Transaction};
-use automerge::{AutomergeError, Change, ChangeHash, ObjType, ROOT, ScalarValue};
+use automerge::{AutomergeError, Change, ChangeHash, ObjType, ROOT, ReadDoc, ScalarValue};
 use bytes::Bytes;
 use proptest::prelude::*;
 use rand_chacha::ChaCha8Rng;
@@ -908,4 +908,27 @@ fn a_move_onto_the_winning_position_of_a_conflict_writes_nothing() {
         reader.stores[TASKS].heads(),
         w.sites[W1].stores[TASKS].heads()
     );
+}
+
+/// Regression: a change with no operations passed every rule (it touches no key), so an agent
+/// outside the policy could fill every replica of a store with empty changes, which were kept
+/// and relayed to every joiner.
+#[test]
+fn an_empty_change_is_refused_from_anyone() {
+    let mut w = World::new();
+    for who in [X, OWNER] {
+        let r = &mut w.sites[who].stores[KV];
+        let h = r
+            .doc
+            .empty_commit(automerge::transaction::CommitOptions::default());
+        let c = r.doc.get_change_by_hash(&h).unwrap();
+        w.publish(who, KV, vec![(c, Expect::Malformed)]);
+    }
+    let mut reader = Site::new(WRITERS, 7, None);
+    for i in 0..w.batches.len() {
+        reader.apply(i, &w.batches[i]);
+    }
+    let e = expected(&w);
+    assert_eq!(reader.stores[KV].change_count(), e.held[KV].len());
+    assert_eq!(reader.stats.refused_malformed, 2);
 }
