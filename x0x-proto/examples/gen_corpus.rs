@@ -1,7 +1,8 @@
 //! Writes a small seed corpus for the fuzz targets: one valid encoding of every frame kind,
 //! plus keys, certificates, signed envelopes, announcement and rendezvous bodies (fresh,
 //! stale, future, expired, over-long), presence records (live, expired, too long, another
-//! machine's) and a few node operation sequences.
+//! machine's), replicated-store changes and anti-entropy bodies, and a few node operation
+//! sequences.
 //!
 //! Run: `cargo run -p x0x-proto --example gen_corpus` (writes into `fuzz/corpus/`).
 
@@ -324,6 +325,13 @@ fn main() {
     });
     write_postcard(&dd, "sealed", &env);
     write(&dd, "kem_public_key", to.public_key().as_bytes());
+    // Changes each agent of the fixture store could send next (the owner's, the writer's, an
+    // outsider's, an empty one, one with no past, task-list steps), a payload of two, and the
+    // anti-entropy bodies.
+    let cc = root.join("collab_changes");
+    for (name, data) in x0x_proto::fuzzing::collab_seeds() {
+        write(&cc, name, &data);
+    }
     println!(
         "wrote {} frames and the record, key and node inputs under {}",
         frames.len(),

@@ -35,6 +35,34 @@ mod properties {
         fn node_invariants_hold_under_arbitrary_operations(data in proptest::collection::vec(any::<u8>(), 0..600)) {
             x0x_proto::fuzzing::node_ops(&data);
         }
+
+        /// Seed changes, payloads and anti-entropy bodies with bytes overwritten, inserted
+        /// and cut never panic a replica nor break its invariants (checked inside
+        /// `collab_changes`): a stable stand-in for what libFuzzer explores.
+        #[test]
+        fn replicas_survive_mutated_changes(
+            seed in any::<prop::sample::Index>(),
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 1..8),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let seeds = x0x_proto::fuzzing::collab_seeds();
+            let mut data = seeds[seed.index(seeds.len())].1.clone();
+            for (at, byte, how) in edits {
+                let i = at.index(data.len() + 1);
+                match how {
+                    0 if i < data.len() => data[i] = byte,
+                    1 => data.insert(i, byte),
+                    _ if i < data.len() => {
+                        data.remove(i);
+                    }
+                    _ => {}
+                }
+            }
+            // Sometimes cut the tail (a quarter at most).
+            let keep = cut.index(data.len() + 1).max(data.len() * 3 / 4);
+            data.truncate(keep);
+            x0x_proto::fuzzing::collab_changes(&data);
+        }
     }
 }
 

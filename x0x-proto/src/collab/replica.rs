@@ -500,6 +500,58 @@ impl Replica {
         }
     }
 
+    // ----- checking -----
+
+    /// The agents whose changes the document holds (from their actors).
+    pub(crate) fn held_authors(&self) -> BTreeSet<[u8; 32]> {
+        self.doc
+            .get_changes_meta(&[])
+            .iter()
+            .filter_map(|c| c.actor.to_bytes().get(..32)?.try_into().ok())
+            .collect()
+    }
+
+    /// The replica's internal consistency: what it says it holds is what its document
+    /// holds, every held change points at a filed batch, the byte count is the batches'.
+    pub(crate) fn check_invariants(&self) -> Result<(), String> {
+        let held = self.doc.get_changes_meta(&[]);
+        if held.len() != self.known.len() {
+            return Err(format!(
+                "{} changes known, {} in the document",
+                self.known.len(),
+                held.len()
+            ));
+        }
+        if let Some(c) = held.iter().find(|c| !self.known.contains_key(&c.hash)) {
+            return Err(format!("{:?} in the document, not known", c.hash));
+        }
+        if self.heads().iter().any(|h| !self.known.contains_key(h)) {
+            return Err("a head is not known".into());
+        }
+        if self
+            .known
+            .values()
+            .any(|&i| i as usize >= self.proofs.len())
+        {
+            return Err("a change points past the batches".into());
+        }
+        if self.proofs.iter().map(Bytes::len).sum::<usize>() != self.proof_bytes {
+            return Err("proof_bytes is not the batches' size".into());
+        }
+        if self.waiting.len() != self.waiting_order.len()
+            || self
+                .waiting_order
+                .iter()
+                .any(|h| !self.waiting.contains_key(h))
+        {
+            return Err("the waiting order is not the waiting set".into());
+        }
+        if self.waiting.keys().any(|h| self.known.contains_key(h)) {
+            return Err("a change both waits and is applied".into());
+        }
+        Ok(())
+    }
+
     // ----- saving -----
 
     /// The replica as a driver saves it.
