@@ -6,7 +6,10 @@
 //! and so reach the same verdict. That is what makes a refusal final everywhere.
 
 use automerge::legacy::{Key, ObjectId, OpType};
-use automerge::{Automerge, Change, ROOT, ReadDoc, ScalarValue};
+use std::cell::Cell;
+use std::collections::BTreeSet;
+
+use automerge::{Automerge, Change, ChangeHash, ROOT, ReadDoc, ScalarValue};
 use serde::{Deserialize, Serialize};
 
 use super::error::Refusal;
@@ -58,6 +61,12 @@ pub(super) struct Judge<'a> {
     pub(super) policy: AccessPolicy,
     pub(super) expected_owner: Option<AgentId>,
     pub(super) config: &'a CollabConfig,
+    /// Changes accepted but not yet in `doc`: the document as of a past that includes one
+    /// cannot be read yet.
+    pub(super) pending: &'a BTreeSet<ChangeHash>,
+    /// Set when the judge needed such a past: its verdict does not count, and the caller
+    /// applies the pending changes and asks again.
+    pub(super) stale: Cell<bool>,
 }
 
 /// A change that passed: either an ordinary one or the store's creation.
@@ -218,7 +227,11 @@ impl Judge<'_> {
     }
 
     /// The winning value of a root key as of `heads`.
-    fn get_at(&self, key: &str, heads: &[automerge::ChangeHash]) -> Option<ScalarValue> {
+    fn get_at(&self, key: &str, heads: &[ChangeHash]) -> Option<ScalarValue> {
+        if heads.iter().any(|h| self.pending.contains(h)) {
+            self.stale.set(true);
+            return None;
+        }
         match self.doc.get_at(ROOT, key, heads) {
             Ok(Some((v, _))) => v.as_scalar().cloned(),
             _ => None,

@@ -1,6 +1,7 @@
 //! [`Replica`]: one store's automerge document, the signed batches that prove who wrote each
 //! change, the changes waiting for their past, and the anti-entropy selection.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use automerge::transaction::{CommitOptions, Transactable, Transaction};
@@ -206,6 +207,10 @@ impl Replica {
             bytes: proof,
             idx: None,
         };
+        // Accepted changes go into the document together: automerge's cost per
+        // `apply_changes` call grows with the document, so one call per change made a large
+        // store quadratic (docs/benchmarks.md, replicated stores).
+        let mut group = Accepted::default();
         for raw in changes {
             let Ok(change) = Change::try_from(&raw[..]) else {
                 stats.refused_malformed += 1;
@@ -222,7 +227,10 @@ impl Replica {
                 continue;
             }
             let hash = change.hash();
-            if self.known.contains_key(&hash) || self.waiting.contains_key(&hash) {
+            if self.known.contains_key(&hash)
+                || self.waiting.contains_key(&hash)
+                || group.hashes.contains(&hash)
+            {
                 stats.duplicates += 1;
                 out.duplicates += 1;
                 continue;
@@ -236,17 +244,21 @@ impl Replica {
                 out.refused += 1;
                 continue;
             }
-            if change.deps().iter().all(|d| self.known.contains_key(d)) {
-                match self.try_apply(change, author, &mut slot, config, stats) {
-                    Ok(()) => out.applied += 1,
-                    Err(_) => out.refused += 1,
-                }
+            if change
+                .deps()
+                .iter()
+                .all(|d| self.known.contains_key(d) || group.hashes.contains(d))
+            {
+                self.accept(
+                    change, author, None, &mut group, &mut slot, &mut out, config, stats,
+                );
             } else {
                 let idx = self.file(&mut slot);
                 self.wait(change, author, idx, config, stats);
                 out.waiting += 1;
             }
         }
+        self.flush(&mut group, &mut slot, &mut out, config, stats);
         let released = self.release_waiting(config, stats);
         out.applied += released;
         out.waiting = out.waiting.saturating_sub(released);
@@ -265,27 +277,41 @@ impl Replica {
         i
     }
 
-    /// Judges and applies one change whose dependencies are applied.
-    fn try_apply(
+    /// Judges one change whose dependencies are applied or in `group`, and adds it to
+    /// `group` if it passes (`proof`: its filed batch, `None` for the slot's). A judge that
+    /// needs the document as of a change still in `group` gets it applied first.
+    #[allow(clippy::too_many_arguments)]
+    fn accept(
         &mut self,
         change: Change,
         author: AgentId,
-        proof: &mut ProofSlot,
+        proof: Option<u32>,
+        group: &mut Accepted,
+        slot: &mut ProofSlot,
+        out: &mut ApplyOutcome,
         config: &CollabConfig,
         stats: &mut CollabStats,
-    ) -> Result<(), Refusal> {
+    ) {
         let hash = change.hash();
-        let verdict = Judge {
-            doc: &self.doc,
-            kind: self.kind,
-            owner: self.owner,
-            policy: self.policy,
-            expected_owner: self.expected_owner,
-            config,
-        }
-        .judge(&author, &change);
-        let verdict = match verdict {
-            Ok(v) => v,
+        let verdict = loop {
+            let judge = Judge {
+                doc: &self.doc,
+                kind: self.kind,
+                owner: self.owner,
+                policy: self.policy,
+                expected_owner: self.expected_owner,
+                config,
+                pending: &group.hashes,
+                stale: Cell::new(false),
+            };
+            let verdict = judge.judge(&author, &change);
+            if judge.stale.get() {
+                self.flush(group, slot, out, config, stats);
+                continue;
+            }
+            break verdict;
+        };
+        match verdict {
             Err(r) => {
                 if r.is_malformed() {
                     stats.refused_malformed += 1;
@@ -293,25 +319,62 @@ impl Replica {
                     stats.refused_policy += 1;
                 }
                 self.remember_refused(hash, config);
-                return Err(r);
+                out.refused += 1;
             }
-        };
-        if self.doc.apply_changes([change]).is_err() {
-            // An actor reusing a sequence number with other content (equivocation).
-            stats.refused_malformed += 1;
-            self.remember_refused(hash, config);
-            return Err(Refusal::Malformed);
+            Ok(Verdict::Accept) => group.push(change, author, proof),
+            Ok(Verdict::Genesis { owner, policy }) => {
+                // Binds the replica: in the document before anything is judged after it.
+                group.push(change, author, proof);
+                self.flush(group, slot, out, config, stats);
+                if self.known.contains_key(&hash) {
+                    self.owner = Some(owner);
+                    self.policy = policy;
+                }
+            }
         }
-        if let Verdict::Genesis { owner, policy } = verdict {
-            self.owner = Some(owner);
-            self.policy = policy;
+    }
+
+    /// Applies `group` to the document and records its changes as held. If automerge refuses
+    /// the run (an actor reusing a sequence number with other content: equivocation), the
+    /// changes go in one by one as before: the offender is refused, and what depended on it
+    /// waits.
+    fn flush(
+        &mut self,
+        group: &mut Accepted,
+        slot: &mut ProofSlot,
+        out: &mut ApplyOutcome,
+        config: &CollabConfig,
+        stats: &mut CollabStats,
+    ) {
+        if group.changes.is_empty() {
+            return;
         }
-        let idx = self.file(proof);
-        self.known.insert(hash, idx);
-        if author != self.author {
-            stats.remote_applied += 1;
+        let changes = std::mem::take(&mut group.changes);
+        let meta = std::mem::take(&mut group.meta);
+        group.hashes.clear();
+        let all_in = self.doc.apply_changes(changes.iter().cloned()).is_ok();
+        for (change, (hash, author, proof)) in changes.into_iter().zip(meta) {
+            if !all_in {
+                if !change.deps().iter().all(|d| self.known.contains_key(d)) {
+                    let idx = proof.unwrap_or_else(|| self.file(slot));
+                    self.wait(change, author, idx, config, stats);
+                    out.waiting += 1;
+                    continue;
+                }
+                if self.doc.apply_changes([change]).is_err() {
+                    stats.refused_malformed += 1;
+                    self.remember_refused(hash, config);
+                    out.refused += 1;
+                    continue;
+                }
+            }
+            let idx = proof.unwrap_or_else(|| self.file(slot));
+            self.known.insert(hash, idx);
+            if author != self.author {
+                stats.remote_applied += 1;
+            }
+            out.applied += 1;
         }
-        Ok(())
     }
 
     fn remember_refused(&mut self, hash: ChangeHash, config: &CollabConfig) {
@@ -353,7 +416,11 @@ impl Replica {
 
     /// Applies every waiting change whose dependencies are now applied; the count applied.
     fn release_waiting(&mut self, config: &CollabConfig, stats: &mut CollabStats) -> usize {
-        let mut applied = 0;
+        let mut out = ApplyOutcome::default();
+        let mut none = ProofSlot {
+            bytes: Bytes::new(),
+            idx: None,
+        };
         loop {
             let ready: Vec<ChangeHash> = self
                 .waiting
@@ -364,27 +431,30 @@ impl Replica {
             if ready.is_empty() {
                 break;
             }
+            // Ready changes do not depend on each other (each one's past is applied).
+            let mut group = Accepted::default();
             for h in ready {
-                if let Some(w) = self.waiting.remove(&h)
-                    && self
-                        .try_apply(
-                            w.change,
-                            w.author,
-                            &mut ProofSlot {
-                                bytes: Bytes::new(),
-                                idx: Some(w.proof),
-                            },
-                            config,
-                            stats,
-                        )
-                        .is_ok()
-                {
-                    applied += 1;
+                if let Some(w) = self.waiting.remove(&h) {
+                    self.accept(
+                        w.change,
+                        w.author,
+                        Some(w.proof),
+                        &mut group,
+                        &mut none,
+                        &mut out,
+                        config,
+                        stats,
+                    );
                 }
             }
+            self.flush(&mut group, &mut none, &mut out, config, stats);
             self.waiting_order.retain(|h| self.waiting.contains_key(h));
         }
-        applied
+        debug_assert!(
+            none.idx.is_none(),
+            "released changes have their batches filed"
+        );
+        out.applied
     }
 
     // ----- writing -----
@@ -563,6 +633,24 @@ impl Replica {
             expected_owner: self.expected_owner.or(self.owner),
             proofs: self.proofs.clone(),
         }
+    }
+}
+
+/// Changes that passed the judge, not yet in the document (see [`Replica::flush`]).
+#[derive(Default)]
+struct Accepted {
+    changes: Vec<Change>,
+    /// Each change's hash, author and filed batch (`None`: the batch being applied).
+    meta: Vec<(ChangeHash, AgentId, Option<u32>)>,
+    hashes: BTreeSet<ChangeHash>,
+}
+
+impl Accepted {
+    fn push(&mut self, change: Change, author: AgentId, proof: Option<u32>) {
+        let hash = change.hash();
+        self.hashes.insert(hash);
+        self.meta.push((hash, author, proof));
+        self.changes.push(change);
     }
 }
 

@@ -119,6 +119,9 @@ impl Site {
             before + out.applied,
             "batch {i}: the count grows by what apply reports"
         );
+        if let Err(e) = self.stores[b.store].check_invariants() {
+            panic!("batch {i}: {e}");
+        }
         self.seen.insert(i);
     }
 }
@@ -931,4 +934,66 @@ fn an_empty_change_is_refused_from_anyone() {
     let e = expected(&w);
     assert_eq!(reader.stores[KV].change_count(), e.held[KV].len());
     assert_eq!(reader.stats.refused_malformed, 2);
+}
+
+/// An actor reusing a sequence number with other content (a session restarted under the
+/// same incarnation): automerge refuses the second change, and the replica, which applies a
+/// batch's changes in one call, falls back to one at a time: the reused number is refused,
+/// what depends on it waits, the rest of the batch is applied.
+#[test]
+fn an_equivocating_change_is_refused_and_the_rest_of_its_batch_applied() {
+    let mut w = World::new();
+    w.run(&Op::Put {
+        who: OWNER,
+        key: 0,
+        n: 1,
+    });
+    // A second session of the owner under the same incarnation, which saw only the creation.
+    let mut twin = Site::new(OWNER, OWNER as u64, None);
+    twin.apply(0, &w.batches[0]);
+    let cfg = cfg();
+    let twin_kv = &mut twin.stores[KV];
+    let other = twin_kv.kv_put(w.now + 1, "k5", Bytes::from_static(b"x"), "", &cfg);
+    let other = other.unwrap().unwrap();
+    let next = twin_kv.kv_put(w.now + 2, "k4", Bytes::from_static(b"y"), "", &cfg);
+    let next = next.unwrap().unwrap();
+    assert_eq!(other.seq(), 2, "the sequence number the first session used");
+    // A change of the twin's batch that does not depend on the reused number.
+    let mut third = Site::new(OWNER, 77, None);
+    third.apply(0, &w.batches[0]);
+    let fine = third.stores[KV]
+        .kv_put(w.now + 3, "k3", Bytes::from_static(b"z"), "", &cfg)
+        .unwrap()
+        .unwrap();
+    let batch = Batch {
+        store: KV,
+        author: OWNER,
+        proof: Bytes::from_static(b"twin"),
+        changes: [&fine, &other, &next]
+            .iter()
+            .map(|c| Bytes::copy_from_slice(c.raw_bytes()))
+            .collect(),
+        replay: false,
+    };
+    let mut r = Site::new(WRITERS, 7, None);
+    for i in 0..w.batches.len() {
+        r.apply(i, &w.batches[i]);
+    }
+    let before = r.stores[KV].change_count();
+    let out = r.stores[KV].apply(
+        agent(OWNER),
+        batch.proof.clone(),
+        &batch.changes,
+        &cfg,
+        &mut r.stats,
+    );
+    assert_eq!(
+        (out.applied, out.refused, out.waiting),
+        (1, 1, 1),
+        "{out:?}"
+    );
+    assert_eq!(r.stores[KV].change_count(), before + 1);
+    assert!(r.stores[KV].holds(&fine.hash()) && !r.stores[KV].holds(&other.hash()));
+    assert_eq!(r.stores[KV].waiting(), 1);
+    r.stores[KV].check_invariants().unwrap();
 }
