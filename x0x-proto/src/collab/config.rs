@@ -28,6 +28,12 @@ pub struct CollabConfig {
     /// Bytes of signed changes one anti-entropy round sends. Default 4 MiB: a 10,000-key
     /// store fits in one round; a larger gap takes several.
     pub sync_round_bytes: usize,
+    /// A batch learnt by anti-entropy is pushed down the store's topic tree only if it was
+    /// published less than this long ago. Default 10 min: a partition's writes spread across
+    /// a whole side at once after the heal, while a late joiner catching up on older history
+    /// does not send it all back to carriers that have it.
+    #[serde(with = "humantime_serde")]
+    pub relay_window: Duration,
 }
 
 impl Default for CollabConfig {
@@ -40,6 +46,7 @@ impl Default for CollabConfig {
             max_task_text: 4096,
             sync_interval: Duration::from_secs(5),
             sync_round_bytes: 4 << 20,
+            relay_window: Duration::from_secs(600),
         }
     }
 }

@@ -357,7 +357,7 @@ impl Node {
     }
 
     /// Verifies a signed batch that came by anti-entropy (or from a saved store) and applies
-    /// it; `relay` sends a batch that brought something new down the topic's tree, so the
+    /// it; `relay` sends a recent batch that brought something new down the topic's tree, so the
     /// rest of the store's carriers get it without waiting for their own anti-entropy.
     fn apply_proof(&mut self, now: Time, topic: TopicId, proof: Bytes, relay: bool) {
         let Ok(signed) = postcard::from_bytes::<wire::Signed>(&proof) else {
@@ -376,7 +376,9 @@ impl Node {
             return;
         };
         let applied = self.apply_verified(now, topic, author, proof, &p.changes);
-        if relay && applied > 0 && !self.broadcast.is_known(&signed.id()) {
+        let window = u64::try_from(self.config.collab.relay_window.as_millis()).unwrap_or(u64::MAX);
+        let recent = now.as_millis().saturating_sub(body.published_at_ms) < window;
+        if relay && recent && applied > 0 && !self.broadcast.is_known(&signed.id()) {
             self.broadcast.publish(now, topic, signed);
             self.drain_layers(now);
         }
