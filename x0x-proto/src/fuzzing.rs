@@ -736,6 +736,14 @@ fn build_collab_fixture() -> CollabFixture {
         .unwrap_or_else(|_| unreachable!("a fixture write"));
     let outsider_add = outsider_add.unwrap_or_else(|| unreachable!("a fixture write"));
 
+    // The owner's next write in automerge's compressed form (never sent by x0x).
+    let mut okv3 = replica(owner, 0, 7);
+    for b in batches.iter().filter(|b| b.store == 0) {
+        okv3.apply(b.author, b.proof.clone(), &b.changes, &cfg, &mut stats);
+    }
+    let mut big = some(okv3.kv_put(now + 1, "delta", Bytes::from(vec![0; 1024]), "", &cfg));
+    let compressed = big.bytes().into_owned();
+
     let payload = ChangesPayload::new(vec![raw(&owner_put), raw(&writer_put)]).encode();
     let mut heads: Vec<[u8; 32]> = kv.heads().into_iter().map(|h| h.0).collect();
     heads.push([7; 32]);
@@ -762,6 +770,7 @@ fn build_collab_fixture() -> CollabFixture {
         ("owner_no_past", raw(&no_past).to_vec()),
         ("outsider_claim", raw(&outsider_claim).to_vec()),
         ("outsider_task_add", raw(&outsider_add).to_vec()),
+        ("owner_put_compressed", compressed),
         ("payload", payload.to_vec()),
         ("heads", postcard::to_allocvec(&heads).unwrap_or_default()),
         ("batches", postcard::to_allocvec(&frame).unwrap_or_default()),
@@ -1022,7 +1031,11 @@ mod tests {
                 "{name} refused by the policy"
             );
         }
-        for (name, store, key) in [("outsider_empty", 0, outsider), ("owner_put", 0, writer)] {
+        for (name, store, key) in [
+            ("outsider_empty", 0, outsider),
+            ("owner_put", 0, writer),
+            ("owner_put_compressed", 0, owner),
+        ] {
             let (n, s) = run(name, store, key);
             assert_eq!(
                 (n, s.refused_malformed),

@@ -23,6 +23,7 @@
 //! incarnation from the node's RNG) and does no I/O; the [`crate::Node`] verifies signatures,
 //! routes topic messages and anti-entropy frames, and runs the timer.
 
+mod chunk;
 mod config;
 mod error;
 mod kv;

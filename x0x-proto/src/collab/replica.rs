@@ -5,10 +5,11 @@ use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use automerge::transaction::{CommitOptions, Transactable, Transaction};
-use automerge::{Automerge, Change, ChangeHash, ROOT, ReadDoc, ScalarValue};
+use automerge::{ActorId, Automerge, Change, ChangeHash, ROOT, ReadDoc, ScalarValue};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use super::chunk;
 use super::error::{CollabError, Refusal};
 use super::layout;
 use super::policy::{AccessPolicy, Judge, Verdict};
@@ -79,6 +80,9 @@ pub struct Replica {
     waiting: BTreeMap<ChangeHash, Waiting>,
     waiting_order: VecDeque<ChangeHash>,
     refused: BTreeSet<ChangeHash>,
+    /// The last sequence number in the document per actor (automerge keeps its own, but not
+    /// where we can read it): what [`Replica::fits`] checks a change against.
+    seqs: BTreeMap<ActorId, u64>,
 }
 
 impl Replica {
@@ -111,6 +115,7 @@ impl Replica {
             waiting: BTreeMap::new(),
             waiting_order: VecDeque::new(),
             refused: BTreeSet::new(),
+            seqs: BTreeMap::new(),
         }
     }
 
@@ -212,7 +217,11 @@ impl Replica {
         // store quadratic (docs/benchmarks.md, replicated stores).
         let mut group = Accepted::default();
         for raw in changes {
-            let Ok(change) = Change::try_from(&raw[..]) else {
+            // Checked before automerge reads it: a compressed change, or one whose operations
+            // name an actor it does not list, would make automerge inflate it without bound
+            // or panic (`chunk`).
+            let parsed = chunk::well_formed(raw).then(|| Change::try_from(&raw[..]).ok());
+            let Some(Some(change)) = parsed else {
                 stats.refused_malformed += 1;
                 out.refused += 1;
                 continue;
@@ -293,6 +302,12 @@ impl Replica {
         stats: &mut CollabStats,
     ) {
         let hash = change.hash();
+        if !self.fits(&change, group) {
+            stats.refused_malformed += 1;
+            self.remember_refused(hash, config);
+            out.refused += 1;
+            return;
+        }
         let verdict = loop {
             let judge = Judge {
                 doc: &self.doc,
@@ -334,6 +349,19 @@ impl Replica {
         }
     }
 
+    /// Whether automerge can take `change` after the document and `group`: the next sequence
+    /// number of its actor, only actors the document knows, no author footer. automerge 0.12
+    /// panics on an actor it has not registered (a first change with a sequence number above 1,
+    /// or another actor it never saw) rather than returning an error, and x0x never writes an
+    /// author. A change automerge made always fits once its past is applied: its actor's
+    /// previous change is in that past, and so is every actor its operations name.
+    fn fits(&self, change: &Change, group: &Accepted) -> bool {
+        let last = |a: &ActorId| group.seqs.get(a).or_else(|| self.seqs.get(a)).copied();
+        change.seq() == last(change.actor_id()).unwrap_or(0).saturating_add(1)
+            && change.other_actor_ids().iter().all(|a| last(a).is_some())
+            && change.extra_bytes().is_empty()
+    }
+
     /// Applies `group` to the document and records its changes as held. If automerge refuses
     /// the run (an actor reusing a sequence number with other content: equivocation), the
     /// changes go in one by one as before: the offender is refused, and what depended on it
@@ -352,6 +380,7 @@ impl Replica {
         let changes = std::mem::take(&mut group.changes);
         let meta = std::mem::take(&mut group.meta);
         group.hashes.clear();
+        group.seqs.clear();
         let all_in = self.doc.apply_changes(changes.iter().cloned()).is_ok();
         for (change, (hash, author, proof)) in changes.into_iter().zip(meta) {
             if !all_in {
@@ -361,13 +390,16 @@ impl Replica {
                     out.waiting += 1;
                     continue;
                 }
-                if self.doc.apply_changes([change]).is_err() {
+                if !self.fits(&change, &Accepted::default())
+                    || self.doc.apply_changes([change.clone()]).is_err()
+                {
                     stats.refused_malformed += 1;
                     self.remember_refused(hash, config);
                     out.refused += 1;
                     continue;
                 }
             }
+            self.seqs.insert(change.actor_id().clone(), change.seq());
             let idx = proof.unwrap_or_else(|| self.file(slot));
             self.known.insert(hash, idx);
             if author != self.author {
@@ -480,7 +512,11 @@ impl Replica {
         let Some(hash) = hash else {
             return Ok(None);
         };
-        Ok(self.doc.get_change_by_hash(&hash))
+        let change = self.doc.get_change_by_hash(&hash);
+        if let Some(c) = &change {
+            self.seqs.insert(c.actor_id().clone(), c.seq());
+        }
+        Ok(change)
     }
 
     /// Files the signed batch `proof` that carries this replica's own changes `hashes`.
@@ -643,12 +679,15 @@ struct Accepted {
     /// Each change's hash, author and filed batch (`None`: the batch being applied).
     meta: Vec<(ChangeHash, AgentId, Option<u32>)>,
     hashes: BTreeSet<ChangeHash>,
+    /// The last sequence number per actor in `changes`.
+    seqs: BTreeMap<ActorId, u64>,
 }
 
 impl Accepted {
     fn push(&mut self, change: Change, author: AgentId, proof: Option<u32>) {
         let hash = change.hash();
         self.hashes.insert(hash);
+        self.seqs.insert(change.actor_id().clone(), change.seq());
         self.meta.push((hash, author, proof));
         self.changes.push(change);
     }

@@ -997,3 +997,41 @@ fn an_equivocating_change_is_refused_and_the_rest_of_its_batch_applied() {
     assert_eq!(r.stores[KV].waiting(), 1);
     r.stores[KV].check_invariants().unwrap();
 }
+
+/// A change in automerge's compressed form is refused before it is parsed (parsing inflates
+/// it first, with no bound); the same change as x0x sends it is applied.
+#[test]
+fn a_compressed_change_is_refused_unparsed() {
+    let w = World::new();
+    let mut owner = Site::new(OWNER, 500, None);
+    owner.apply(0, &w.batches[0]);
+    let mut c = owner.stores[KV]
+        .kv_put(1, "big", Bytes::from(vec![0; 4096]), "", &cfg())
+        .unwrap()
+        .unwrap();
+    let compressed = Bytes::from(c.bytes().into_owned());
+    assert_eq!(compressed[8], 2, "automerge compressed it");
+    assert!(compressed.len() < c.raw_bytes().len());
+    let mut r = Site::new(WRITERS, 7, None);
+    r.apply(0, &w.batches[0]);
+    let cfg = cfg();
+    let kv = &mut r.stores[KV];
+    let out = kv.apply(
+        agent(OWNER),
+        Bytes::from_static(b"z"),
+        &[compressed],
+        &cfg,
+        &mut r.stats,
+    );
+    assert_eq!((out.applied, out.refused), (0, 1));
+    assert_eq!(r.stats.refused_malformed, 1);
+    let raw = Bytes::copy_from_slice(c.raw_bytes());
+    let out = kv.apply(
+        agent(OWNER),
+        Bytes::from_static(b"r"),
+        &[raw],
+        &cfg,
+        &mut r.stats,
+    );
+    assert_eq!(out.applied, 1);
+}
