@@ -257,6 +257,24 @@ impl Broadcast {
         self.arm_flush(now);
     }
 
+    /// Sends `message`, signed by someone else and learnt outside the tree from `source`
+    /// (a replicated store's anti-entropy), down the topic's tree as this node's own publish
+    /// would go, except to `source`, which has it.
+    pub(crate) fn publish_learnt(
+        &mut self,
+        now: Time,
+        topic: TopicId,
+        message: Signed,
+        source: MachineId,
+    ) {
+        self.stats.published += 1;
+        self.root_tree(topic);
+        let id = message.id();
+        self.remember(now, id, topic, 0, None, message.clone());
+        self.forward(topic, id, 0, Some(source), &[source], &message);
+        self.arm_flush(now);
+    }
+
     // ----- neighbours -----
 
     pub(crate) fn neighbor_up(&mut self, peer: MachineId) {

@@ -75,7 +75,7 @@ impl Node {
         self.open_replica(now, snapshot.kind, &snapshot.topic, snapshot.expected_owner)?;
         let id = TopicId::from_name(&snapshot.topic);
         for proof in snapshot.proofs {
-            self.apply_proof(now, id, proof, false);
+            self.apply_proof(now, id, proof, None);
         }
         self.sync_store_now(id);
         Ok(())
@@ -357,9 +357,10 @@ impl Node {
     }
 
     /// Verifies a signed batch that came by anti-entropy (or from a saved store) and applies
-    /// it; `relay` sends a recent batch that brought something new down the topic's tree, so the
-    /// rest of the store's carriers get it without waiting for their own anti-entropy.
-    fn apply_proof(&mut self, now: Time, topic: TopicId, proof: Bytes, relay: bool) {
+    /// it. A recent batch `from` a neighbour that brought something new goes down the topic's
+    /// tree (not back to that neighbour), so the rest of the store's carriers get it without
+    /// waiting for their own anti-entropy.
+    fn apply_proof(&mut self, now: Time, topic: TopicId, proof: Bytes, from: Option<MachineId>) {
         let Ok(signed) = postcard::from_bytes::<wire::Signed>(&proof) else {
             self.collab_stats.bad_batches += 1;
             return;
@@ -378,8 +379,12 @@ impl Node {
         let applied = self.apply_verified(now, topic, author, proof, &p.changes);
         let window = u64::try_from(self.config.collab.relay_window.as_millis()).unwrap_or(u64::MAX);
         let recent = now.as_millis().saturating_sub(body.published_at_ms) < window;
-        if relay && recent && applied > 0 && !self.broadcast.is_known(&signed.id()) {
-            self.broadcast.publish(now, topic, signed);
+        if let Some(source) = from
+            && recent
+            && applied > 0
+            && !self.broadcast.is_known(&signed.id())
+        {
+            self.broadcast.publish_learnt(now, topic, signed, source);
             self.drain_layers(now);
         }
     }
@@ -460,7 +465,7 @@ impl Node {
             return;
         }
         for proof in b.batches {
-            self.apply_proof(now, b.topic, proof, true);
+            self.apply_proof(now, b.topic, proof, Some(peer));
         }
         if b.more
             && let Some(f) = self.heads_frame(b.topic, true)

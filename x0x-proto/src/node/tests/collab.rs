@@ -257,3 +257,56 @@ fn a_snapshot_restores_the_store_after_a_restart() {
     assert_eq!(keys(&fresh, TOPIC).len(), 6);
     assert_eq!(fresh.store(TOPIC).unwrap().owner(), Some(fresh.agent_id()));
 }
+
+#[test]
+fn a_catch_up_is_not_sent_back_to_the_neighbour_it_came_from() {
+    let mut jc = Config::default();
+    jc.bootstrap = vec![addr(1)];
+    let (mut w, mut j) = (node(1, Config::default()), node(2, jc));
+    w.create_store(t(0), StoreKind::Kv, TOPIC, "t", AccessPolicy::Signed, &[])
+        .unwrap();
+    // Enough batches for several anti-entropy frames.
+    for b in 0..20u64 {
+        let items = (0..100)
+            .map(|k| {
+                (
+                    format!("k{b}-{k}"),
+                    Bytes::from(vec![7; 100]),
+                    String::new(),
+                )
+            })
+            .collect();
+        w.store_put_batch(t(1 + b), TOPIC, items).unwrap();
+    }
+    drain_transmits(&mut w);
+    let now = t(100);
+    w.start(now);
+    j.start(now);
+    assert!(
+        drain_actions(&mut j)
+            .iter()
+            .any(|a| matches!(a, Action::Dial { addr: to, .. } if *to == addr(1)))
+    );
+    j.handle_connected(now, w.machine_id(), addr(1), Direction::Outbound);
+    w.handle_connected(now, j.machine_id(), addr(2), Direction::Inbound);
+    pump(&mut w, &mut j, now);
+    assert_eq!(w.active_view(), vec![j.machine_id()]);
+    j.join_store(now, StoreKind::Kv, TOPIC, Some(w.agent_id()))
+        .unwrap();
+    let mut back = Vec::new();
+    for _ in 0..50 {
+        let (tw, tj) = (drain_transmits(&mut w), drain_transmits(&mut j));
+        if tw.is_empty() && tj.is_empty() {
+            break;
+        }
+        for tx in tw {
+            let _ = j.handle_frame(now, w.machine_id(), &tx.frame);
+        }
+        for tx in tj {
+            back.push(tx.kind);
+            let _ = w.handle_frame(now, j.machine_id(), &tx.frame);
+        }
+    }
+    assert_eq!(keys(&j, TOPIC).len(), 2000);
+    assert!(!back.contains(&FrameKind::Gossip), "{back:?}");
+}
