@@ -149,6 +149,23 @@ impl TaskState {
     }
 }
 
+/// A task's state from the values its `s/` key holds: `winner` is automerge's pick, `all`
+/// every concurrent value. A completion concurrent with a claim would lose to it half the
+/// time; done is final, so any `done` wins (the greatest agent's, if several), the same on
+/// every replica since all replicas hold the same concurrent values.
+pub(super) fn resolve_state<'a>(
+    winner: Option<&str>,
+    all: impl IntoIterator<Item = &'a str>,
+) -> TaskState {
+    let done = all
+        .into_iter()
+        .filter_map(TaskState::parse)
+        .filter(|s| matches!(s, TaskState::Done(_)))
+        .max_by_key(|s| s.agent());
+    done.or_else(|| winner.and_then(TaskState::parse))
+        .unwrap_or(TaskState::Open)
+}
+
 /// Decodes a postcard value with no trailing bytes.
 pub(super) fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Option<T> {
     match postcard::take_from_bytes::<T>(b) {

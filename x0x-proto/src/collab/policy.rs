@@ -171,12 +171,7 @@ impl Judge<'_> {
                     if new.agent() != Some(*author) {
                         return Err(Refusal::Malformed);
                     }
-                    let old = match self.get_at(&layout::state_key(id), deps) {
-                        Some(ScalarValue::Str(s)) => {
-                            TaskState::parse(&s).unwrap_or(TaskState::Open)
-                        }
-                        _ => TaskState::Open,
-                    };
+                    let old = self.state_at(&layout::state_key(id), deps);
                     check_task_step(&old, &new, author)?;
                 }
             }
@@ -227,6 +222,22 @@ impl Judge<'_> {
     }
 
     /// The winning value of a root key as of `heads`.
+    /// A task's state as of `heads` ([`layout::resolve_state`]).
+    fn state_at(&self, key: &str, heads: &[ChangeHash]) -> TaskState {
+        let winner = match self.get_at(key, heads) {
+            Some(ScalarValue::Str(s)) => Some(s.to_string()),
+            _ => None,
+        };
+        let all: Vec<String> = match self.doc.get_all_at(ROOT, key, heads) {
+            Ok(v) => v
+                .into_iter()
+                .filter_map(|(v, _)| v.as_str().map(str::to_owned))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        layout::resolve_state(winner.as_deref(), all.iter().map(String::as_str))
+    }
+
     fn get_at(&self, key: &str, heads: &[ChangeHash]) -> Option<ScalarValue> {
         if heads.iter().any(|h| self.pending.contains(h)) {
             self.stale.set(true);

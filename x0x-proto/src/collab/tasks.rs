@@ -142,13 +142,19 @@ impl Replica {
             },
             _ => return None,
         };
-        let state = match self.doc.get(ROOT, layout::state_key(id)) {
-            Ok(Some((v, _))) => v
-                .as_str()
-                .and_then(TaskState::parse)
-                .unwrap_or(TaskState::Open),
-            _ => TaskState::Open,
+        let key = layout::state_key(id);
+        let winner = match self.doc.get(ROOT, &key) {
+            Ok(Some((v, _))) => v.as_str().map(str::to_owned),
+            _ => None,
         };
+        let all: Vec<String> = match self.doc.get_all(ROOT, &key) {
+            Ok(v) => v
+                .into_iter()
+                .filter_map(|(v, _)| v.as_str().map(str::to_owned))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        let state = layout::resolve_state(winner.as_deref(), all.iter().map(String::as_str));
         let position = match self.doc.get(ROOT, layout::position_key(id)) {
             Ok(Some((v, _))) => match v.as_scalar() {
                 Some(ScalarValue::F64(p)) => *p,

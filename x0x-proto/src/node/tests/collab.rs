@@ -260,8 +260,10 @@ fn a_snapshot_restores_the_store_after_a_restart() {
 
 #[test]
 fn a_catch_up_is_not_sent_back_to_the_neighbour_it_came_from() {
-    let mut jc = Config::default();
-    jc.bootstrap = vec![addr(1)];
+    let jc = Config {
+        bootstrap: vec![addr(1)],
+        ..Config::default()
+    };
     let (mut w, mut j) = (node(1, Config::default()), node(2, jc));
     w.create_store(t(0), StoreKind::Kv, TOPIC, "t", AccessPolicy::Signed, &[])
         .unwrap();
@@ -309,4 +311,45 @@ fn a_catch_up_is_not_sent_back_to_the_neighbour_it_came_from() {
     }
     assert_eq!(keys(&j, TOPIC).len(), 2000);
     assert!(!back.contains(&FrameKind::Gossip), "{back:?}");
+}
+
+#[test]
+fn done_wins_over_a_concurrent_claim_on_every_replica() {
+    let mut net = testnet::Net::new(3, |_| Config::default());
+    net.run_for(Duration::from_secs(3));
+    let list = "race-tasks";
+    let mut id = String::new();
+    for i in 0..3 {
+        net.with(i, |n, now| {
+            n.create_store(
+                now,
+                StoreKind::TaskList,
+                list,
+                "todo",
+                AccessPolicy::Open,
+                &[],
+            )
+            .unwrap();
+        });
+    }
+    net.with(0, |n, now| id = n.task_add(now, list, "race", "").unwrap());
+    net.run_for(Duration::from_secs(8));
+    // Node 1 claims and completes; node 2 claims before hearing of either.
+    net.with(1, |n, now| {
+        n.task_claim(now, list, &id).unwrap();
+        n.task_complete(now, list, &id).unwrap();
+    });
+    // Its claim gets the greater op counter (automerge's pick among concurrent values).
+    net.with(2, |n, now| {
+        for k in 0..5 {
+            n.task_add(now, list, &format!("filler {k}"), "").unwrap();
+        }
+        n.task_claim(now, list, &id).unwrap();
+    });
+    net.run_for(Duration::from_secs(8));
+    let done_by = agent(&mut net, 1);
+    for i in 0..3 {
+        let state = net.node(i).store(list).unwrap().task(&id).unwrap().state;
+        assert_eq!(state, TaskState::Done(done_by), "replica {i}");
+    }
 }
