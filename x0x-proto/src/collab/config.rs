@@ -17,6 +17,11 @@ pub struct CollabConfig {
     /// Changes held per store while their dependencies are missing. Default 4096; the oldest
     /// is dropped (and counted) to make room, and comes back through anti-entropy.
     pub max_pending: usize,
+    /// Bytes of kept batches none of whose changes is applied yet (they wait for their
+    /// past). Default 8 MiB; a waiting change past it is dropped (and counted) instead of
+    /// kept, so an outsider's changes whose past never comes cannot fill the store. A batch
+    /// still unapplied is not saved.
+    pub max_waiting_bytes: usize,
     /// Largest value a KV entry holds inline. Default 65 536 bytes (x0x's limit).
     pub max_value_len: usize,
     /// Largest title or description of a task. Default 4096 bytes.
@@ -42,6 +47,7 @@ impl Default for CollabConfig {
             max_stores: 64,
             max_store_bytes: 64 << 20,
             max_pending: 4096,
+            max_waiting_bytes: 8 << 20,
             max_value_len: 65_536,
             max_task_text: 4096,
             sync_interval: Duration::from_secs(5),

@@ -74,6 +74,10 @@ pub struct Replica {
     policy: AccessPolicy,
     expected_owner: Option<AgentId>,
     proofs: Vec<Bytes>,
+    /// Whether each kept batch has an applied change (a batch kept only for waiting changes
+    /// is counted in `unapplied_bytes` and not saved).
+    proof_applied: Vec<bool>,
+    unapplied_bytes: usize,
     proof_bytes: usize,
     /// Every applied change, with the batch that proves it.
     known: BTreeMap<ChangeHash, u32>,
@@ -110,6 +114,8 @@ impl Replica {
             },
             expected_owner,
             proofs: Vec::new(),
+            proof_applied: Vec::new(),
+            unapplied_bytes: 0,
             proof_bytes: 0,
             known: BTreeMap::new(),
             waiting: BTreeMap::new(),
@@ -261,6 +267,12 @@ impl Replica {
                 self.accept(
                     change, author, None, &mut group, &mut slot, &mut out, config, stats,
                 );
+            } else if slot.idx.is_none()
+                && self.unapplied_bytes + slot.bytes.len() > config.max_waiting_bytes
+            {
+                // Kept, the batch would count against the store's cap for good if its past
+                // never comes (an outsider's); a real one comes back by anti-entropy.
+                stats.pending_dropped += 1;
             } else {
                 let idx = self.file(&mut slot);
                 self.wait(change, author, idx, config, stats);
@@ -274,6 +286,16 @@ impl Replica {
         out
     }
 
+    /// Batch `idx` has an applied change now.
+    fn mark_applied(&mut self, idx: u32) {
+        if let Some(a) = self.proof_applied.get_mut(idx as usize)
+            && !*a
+        {
+            *a = true;
+            self.unapplied_bytes -= self.proofs[idx as usize].len();
+        }
+    }
+
     /// Files the slot's batch (once) and returns its index.
     fn file(&mut self, slot: &mut ProofSlot) -> u32 {
         if let Some(i) = slot.idx {
@@ -281,7 +303,9 @@ impl Replica {
         }
         let i = self.proofs.len() as u32;
         self.proof_bytes += slot.bytes.len();
+        self.unapplied_bytes += slot.bytes.len();
         self.proofs.push(slot.bytes.clone());
+        self.proof_applied.push(false);
         slot.idx = Some(i);
         i
     }
@@ -401,6 +425,7 @@ impl Replica {
             }
             self.seqs.insert(change.actor_id().clone(), change.seq());
             let idx = proof.unwrap_or_else(|| self.file(slot));
+            self.mark_applied(idx);
             self.known.insert(hash, idx);
             if author != self.author {
                 stats.remote_applied += 1;
@@ -524,6 +549,7 @@ impl Replica {
         let idx = self.proofs.len() as u32;
         self.proof_bytes += proof.len();
         self.proofs.push(proof);
+        self.proof_applied.push(true);
         for h in hashes {
             self.known.insert(*h, idx);
             stats.local_changes += 1;
@@ -641,6 +667,16 @@ impl Replica {
         {
             return Err("a change points past the batches".into());
         }
+        let unapplied: usize = self
+            .proofs
+            .iter()
+            .zip(&self.proof_applied)
+            .filter(|(_, a)| !**a)
+            .map(|(p, _)| p.len())
+            .sum();
+        if self.proof_applied.len() != self.proofs.len() || unapplied != self.unapplied_bytes {
+            return Err("unapplied_bytes is not the unapplied batches' size".into());
+        }
         if self.proofs.iter().map(Bytes::len).sum::<usize>() != self.proof_bytes {
             return Err("proof_bytes is not the batches' size".into());
         }
@@ -667,7 +703,15 @@ impl Replica {
             topic: self.topic.clone(),
             kind: self.kind,
             expected_owner: self.expected_owner.or(self.owner),
-            proofs: self.proofs.clone(),
+            // A batch kept only for changes that still wait is left out: if its past comes,
+            // anti-entropy brings it again.
+            proofs: self
+                .proofs
+                .iter()
+                .zip(&self.proof_applied)
+                .filter(|(_, applied)| **applied)
+                .map(|(p, _)| p.clone())
+                .collect(),
         }
     }
 }

@@ -22,7 +22,8 @@ pub struct CollabStats {
     pub bad_batches: u64,
     /// Changes refused because the store is at `max_store_bytes`.
     pub refused_full: u64,
-    /// Changes waiting for their dependencies dropped at `max_pending`.
+    /// Changes waiting for their dependencies dropped at `max_pending`, or not kept at
+    /// `max_waiting_bytes`.
     pub pending_dropped: u64,
     /// Anti-entropy requests sent.
     pub sync_requests: u64,

@@ -1035,3 +1035,57 @@ fn a_compressed_change_is_refused_unparsed() {
     );
     assert_eq!(out.applied, 1);
 }
+
+/// An outsider's changes whose past never comes cannot fill a store: past
+/// `max_waiting_bytes` of such batches nothing more is kept, and none of them is saved.
+#[test]
+fn changes_waiting_for_a_past_that_never_comes_are_bounded_and_not_saved() {
+    let config = CollabConfig {
+        max_waiting_bytes: 64 * 1024,
+        ..CollabConfig::default()
+    };
+    let mut stats = CollabStats::default();
+    let (owner, outsider) = (agent(OWNER), agent(X));
+    let mut own = Replica::new("t".into(), StoreKind::Kv, owner, 1, None);
+    let genesis = own
+        .genesis(1, "t", AccessPolicy::Signed, &[])
+        .unwrap()
+        .unwrap();
+    own.record_local(&[genesis.hash()], Bytes::from_static(b"g"), &mut stats);
+    let mut reader = Replica::new("t".into(), StoreKind::Kv, agent(W1), 2, Some(owner));
+    reader.apply(
+        owner,
+        Bytes::from_static(b"g"),
+        &[Bytes::copy_from_slice(genesis.raw_bytes())],
+        &config,
+        &mut stats,
+    );
+    // The outsider writes on its own copy; only the second change of each pair is sent, so
+    // the first (its past) never arrives.
+    let mut theirs = Replica::new("t".into(), StoreKind::Kv, outsider, 3, None);
+    for k in 0..100u64 {
+        let first = force(&mut theirs, k, |tx| {
+            tx.put(ROOT, layout::entry_key("a"), k as i64)
+        });
+        let second = force(&mut theirs, k, |tx| {
+            tx.put(ROOT, layout::entry_key("b"), k as i64)
+        });
+        assert!(first.is_some() && second.is_some());
+        let batch = Bytes::from(vec![k as u8; 4096]);
+        reader.apply(
+            outsider,
+            batch,
+            &[Bytes::copy_from_slice(second.unwrap().raw_bytes())],
+            &config,
+            &mut stats,
+        );
+    }
+    assert!(
+        reader.proof_bytes() <= 1 + config.max_waiting_bytes,
+        "{}",
+        reader.proof_bytes()
+    );
+    assert!(stats.pending_dropped > 0);
+    assert_eq!(reader.snapshot().proofs, vec![Bytes::from_static(b"g")]);
+    reader.check_invariants().unwrap();
+}
