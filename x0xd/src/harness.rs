@@ -117,6 +117,12 @@ impl TestDaemon {
         }
     }
 
+    /// A daemon named `name` on two free loopback ports, with no bootstrap peer; not started.
+    pub fn lone(exe: &Path, work: &Path, name: &str) -> Self {
+        let p = free_ports(2).expect("two free ports");
+        Self::new(exe, work, DaemonSpec::loopback(name, p[0], p[1], &[]))
+    }
+
     /// Rewrites one line of the config (`key = value`), e.g. to empty `bootstrap_peers`.
     pub fn set_config(&mut self, key: &str, value: &str) {
         let text = std::fs::read_to_string(&self.config).expect("read the config");

@@ -188,12 +188,7 @@ fn two_edit_a_third_joins_later_and_a_restart_keeps_it_all() {
 #[test]
 fn a_corrupt_saved_store_is_kept_aside_and_the_daemon_starts() {
     let work = tempfile::tempdir().unwrap();
-    let p = free_ports(2).unwrap();
-    let mut a = TestDaemon::new(
-        Path::new(X0XD),
-        work.path(),
-        DaemonSpec::loopback("a", p[0], p[1], &[]),
-    );
+    let mut a = TestDaemon::lone(Path::new(X0XD), work.path(), "a");
     assert!(a.start());
     assert_eq!(
         a.post("/stores", &json!({"name": "n", "topic": KV})).status,

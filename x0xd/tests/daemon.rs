@@ -391,12 +391,7 @@ fn token_is_required_and_the_query_token_only_on_streams() {
 #[test]
 fn bad_input_gets_its_status_and_the_daemon_keeps_serving() {
     let work = tempfile::tempdir().unwrap();
-    let p = free_ports(2).unwrap();
-    let mut a = TestDaemon::new(
-        Path::new(X0XD),
-        work.path(),
-        DaemonSpec::loopback("a", p[0], p[1], &[]),
-    );
+    let mut a = TestDaemon::lone(Path::new(X0XD), work.path(), "a");
     assert!(a.start());
     assert_eq!(
         a.request("POST", "/publish", Some(b"{not json"), true)
@@ -472,12 +467,7 @@ fn restart_keeps_the_identity_and_rejoins_from_the_peer_cache() {
 #[test]
 fn sigterm_stops_cleanly_and_removes_api_port() {
     let work = tempfile::tempdir().unwrap();
-    let p = free_ports(2).unwrap();
-    let mut a = TestDaemon::new(
-        Path::new(X0XD),
-        work.path(),
-        DaemonSpec::loopback("a", p[0], p[1], &[]),
-    );
+    let mut a = TestDaemon::lone(Path::new(X0XD), work.path(), "a");
     assert!(a.start());
     let port = std::fs::read_to_string(a.dir.join("api.port")).unwrap();
     assert_eq!(port, a.spec.api.to_string());

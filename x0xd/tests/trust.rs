@@ -50,12 +50,7 @@ fn decision(d: &TestDaemon, agent: &str, machine: &str) -> String {
 #[test]
 fn every_evaluator_path_over_rest() {
     let work = tempfile::tempdir().unwrap();
-    let p = free_ports(2).unwrap();
-    let mut a = TestDaemon::new(
-        Path::new(X0XD),
-        work.path(),
-        DaemonSpec::loopback("a", p[0], p[1], &[]),
-    );
+    let mut a = TestDaemon::lone(Path::new(X0XD), work.path(), "a");
     assert!(a.start());
     let (x, m, other) = ("c".repeat(64), "d".repeat(64), "e".repeat(64));
     assert_eq!(decision(&a, &x, &m), "Unknown");
@@ -268,12 +263,7 @@ fn blocking_cuts_pubsub_and_dms_and_contacts_survive_a_restart() {
 #[test]
 fn a_corrupt_contacts_file_is_kept_aside_and_reported() {
     let work = tempfile::tempdir().unwrap();
-    let p = free_ports(2).unwrap();
-    let mut a = TestDaemon::new(
-        Path::new(X0XD),
-        work.path(),
-        DaemonSpec::loopback("a", p[0], p[1], &[]),
-    );
+    let mut a = TestDaemon::lone(Path::new(X0XD), work.path(), "a");
     std::fs::write(a.dir.join("contacts.json"), b"{\"contacts\": [oops").unwrap();
     assert!(
         a.start(),

@@ -302,10 +302,7 @@ impl Node {
         .encode();
         debug_assert!(payload.len() <= MAX_CHANGES_PAYLOAD + 4096);
         let signed = self.publish_signed(now, id, payload);
-        let proof = Bytes::from(
-            postcard::to_allocvec(&signed)
-                .unwrap_or_else(|_| unreachable!("postcard to Vec cannot fail for plain data")),
-        );
+        let proof = encode_proof(&signed);
         if let Some(r) = self.collab.get_mut(&id) {
             r.record_local(&hashes, proof, &mut self.collab_stats);
         }
@@ -349,10 +346,7 @@ impl Node {
             self.collab_stats.bad_batches += 1;
             return;
         };
-        let proof = Bytes::from(
-            postcard::to_allocvec(&signed)
-                .unwrap_or_else(|_| unreachable!("postcard to Vec cannot fail for plain data")),
-        );
+        let proof = encode_proof(&signed);
         self.apply_verified(now, topic, author, proof, &p.changes);
     }
 
@@ -537,4 +531,12 @@ impl Node {
         let jitter = 0.8 + 0.4 * (self.rng.next_u32() as f64 / u32::MAX as f64);
         base.mul_f64(jitter)
     }
+}
+
+/// A signed batch as a replica keeps and relays it.
+fn encode_proof(signed: &wire::Signed) -> Bytes {
+    Bytes::from(
+        postcard::to_allocvec(signed)
+            .unwrap_or_else(|_| unreachable!("postcard to Vec cannot fail for plain data")),
+    )
 }

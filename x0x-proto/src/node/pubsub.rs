@@ -133,15 +133,7 @@ impl Node {
                 }));
                 continue;
             }
-            let body = PubSubBody {
-                topic,
-                nonce: self.rng.next_u64(),
-                published_at_ms: now.as_millis(),
-                payload,
-            };
-            let bytes = postcard::to_allocvec(&body)
-                .unwrap_or_else(|_| unreachable!("postcard to Vec cannot fail for plain data"));
-            let bytes = Bytes::from(bytes);
+            let (body, bytes) = self.pubsub_body(now, topic, payload);
             let id = MessageId::of_body(&bytes);
             results.push(Ok(id));
             accepted.push((topic, bytes));
@@ -186,6 +178,25 @@ impl Node {
         topic: TopicId,
         payload: Bytes,
     ) -> wire::Signed {
+        let (_, bytes) = self.pubsub_body(now, topic, payload);
+        self.carry_to_publish(now, topic);
+        self.stats.publish_signatures += 1;
+        let signed = wire::Signed::sign_batch(
+            &self.identity.agent,
+            Domain::PubSubMessage,
+            vec![bytes],
+            true,
+        )
+        .pop()
+        .unwrap_or_else(|| unreachable!("one body, one signed message"));
+        self.broadcast.publish(now, topic, signed.clone());
+        self.drain_layers(now);
+        signed
+    }
+
+    /// A new pub/sub body for `payload` on `topic` (a fresh nonce, stamped `now`) and its
+    /// encoding, the bytes that get signed.
+    fn pubsub_body(&mut self, now: Time, topic: TopicId, payload: Bytes) -> (PubSubBody, Bytes) {
         let body = PubSubBody {
             topic,
             nonce: self.rng.next_u64(),
@@ -194,19 +205,7 @@ impl Node {
         };
         let bytes = postcard::to_allocvec(&body)
             .unwrap_or_else(|_| unreachable!("postcard to Vec cannot fail for plain data"));
-        self.carry_to_publish(now, topic);
-        self.stats.publish_signatures += 1;
-        let signed = wire::Signed::sign_batch(
-            &self.identity.agent,
-            Domain::PubSubMessage,
-            vec![Bytes::from(bytes)],
-            true,
-        )
-        .pop()
-        .unwrap_or_else(|| unreachable!("one body, one signed message"));
-        self.broadcast.publish(now, topic, signed.clone());
-        self.drain_layers(now);
-        signed
+        (body, Bytes::from(bytes))
     }
 
     // ----- queries -----

@@ -16,19 +16,25 @@ fn agent(net: &mut testnet::Net, i: usize) -> AgentId {
     net.node(i).agent_id()
 }
 
-#[test]
-fn writes_reach_every_replica_and_a_late_joiner_catches_up() {
-    let mut net = testnet::Net::new(6, |_| Config::default());
-    net.run_for(Duration::from_secs(3));
+/// Node 0 creates the KV store on [`TOPIC`] with `policy` and `allow`; nodes 1..`joiners`+1
+/// join it.
+fn open_kv(net: &mut testnet::Net, joiners: usize, policy: AccessPolicy, allow: &[AgentId]) {
     net.with(0, |n, now| {
-        n.create_store(now, StoreKind::Kv, TOPIC, "team", AccessPolicy::Signed, &[])
+        n.create_store(now, StoreKind::Kv, TOPIC, "team", policy, allow)
             .unwrap()
     });
-    for i in 1..4 {
+    for i in 1..=joiners {
         net.with(i, |n, now| {
             n.join_store(now, StoreKind::Kv, TOPIC, None).unwrap()
         });
     }
+}
+
+#[test]
+fn writes_reach_every_replica_and_a_late_joiner_catches_up() {
+    let mut net = testnet::Net::new(6, |_| Config::default());
+    net.run_for(Duration::from_secs(3));
+    open_kv(&mut net, 3, AccessPolicy::Signed, &[]);
     net.run_for(Duration::from_secs(2));
     for k in 0..20 {
         net.with(0, |n, now| {
@@ -71,22 +77,7 @@ fn a_non_writer_is_refused_locally_and_by_every_replica() {
     let mut net = testnet::Net::new(4, |_| Config::default());
     net.run_for(Duration::from_secs(3));
     let writer = agent(&mut net, 1);
-    net.with(0, |n, now| {
-        n.create_store(
-            now,
-            StoreKind::Kv,
-            TOPIC,
-            "t",
-            AccessPolicy::Allowlisted,
-            &[writer],
-        )
-        .unwrap()
-    });
-    for i in 1..4 {
-        net.with(i, |n, now| {
-            n.join_store(now, StoreKind::Kv, TOPIC, None).unwrap()
-        });
-    }
+    open_kv(&mut net, 3, AccessPolicy::Allowlisted, &[writer]);
     net.run_for(Duration::from_secs(8));
     net.with(1, |n, now| {
         n.store_put(now, TOPIC, "ok", Bytes::from_static(b"1"), "")
@@ -128,15 +119,7 @@ fn a_non_writer_is_refused_locally_and_by_every_replica() {
 fn a_forged_write_is_refused_by_every_other_replica() {
     let mut net = testnet::Net::new(4, |_| Config::default());
     net.run_for(Duration::from_secs(3));
-    net.with(0, |n, now| {
-        n.create_store(now, StoreKind::Kv, TOPIC, "t", AccessPolicy::Signed, &[])
-            .unwrap()
-    });
-    for i in 1..4 {
-        net.with(i, |n, now| {
-            n.join_store(now, StoreKind::Kv, TOPIC, None).unwrap()
-        });
-    }
+    open_kv(&mut net, 3, AccessPolicy::Signed, &[]);
     net.run_for(Duration::from_secs(8));
     let mut hash = None;
     net.with(3, |n, now| {
