@@ -68,7 +68,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::identity::{AgentId, MachineId};
 use crate::kem::{KemKeypair, SealedBox};
-use crate::node::InvariantError;
+use crate::node::TableSize;
 use crate::time::Time;
 use crate::util::counts::counts_by;
 use crate::util::fifo::Fifo;
@@ -784,15 +784,17 @@ impl DirectState {
         self.stats.dedup_evicted += self.dedup.insert(now, k, o);
     }
 
-    /// The dedup window and the messages in flight within their caps.
-    pub(crate) fn check_invariants(&self) -> Result<(), InvariantError> {
+    /// The dedup window and the messages in flight, for [`crate::Node::table_sizes`].
+    pub(crate) fn table_sizes(&self, out: &mut Vec<TableSize>) {
         let c = &self.config;
-        InvariantError::check_cap("direct dedup window", self.dedup.len(), c.dedup_capacity)?;
-        InvariantError::check_cap(
-            "direct messages in flight",
-            self.outgoing.len(),
-            c.max_outstanding,
-        )
+        out.extend([
+            TableSize::new("direct dedup window", self.dedup.len(), c.dedup_capacity),
+            TableSize::new(
+                "direct messages in flight",
+                self.outgoing.len(),
+                c.max_outstanding,
+            ),
+        ]);
     }
 }
 

@@ -29,7 +29,7 @@ use crate::announce::{
 };
 use crate::identity::{AgentId, MachineId, PublicKey, UserId};
 use crate::kem::KemPublicKey;
-use crate::node::InvariantError;
+use crate::node::TableSize;
 use crate::time::Time;
 use crate::util::counts::counts_by;
 use crate::util::fifo::Fifo;
@@ -350,19 +350,16 @@ impl Discovery {
         }
     }
 
-    /// Every table within its cap.
-    pub(crate) fn check_invariants(&self) -> Result<(), InvariantError> {
+    /// Every table, for [`crate::Node::table_sizes`].
+    pub(crate) fn table_sizes(&self, out: &mut Vec<TableSize>) {
         let (c, n) = (&self.config, self.sizes());
-        for (table, len, cap) in [
-            ("agent cache", n.agents, c.max_agents),
-            ("machine cache", n.machines, c.max_machines),
-            ("user cache", n.users, c.max_users),
-            ("rendezvous cache", n.rendezvous, c.max_rendezvous),
-            ("query routes", n.query_routes, c.max_tracked_queries),
-        ] {
-            InvariantError::check_cap(table, len, cap)?;
-        }
-        Ok(())
+        out.extend([
+            TableSize::new("agent cache", n.agents, c.max_agents),
+            TableSize::new("machine cache", n.machines, c.max_machines),
+            TableSize::new("user cache", n.users, c.max_users),
+            TableSize::new("rendezvous cache", n.rendezvous, c.max_rendezvous),
+            TableSize::new("query routes", n.query_routes, c.max_tracked_queries),
+        ]);
     }
 
     fn fresh(&self, now: Time, announced_at: u64) -> Result<(), RejectReason> {

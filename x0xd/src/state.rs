@@ -76,7 +76,12 @@ pub struct GossipCounters {
     pub subscriber_channel_closed: AtomicU64,
     /// WebSocket sessions disconnected for falling behind.
     pub ws_slow_dropped: AtomicU64,
+    /// `POST /subscribe` refused at [`MAX_SUBSCRIPTIONS`].
+    pub subscriptions_refused: AtomicU64,
 }
+
+/// Most `POST /subscribe` subscriptions held at once; one more is refused with 429.
+pub const MAX_SUBSCRIPTIONS: usize = 4096;
 
 /// Counters of direct messaging through the API.
 #[derive(Debug, Default)]

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use x0x_proto::direct::{DirectMessage, DirectOptions, DirectReceipt};
 use x0x_proto::identity::{AgentKeypair, UserId};
 use x0x_proto::kem::KemPublicKey;
-use x0x_proto::node::{TrustApplied, TrustChange};
+use x0x_proto::node::{TableSize, TrustApplied, TrustChange};
 use x0x_proto::trust::{TrustDecision, TrustState};
 use x0x_proto::wire::{MessageId, TopicId};
 use x0x_proto::{AgentId, MachineId};
@@ -352,6 +352,12 @@ impl<R: Runtime> Agent<R> {
     /// Counters of the node and the driver.
     pub async fn stats(&self) -> Result<AgentStats> {
         self.request(Command::Stats).await
+    }
+
+    /// Every bounded table and queue of the node with its size and cap
+    /// ([`Node::table_sizes`](x0x_proto::Node::table_sizes)).
+    pub async fn table_sizes(&self) -> Result<Vec<TableSize>> {
+        self.request(Command::TableSizes).await
     }
 
     /// Closes every connection, stops the endpoint and waits until every task has ended.

@@ -12,6 +12,10 @@ pub struct AgentStats {
     pub driver: DriverStats,
     /// Connections tracked now.
     pub connections: usize,
+    /// Tasks the driver runs now (connection readers and writers, handshakes, the accept loop
+    /// and LAN discovery, which holds two): steady while connections are, so growth means a
+    /// leak.
+    pub tasks: usize,
 }
 
 /// What the driver counted. Monotonic.

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use tracing::warn;
 use x0x_proto::direct::{DirectOptions, DirectReceipt};
 use x0x_proto::identity::{PublicKey, UserId};
-use x0x_proto::node::{ConnectStart, Delivery, Direction, TrustApplied, TrustChange};
+use x0x_proto::node::{ConnectStart, Delivery, Direction, TableSize, TrustApplied, TrustChange};
 use x0x_proto::trust::{TrustDecision, TrustState};
 use x0x_proto::wire::{self, Frame, TopicId};
 use x0x_proto::{AgentId, MachineId};
@@ -39,6 +39,7 @@ pub(crate) enum Command {
     Peers(Reply<Vec<PeerInfo>>),
     Watch(Reply<async_channel::Receiver<AgentEvent>>),
     Stats(Reply<AgentStats>),
+    TableSizes(Reply<Vec<TableSize>>),
     Discovery(DiscoveryCommand),
     SendDirect {
         to: AgentId,
@@ -178,7 +179,10 @@ impl Driver {
                 node: self.node.stats(),
                 driver: self.stats.clone(),
                 connections: self.conns.len(),
+                // Each tracker also counts itself and the driver's own guard.
+                tasks: (self.task_guard.alive() + self.writer_guard.alive()).saturating_sub(4),
             }),
+            Command::TableSizes(reply) => reply.send(self.node.table_sizes()),
             Command::Discovery(cmd) => self.on_discovery(cmd),
             Command::Presence(cmd) => self.on_presence(cmd),
             Command::AdvertisedAddrs(reply) => reply.send(self.node.advertised_addrs()),

@@ -81,7 +81,15 @@ pub(crate) struct TaskTracker {
 
 /// Held by a running task; dropping it tells the tracker the task ended.
 #[derive(Debug, Clone)]
-pub(crate) struct TaskGuard(#[allow(dead_code)] async_channel::Sender<()>);
+pub(crate) struct TaskGuard(async_channel::Sender<()>);
+
+impl TaskGuard {
+    /// Guards alive on this tracker, this one included: the tracked tasks plus the holders
+    /// that hand out guards.
+    pub(crate) fn alive(&self) -> usize {
+        self.0.sender_count()
+    }
+}
 
 impl TaskTracker {
     pub(crate) fn new() -> Self {

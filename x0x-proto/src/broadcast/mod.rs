@@ -51,7 +51,7 @@ use self::plumtree::Missing;
 pub use self::stats::{BroadcastDrops, BroadcastStats};
 use self::topic::{Neighbors, TopicState};
 use crate::identity::MachineId;
-use crate::node::InvariantError;
+use crate::node::{InvariantError, TableSize};
 use crate::time::Time;
 use crate::util::fifo::Fifo;
 use crate::util::small_set::SmallSet;
@@ -343,8 +343,7 @@ impl Broadcast {
     // ----- queries -----
 
     /// Checks the topics' structure: eager and lazy sets disjoint; the parent and the
-    /// children eager and distinct; a depth within the hop limit; the caches within their
-    /// caps.
+    /// children eager and distinct; a depth within the hop limit.
     pub(crate) fn check_invariants(&self) -> Result<(), InvariantError> {
         for (id, t) in &self.topics {
             let broken = |what| Err(InvariantError::Topic { topic: *id, what });
@@ -365,11 +364,17 @@ impl Broadcast {
                 return broken("depth beyond the hop limit");
             }
         }
-        let sizes = self.sizes();
-        let c = &self.config;
-        InvariantError::check_cap("broadcast cache", sizes.cache, c.cache_capacity)?;
-        InvariantError::check_cap("broadcast dedup window", sizes.seen, c.seen_capacity)?;
-        InvariantError::check_cap("broadcast missing ids", sizes.missing, c.max_missing)
+        Ok(())
+    }
+
+    /// The caches, for [`crate::Node::table_sizes`].
+    pub(crate) fn table_sizes(&self, out: &mut Vec<TableSize>) {
+        let (sizes, c) = (self.sizes(), &self.config);
+        out.extend([
+            TableSize::new("broadcast cache", sizes.cache, c.cache_capacity),
+            TableSize::new("broadcast dedup window", sizes.seen, c.seen_capacity),
+            TableSize::new("broadcast missing ids", sizes.missing, c.max_missing),
+        ]);
     }
 
     /// How full the caches are.

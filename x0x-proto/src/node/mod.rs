@@ -16,7 +16,7 @@
 //! | `direct.rs` | direct messages: paths, acks, retries |
 //! | `collab.rs` | replicated stores: opening, writing, their topic's messages, anti-entropy |
 //! | `stats.rs` | [`NodeStats`] |
-//! | `invariants.rs` | [`Node::check_invariants`], [`InvariantError`] |
+//! | `invariants.rs` | [`Node::check_invariants`], [`Node::table_sizes`], [`InvariantError`] |
 
 mod collab;
 mod config;
@@ -50,7 +50,7 @@ pub use self::discovery::{Found, FoundVia, QueryId};
 use self::discovery::{OwnBinding, OwnQuery};
 pub use self::event::{Action, CloseReason, Delivery, Direction, Event, Transmit};
 pub use self::identity::Identity;
-pub use self::invariants::InvariantError;
+pub use self::invariants::{InvariantError, TableSize};
 pub use self::presence::{PresenceQueryError, Visibility};
 pub use self::pubsub::PublishError;
 pub use self::stats::{CloseCounts, DecodeErrorCounts, MessageRejects, NodeStats};

@@ -2,7 +2,7 @@
 //! without decoding its key again, and verified batch roots, so the members of a batch after
 //! the first verify by hashing alone.
 
-use super::{Config, InvariantError, Node, NodeStats};
+use super::{Config, Node, NodeStats, TableSize};
 use crate::announce::RejectReason;
 use crate::identity::{AgentId, Domain, PublicKey, SignerId};
 use crate::util::fifo::Fifo;
@@ -133,14 +133,16 @@ impl Verifier {
         }
     }
 
-    /// Both caches within their caps.
-    pub(super) fn check_invariants(&self, config: &Config) -> Result<(), InvariantError> {
-        InvariantError::check_cap("key cache", self.keys.len(), config.key_cache_capacity)?;
-        InvariantError::check_cap(
-            "batch root cache",
-            self.batch_roots.len(),
-            config.batch_cache_capacity,
-        )
+    /// Both caches, for [`Node::table_sizes`].
+    pub(super) fn table_sizes(&self, config: &Config, out: &mut Vec<TableSize>) {
+        out.extend([
+            TableSize::new("key cache", self.keys.len(), config.key_cache_capacity),
+            TableSize::new(
+                "batch root cache",
+                self.batch_roots.len(),
+                config.batch_cache_capacity,
+            ),
+        ]);
     }
 }
 

@@ -210,6 +210,14 @@ pub static ROUTES: &[Route] = &[
         get(network::dm)
     ),
     route!(
+        "GET",
+        "/diagnostics/resources",
+        Token,
+        "diagnostics resources",
+        "memory, descriptors, tasks and every table against its cap",
+        get(network::resources)
+    ),
+    route!(
         "POST",
         "/publish",
         Token,

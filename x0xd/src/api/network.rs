@@ -1,10 +1,13 @@
 //! `/peers`, `/network/status`, `/network/bootstrap-cache`, `/diagnostics/*`.
+//!
+//! `/diagnostics/resources` is what the soak harness (`tests/soak.py`) samples.
 
 use axum::extract::State;
 use serde_json::json;
 
 use super::error::{ApiResult, ok};
 use super::status::connection_state;
+use crate::bus::MAX_CLIENTS;
 use crate::state::{AppState, Daemon, get};
 
 /// `GET /peers`: `{peers: [{id, agent_id, addr, direction}]}` (x0x gives `id` only).
@@ -171,4 +174,58 @@ pub async fn dm(State(s): State<AppState>) -> ApiResult {
         },
         "driver": { "dropped_unread": stats.driver.direct_dropped },
     }))
+}
+
+/// `GET /diagnostics/resources`: the process's memory, descriptors and tasks, and every
+/// bounded table with its cap (x0x-rs addition), so growth over days shows where it is.
+pub async fn resources(State(s): State<AppState>) -> ApiResult {
+    let stats = s.agent.stats().await?;
+    let mut tables: Vec<_> = s
+        .agent
+        .table_sizes()
+        .await?
+        .into_iter()
+        .map(|t| json!({ "table": t.table, "len": t.len, "cap": t.cap }))
+        .collect();
+    let daemon_tables = [
+        (
+            "daemon subscriptions",
+            Daemon::lock(&s.subscriptions).len(),
+            crate::state::MAX_SUBSCRIPTIONS,
+        ),
+        ("events clients", s.events.clients(), MAX_CLIENTS),
+        ("direct clients", s.direct.clients(), MAX_CLIENTS),
+        ("presence clients", s.presence.clients(), MAX_CLIENTS),
+        (
+            "websocket sessions",
+            Daemon::lock(&s.ws_sessions).len(),
+            // Each session is one client of the direct or events bus at most twice.
+            2 * MAX_CLIENTS,
+        ),
+    ];
+    tables.extend(
+        daemon_tables
+            .iter()
+            .map(|(table, len, cap)| json!({ "table": table, "len": len, "cap": cap })),
+    );
+    let metrics = tokio::runtime::Handle::current().metrics();
+    ok(json!({
+        "rss_bytes": proc_rss_bytes(),
+        "open_fds": std::fs::read_dir("/proc/self/fd").map(|d| d.count()).ok(),
+        "tasks": {
+            "runtime_alive": metrics.num_alive_tasks(),
+            "driver": stats.tasks,
+        },
+        "connections": stats.connections,
+        "tables": tables,
+        "uptime_s": s.uptime_secs(),
+    }))
+}
+
+/// Resident set size from `/proc/self/statm` (Linux; `None` elsewhere).
+fn proc_rss_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // The page size is 4 KiB on every Linux target this daemon is built for.
+    Some(pages * 4096)
 }

@@ -18,7 +18,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::error::{ApiError, ApiResult, ok, ok_empty};
 use super::extract::{JsonBody, parse_b64};
-use crate::state::{AppState, Daemon, SubscriptionEntry, bump};
+use crate::state::{AppState, Daemon, MAX_SUBSCRIPTIONS, SubscriptionEntry, bump};
 
 /// `POST /publish` body.
 #[derive(Debug, Deserialize)]
@@ -60,6 +60,13 @@ pub async fn subscribe(
     State(s): State<AppState>,
     JsonBody(b): JsonBody<SubscribeBody>,
 ) -> ApiResult {
+    if Daemon::lock(&s.subscriptions).len() >= MAX_SUBSCRIPTIONS {
+        bump(&s.gossip.subscriptions_refused);
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("at most {MAX_SUBSCRIPTIONS} subscriptions; delete one first"),
+        ));
+    }
     let mut sub = s.agent.subscribe(&b.topic).await?;
     let id = random_id();
     let st = s.clone();

@@ -546,6 +546,8 @@ pub enum DiagnosticsCmd {
     Gossip,
     /// GET /diagnostics/dm.
     Dm,
+    /// GET /diagnostics/resources.
+    Resources,
 }
 
 /// `x0x network …`.
@@ -895,6 +897,7 @@ fn dispatch(args: &Args) -> Result<Option<Value>, CliError> {
             DiagnosticsCmd::Connectivity => c.get("/diagnostics/connectivity")?,
             DiagnosticsCmd::Gossip => c.get("/diagnostics/gossip")?,
             DiagnosticsCmd::Dm => c.get("/diagnostics/dm")?,
+            DiagnosticsCmd::Resources => c.get("/diagnostics/resources")?,
         },
         Command::Network { cmd } => match cmd {
             NetworkCmd::Status => c.get("/network/status")?,
