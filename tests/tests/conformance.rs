@@ -292,6 +292,68 @@ async fn direct_message_connected_path_with_receipt<R: Runtime + Default>() {
     shutdown(&[&b, &a]).await;
 }
 
+/// Post-quantum key exchange: both ends of a live connection read X25519MLKEM768 as the
+/// group their handshake negotiated, and a peer offering only classical X25519 finishes its
+/// handshake, is closed with `ClassicalKeyExchange` and is counted, never reaching the node.
+async fn key_exchange_is_post_quantum_and_classical_peers_are_refused<R: Runtime + Default>() {
+    let (a, mut a_events) = joined(builder::<R>(vec![])).await;
+    let a_addr = addr(&a).await;
+    let (b, _) = joined(builder::<R>(vec![a_addr])).await;
+    wait_event::<R>(
+        &mut a_events,
+        |e| matches!(e, AgentEvent::NeighborUp { machine_id } if *machine_id == b.machine_id()),
+    )
+    .await;
+    for (agent, peer) in [(&a, &b), (&b, &a)] {
+        let peers = agent.peers().await.unwrap();
+        let conn = peers.iter().find(|p| p.machine_id == peer.machine_id());
+        assert_eq!(
+            conn.and_then(|p| p.key_exchange.as_deref()),
+            Some("X25519MLKEM768")
+        );
+    }
+    let key = MachineKeypair::generate().unwrap();
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut ep = quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        None,
+        socket,
+        R::default().quinn_runtime(),
+    )
+    .unwrap();
+    ep.set_default_client_config(
+        tls::classical_client_config(&key, &NetworkConfig::default()).unwrap(),
+    );
+    let conn = within::<R, _>(ep.connect(a_addr, &tls::server_name(None)).unwrap())
+        .await
+        .expect("the classical handshake completes, to be refused by name");
+    match within::<R, _>(conn.closed()).await {
+        quinn::ConnectionError::ApplicationClosed(c) => assert_eq!(
+            CloseCode::from_varint(c.error_code),
+            Some(CloseCode::ClassicalKeyExchange)
+        ),
+        other => panic!("expected an application close, got {other}"),
+    }
+    ep.close(0u32.into(), b"");
+    // The refusal reaches A's driver as an event just after the close; no agent event marks
+    // it, so poll the counter (bounded by WAIT).
+    let rt = R::default();
+    let stats = within::<R, _>(async {
+        loop {
+            let stats = a.stats().await.unwrap();
+            if stats.driver.classical_key_exchange_refused > 0 {
+                break stats;
+            }
+            rt.sleep_until(std::time::Instant::now() + Duration::from_millis(20))
+                .await;
+        }
+    })
+    .await;
+    assert_eq!(stats.driver.classical_key_exchange_refused, 1);
+    assert_eq!(a.peers().await.unwrap().len(), 1, "only b is connected");
+    shutdown(&[&b, &a]).await;
+}
+
 // ----- instantiation per driver -----
 
 fn block_on_tokio<F: Future>(fut: F) -> F::Output {
@@ -335,4 +397,5 @@ conformance!(
     restart_with_key_files_keeps_ids,
     hostile_peer_is_closed_and_agent_keeps_serving,
     direct_message_connected_path_with_receipt,
+    key_exchange_is_post_quantum_and_classical_peers_are_refused,
 );

@@ -12,19 +12,26 @@
 //! * After the handshake the peer's key is in [`quinn::Connection::peer_identity`];
 //!   [`peer_machine_id`] turns it into the [`MachineId`] the node is told.
 //!
-//! Key exchange is whatever the `ring` provider offers (X25519); the channel's confidentiality
-//! is classical, its authentication post-quantum.
+//! * Key exchange is hybrid X25519 + ML-KEM-768 ([`KEY_EXCHANGE`], aws-lc-rs), so the
+//!   channel's confidentiality is post-quantum as well as its authentication. A classical-only
+//!   peer is refused; each connection records the group its handshake used
+//!   ([`KeyExchangeRecord`]).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::aws_lc_rs::ALL_KX_GROUPS;
+use rustls::crypto::{
+    ActiveKeyExchange, CompletedKeyExchange, CryptoProvider, SharedSecret, SupportedKxGroup,
+};
 use rustls::pki_types::{CertificateDer, ServerName, SubjectPublicKeyInfoDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::sign::{CertifiedKey, Signer, SigningKey};
 use rustls::{
-    CertificateError, DigitallySignedStruct, DistinguishedName, SignatureAlgorithm, SignatureScheme,
+    CertificateError, DigitallySignedStruct, DistinguishedName, NamedGroup, SignatureAlgorithm,
+    SignatureScheme,
 };
 use x0x_proto::identity::{MachineId, MachineKeypair, PublicKey};
 
@@ -96,46 +103,313 @@ pub fn transport_config(net: &NetworkConfig) -> Arc<quinn::TransportConfig> {
     Arc::new(t)
 }
 
-/// The endpoint's server configuration: mutual raw-public-key TLS with `machine`.
+/// The key-exchange group every x0x-rs connection uses: hybrid X25519 + ML-KEM-768
+/// (draft-ietf-tls-ecdhe-mlkem), so traffic recorded today stays secret against a future
+/// quantum computer. The dialler offers nothing else; the server also accepts X25519 so that
+/// a classical-only peer finishes the handshake and is then refused with a counted reason
+/// ([`CloseCode::ClassicalKeyExchange`](crate::transport::CloseCode::ClassicalKeyExchange))
+/// instead of an anonymous handshake failure.
+pub const KEY_EXCHANGE: NamedGroup = NamedGroup::X25519MLKEM768;
+
+/// The name of a key-exchange group as TLS registries spell it (`X25519MLKEM768`, `X25519`).
+pub fn group_name(group: NamedGroup) -> String {
+    format!("{group:?}")
+}
+
+/// Makes each connection's TLS configuration, so that each records the key-exchange group
+/// its own handshake used ([`KeyExchangeRecord`]).
+#[derive(Debug, Clone)]
+pub struct ConnectionTls {
+    key: Arc<CertifiedKey>,
+    transport: Arc<quinn::TransportConfig>,
+    max_incoming: usize,
+}
+
+impl ConnectionTls {
+    /// The configurations of `machine` under `net`'s transport settings.
+    pub fn new(machine: &MachineKeypair, net: &NetworkConfig) -> Self {
+        Self {
+            key: certified_key(machine),
+            transport: transport_config(net),
+            max_incoming: net.max_incoming_handshakes.max(1),
+        }
+    }
+
+    /// A server configuration (mutual raw-public-key TLS) for one incoming connection:
+    /// [`KEY_EXCHANGE`], or X25519 for a classical-only client so it can be refused by name.
+    pub fn server(&self) -> Result<(quinn::ServerConfig, KeyExchangeRecord), TlsError> {
+        let (provider, record) = provider(&[KEY_EXCHANGE, NamedGroup::X25519]);
+        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_client_cert_verifier(Arc::new(AnyMachineVerifier))
+            .with_cert_resolver(Arc::new(MachineKeyResolver(self.key.clone())));
+        tls.alpn_protocols = vec![ALPN.to_vec()];
+        let crypto = QuicServerConfig::try_from(tls)?;
+        let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+        cfg.transport_config(self.transport.clone());
+        cfg.max_incoming(self.max_incoming);
+        cfg.migration(false);
+        Ok((cfg, record))
+    }
+
+    /// A client configuration for one dial: offers [`KEY_EXCHANGE`] only, presents the
+    /// machine key and checks the server against the id in the SNI.
+    pub fn client(&self) -> Result<(quinn::ClientConfig, KeyExchangeRecord), TlsError> {
+        self.client_offering(&[KEY_EXCHANGE])
+    }
+
+    fn client_offering(
+        &self,
+        groups: &[NamedGroup],
+    ) -> Result<(quinn::ClientConfig, KeyExchangeRecord), TlsError> {
+        let (provider, record) = provider(groups);
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(ExpectedMachineVerifier))
+            .with_client_cert_resolver(Arc::new(MachineKeyResolver(self.key.clone())));
+        tls.alpn_protocols = vec![ALPN.to_vec()];
+        let crypto = QuicClientConfig::try_from(tls)?;
+        let mut cfg = quinn::ClientConfig::new(Arc::new(crypto));
+        cfg.transport_config(self.transport.clone());
+        Ok((cfg, record))
+    }
+}
+
+/// The endpoint's default server configuration (each accepted connection gets its own from
+/// [`ConnectionTls::server`]).
 pub fn server_config(
     machine: &MachineKeypair,
     net: &NetworkConfig,
 ) -> Result<quinn::ServerConfig, TlsError> {
-    let key = certified_key(machine);
-    let mut tls = rustls::ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_client_cert_verifier(Arc::new(AnyMachineVerifier))
-        .with_cert_resolver(Arc::new(MachineKeyResolver(key)));
-    tls.alpn_protocols = vec![ALPN.to_vec()];
-    let crypto = QuicServerConfig::try_from(tls)?;
-    let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    cfg.transport_config(transport_config(net));
-    cfg.max_incoming(net.max_incoming_handshakes.max(1));
-    cfg.migration(false);
-    Ok(cfg)
+    Ok(ConnectionTls::new(machine, net).server()?.0)
 }
 
-/// The client configuration for dials: presents `machine`, checks the server against the
-/// id in the SNI.
+/// A client configuration for dials by hand (tests, tools): [`ConnectionTls::client`]
+/// without its record.
 pub fn client_config(
     machine: &MachineKeypair,
     net: &NetworkConfig,
 ) -> Result<quinn::ClientConfig, TlsError> {
-    let key = certified_key(machine);
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(ExpectedMachineVerifier))
-        .with_client_cert_resolver(Arc::new(MachineKeyResolver(key)));
-    tls.alpn_protocols = vec![ALPN.to_vec()];
-    let crypto = QuicClientConfig::try_from(tls)?;
-    let mut cfg = quinn::ClientConfig::new(Arc::new(crypto));
-    cfg.transport_config(transport_config(net));
-    Ok(cfg)
+    Ok(ConnectionTls::new(machine, net).client()?.0)
 }
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+/// A client that offers only classical X25519, as a peer without post-quantum key exchange
+/// would: for tests that such a peer is refused.
+#[doc(hidden)]
+pub fn classical_client_config(
+    machine: &MachineKeypair,
+    net: &NetworkConfig,
+) -> Result<quinn::ClientConfig, TlsError> {
+    Ok(ConnectionTls::new(machine, net)
+        .client_offering(&[NamedGroup::X25519])?
+        .0)
+}
+
+/// The key-exchange group one handshake used, written by the TLS stack itself when it
+/// completes the exchange (so it is what was negotiated, not what was configured).
+///
+/// rustls takes key-exchange groups as `&'static` values, so a group cannot carry a
+/// per-connection record. Instead each handshake borrows a slot from a process-wide pool
+/// (at most 4 096, made on demand and reused, never freed): a set of wrapping groups
+/// that write to whichever record holds the slot. The record gives the slot back when its
+/// last clone is dropped. With the pool exhausted a handshake offers [`KEY_EXCHANGE`] alone,
+/// so the record holds it from the start.
+#[derive(Debug, Clone, Default)]
+pub struct KeyExchangeRecord {
+    cell: Arc<OnceLock<NamedGroup>>,
+    slot: Option<Arc<SlotLease>>,
+}
+
+impl KeyExchangeRecord {
+    /// The group, once the handshake computed its shared secret.
+    pub fn group(&self) -> Option<NamedGroup> {
+        self.cell.get().copied()
+    }
+}
+
+/// Most recording slots the process makes: handshakes in flight beyond this run unrecorded.
+const MAX_SLOTS: usize = 4096;
+
+/// The groups a slot wraps: every group a configuration here may offer.
+const RECORDED_GROUPS: [NamedGroup; 2] = [KEY_EXCHANGE, NamedGroup::X25519];
+
+/// Where a slot's groups write: the record of the handshake holding the slot.
+type SlotCell = Mutex<Option<Arc<OnceLock<NamedGroup>>>>;
+
+/// One set of recording groups, lent to one handshake at a time.
+#[derive(Debug)]
+struct Slot {
+    groups: Vec<RecordingGroup>,
+    cell: &'static SlotCell,
+}
+
+static FREE_SLOTS: Mutex<Vec<&'static Slot>> = Mutex::new(Vec::new());
+static SLOTS_MADE: Mutex<usize> = Mutex::new(0);
+
+/// A slot on loan; returned to the pool on drop.
+#[derive(Debug)]
+struct SlotLease(&'static Slot);
+
+impl Drop for SlotLease {
+    fn drop(&mut self) {
+        *lock(self.0.cell) = None;
+        lock(&FREE_SLOTS).push(self.0);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Slot {
+    /// A free slot, or a new one below [`MAX_SLOTS`]; `None` when all are lent.
+    fn lease() -> Option<SlotLease> {
+        let slot = lock(&FREE_SLOTS).pop().or_else(|| {
+            let mut made = lock(&SLOTS_MADE);
+            (*made < MAX_SLOTS).then(|| {
+                *made += 1;
+                let cell: &'static SlotCell = Box::leak(Box::new(Mutex::new(None)));
+                let groups = RECORDED_GROUPS
+                    .iter()
+                    .filter_map(plain_group)
+                    .map(|inner| RecordingGroup { inner, cell })
+                    .collect();
+                let slot: &'static Self = Box::leak(Box::new(Self { groups, cell }));
+                slot
+            })
+        })?;
+        Some(SlotLease(slot))
+    }
+}
+
+/// A group that writes the handshake's record when it completes an exchange.
+#[derive(Debug)]
+struct RecordingGroup {
+    inner: &'static dyn SupportedKxGroup,
+    cell: &'static SlotCell,
+}
+
+impl RecordingGroup {
+    fn cell(&self) -> Option<Arc<OnceLock<NamedGroup>>> {
+        lock(self.cell).clone()
+    }
+}
+
+impl SupportedKxGroup for RecordingGroup {
+    // A dialler's exchange keeps the record it started under; a server completes its
+    // exchange while it handles the ClientHello, with the accepting task still holding the
+    // lease (it holds it until the handshake ends), so a reused slot is never written late.
+    fn start(&self) -> Result<Box<dyn ActiveKeyExchange>, rustls::Error> {
+        Ok(Box::new(RecordingExchange {
+            inner: self.inner.start()?,
+            cell: self.cell(),
+        }))
+    }
+
+    fn start_and_complete(
+        &self,
+        peer_pub_key: &[u8],
+    ) -> Result<CompletedKeyExchange, rustls::Error> {
+        let done = self.inner.start_and_complete(peer_pub_key)?;
+        if let Some(cell) = self.cell() {
+            let _ = cell.set(done.group);
+        }
+        Ok(done)
+    }
+
+    fn ffdhe_group(&self) -> Option<rustls::ffdhe_groups::FfdheGroup<'static>> {
+        self.inner.ffdhe_group()
+    }
+
+    fn name(&self) -> NamedGroup {
+        self.inner.name()
+    }
+
+    fn fips(&self) -> bool {
+        self.inner.fips()
+    }
+
+    fn usable_for_version(&self, version: rustls::ProtocolVersion) -> bool {
+        self.inner.usable_for_version(version)
+    }
+}
+
+/// A dialler's exchange in progress; records its group when the server's share completes it.
+struct RecordingExchange {
+    inner: Box<dyn ActiveKeyExchange>,
+    cell: Option<Arc<OnceLock<NamedGroup>>>,
+}
+
+impl ActiveKeyExchange for RecordingExchange {
+    fn complete(self: Box<Self>, peer_pub_key: &[u8]) -> Result<SharedSecret, rustls::Error> {
+        let group = self.inner.group();
+        let cell = self.cell.clone();
+        let secret = self.inner.complete(peer_pub_key)?;
+        if let Some(cell) = cell {
+            let _ = cell.set(group);
+        }
+        Ok(secret)
+    }
+
+    fn hybrid_component(&self) -> Option<(NamedGroup, &[u8])> {
+        self.inner.hybrid_component()
+    }
+
+    fn complete_hybrid_component(
+        self: Box<Self>,
+        peer_pub_key: &[u8],
+    ) -> Result<SharedSecret, rustls::Error> {
+        let group = self.inner.hybrid_component().map(|(g, _)| g);
+        let me = *self;
+        let secret = me.inner.complete_hybrid_component(peer_pub_key)?;
+        if let (Some(cell), Some(group)) = (me.cell, group) {
+            let _ = cell.set(group);
+        }
+        Ok(secret)
+    }
+
+    fn pub_key(&self) -> &[u8] {
+        self.inner.pub_key()
+    }
+
+    fn group(&self) -> NamedGroup {
+        self.inner.group()
+    }
+}
+
+/// aws-lc-rs with only `groups`, recorded into a fresh [`KeyExchangeRecord`] when a slot is
+/// free.
+fn provider(groups: &[NamedGroup]) -> (Arc<CryptoProvider>, KeyExchangeRecord) {
+    let base = rustls::crypto::aws_lc_rs::default_provider();
+    let mut record = KeyExchangeRecord::default();
+    let kx_groups = match Slot::lease() {
+        Some(lease) => {
+            let slot = lease.0;
+            *lock(slot.cell) = Some(record.cell.clone());
+            record.slot = Some(Arc::new(lease));
+            groups
+                .iter()
+                .filter_map(|g| {
+                    let wrapped = slot.groups.iter().find(|r| r.inner.name() == *g);
+                    wrapped
+                        .map(|r| r as &'static dyn SupportedKxGroup)
+                        .or_else(|| plain_group(g))
+                })
+                .collect()
+        }
+        None => {
+            // Unrecorded: offer the post-quantum group alone, so a finished handshake used it.
+            let _ = record.cell.set(KEY_EXCHANGE);
+            plain_group(&KEY_EXCHANGE).into_iter().collect()
+        }
+    };
+    (Arc::new(CryptoProvider { kx_groups, ..base }), record)
+}
+
+/// aws-lc-rs's own implementation of `group`.
+fn plain_group(group: &NamedGroup) -> Option<&'static dyn SupportedKxGroup> {
+    ALL_KX_GROUPS.iter().copied().find(|k| k.name() == *group)
 }
 
 fn certified_key(machine: &MachineKeypair) -> Arc<CertifiedKey> {

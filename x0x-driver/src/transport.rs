@@ -41,6 +41,9 @@ pub enum CloseCode {
     HelloTimeout,
     /// A length prefix above `MAX_FRAME_LEN`.
     FrameTooLarge,
+    /// The handshake used a classical key exchange, not
+    /// [`KEY_EXCHANGE`](crate::tls::KEY_EXCHANGE).
+    ClassicalKeyExchange,
 }
 
 impl CloseCode {
@@ -54,6 +57,7 @@ impl CloseCode {
             Self::TooManyConnections => 4,
             Self::HelloTimeout => 5,
             Self::FrameTooLarge => 6,
+            Self::ClassicalKeyExchange => 7,
         }
     }
 
@@ -67,6 +71,7 @@ impl CloseCode {
             Self::TooManyConnections,
             Self::HelloTimeout,
             Self::FrameTooLarge,
+            Self::ClassicalKeyExchange,
         ]
         .into_iter()
         .find(|c| u64::from(c.to_u32()) == v.into_inner())
@@ -103,7 +108,12 @@ pub(crate) enum ConnEvent {
         peer: MachineId,
         addr: SocketAddr,
         direction: Direction,
+        /// The key-exchange group the handshake used.
+        key_exchange: String,
     },
+    /// An incoming handshake used a classical key-exchange group; the connection was closed
+    /// with [`CloseCode::ClassicalKeyExchange`].
+    KeyExchangeRefused { remote: SocketAddr, group: String },
     /// A dial the node asked for failed (including a handshake that proved the wrong machine).
     DialFailed { addr: SocketAddr, error: String },
     /// An incoming handshake failed (or proved no machine key).

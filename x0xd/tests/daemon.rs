@@ -321,6 +321,48 @@ fn discovery_find_and_connect() {
 }
 
 #[test]
+fn connections_report_a_post_quantum_key_exchange_and_tables_their_caps() {
+    let work = tempfile::tempdir().unwrap();
+    let (a, b) = pair(work.path());
+    assert!(wait_until(secs(20), ms(100), || a.peers() >= 1 && b.peers() >= 1));
+    for d in [&a, &b] {
+        let c = d.get("/diagnostics/connectivity").json;
+        let conns = c["quic_connections"]
+            .as_array()
+            .expect("quic_connections")
+            .clone();
+        assert!(!conns.is_empty(), "{c}");
+        assert!(
+            conns.iter().all(|x| x["key_exchange"] == "X25519MLKEM768"),
+            "{c}"
+        );
+        assert_eq!(c["classical_key_exchange_refused"], 0, "{c}");
+        assert!(c["connections"].is_object(), "x0x's object stays: {c}");
+    }
+    let r = a.get("/diagnostics/resources").json;
+    assert!(r["rss_bytes"].as_u64().unwrap() > 0, "{r}");
+    assert!(r["open_fds"].as_u64().unwrap() > 0, "{r}");
+    assert!(r["tasks"]["driver"].as_u64().unwrap() >= 1, "{r}");
+    let tables = r["tables"].as_array().unwrap();
+    for name in [
+        "broadcast dedup window",
+        "active view",
+        "daemon subscriptions",
+    ] {
+        assert!(
+            tables.iter().any(|t| t["table"] == name),
+            "{name} missing: {r}"
+        );
+    }
+    assert!(
+        tables
+            .iter()
+            .all(|t| t["len"].as_u64().unwrap() <= t["cap"].as_u64().unwrap()),
+        "{r}"
+    );
+}
+
+#[test]
 fn token_is_required_and_the_query_token_only_on_streams() {
     let work = tempfile::tempdir().unwrap();
     let p = free_ports(2).unwrap();

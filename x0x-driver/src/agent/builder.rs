@@ -175,16 +175,16 @@ impl<R: Runtime> AgentBuilder<R> {
         let net = self.network;
         let bind = net.bind_addr_or_default();
         let bind_err = |source| Error::Bind { addr: bind, source };
+        let tls = tls::ConnectionTls::new(&machine, &net);
         let socket = std::net::UdpSocket::bind(bind).map_err(bind_err)?;
         let endpoint = quinn::Endpoint::new(
             quinn::EndpointConfig::default(),
-            Some(tls::server_config(&machine, &net)?),
+            Some(tls.server()?.0),
             socket,
             runtime.quinn_runtime(),
         )
         .map_err(bind_err)?;
         let bound = endpoint.local_addr().map_err(bind_err)?;
-        let client_config = tls::client_config(&machine, &net)?;
 
         let mut config = self.protocol;
         config.bootstrap = net.bootstrap_nodes.clone();
@@ -217,7 +217,7 @@ impl<R: Runtime> AgentBuilder<R> {
             direct_tx,
             node,
             endpoint,
-            client_config,
+            tls,
             runtime: runtime.clone(),
             clock,
             net,

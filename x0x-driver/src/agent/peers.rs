@@ -57,4 +57,6 @@ pub struct PeerInfo {
     pub addr: Option<SocketAddr>,
     /// Whether we dialled (`Some(true)`) or it did.
     pub outbound: Option<bool>,
+    /// The key-exchange group of the connection's handshake (`X25519MLKEM768`).
+    pub key_exchange: Option<String>,
 }

@@ -28,6 +28,9 @@ pub struct DriverStats {
     pub connections_dialed: u64,
     /// Incoming handshakes that failed.
     pub handshakes_failed: u64,
+    /// Incoming connections refused because the peer's key exchange was classical only (no
+    /// [`KEY_EXCHANGE`](crate::tls::KEY_EXCHANGE)).
+    pub classical_key_exchange_refused: u64,
     /// Dials that failed (unreachable, refused, wrong machine, timeout).
     pub dials_failed: u64,
     /// Second connections to an already-connected machine, closed.

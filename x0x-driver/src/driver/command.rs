@@ -347,6 +347,7 @@ impl Driver {
                     agent_id: self.agents.get(&machine_id).copied(),
                     addr: conn.map(|c| c.addr),
                     outbound: conn.map(|c| c.direction == Direction::Outbound),
+                    key_exchange: conn.map(|c| c.key_exchange.clone()),
                 }
             })
             .collect()

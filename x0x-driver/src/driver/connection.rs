@@ -20,17 +20,32 @@ pub(super) async fn accept_loop(
     endpoint: quinn::Endpoint,
     events: async_channel::Sender<ConnEvent>,
     guard: TaskGuard,
+    tls: tls::ConnectionTls,
 ) {
     while let Some(incoming) = endpoint.accept().await {
         let events = events.clone();
         let remote = incoming.remote_address();
+        let server = tls.server();
         spawn_tracked(&*rt, guard.clone(), async move {
-            let ev = match incoming.await {
-                Ok(conn) => identified(conn, remote, Direction::Inbound)
-                    .unwrap_or_else(|error| ConnEvent::HandshakeFailed { remote, error }),
-                Err(e) => ConnEvent::HandshakeFailed {
-                    remote,
-                    error: e.to_string(),
+            let failed = |error: String| ConnEvent::HandshakeFailed { remote, error };
+            let ev = match server {
+                Err(e) => {
+                    incoming.refuse();
+                    failed(e.to_string())
+                }
+                // Each connection gets its own configuration, so its record is its own.
+                Ok((config, record)) => match incoming.accept_with(Arc::new(config)) {
+                    Err(e) => failed(e.to_string()),
+                    Ok(connecting) => match connecting.await {
+                        Ok(conn) => identified(conn, remote, Direction::Inbound, &record)
+                            .unwrap_or_else(|refusal| match refusal {
+                                Refusal::Classical(group) => {
+                                    ConnEvent::KeyExchangeRefused { remote, group }
+                                }
+                                Refusal::NoMachineKey => failed(refusal.to_string()),
+                            }),
+                        Err(e) => failed(e.to_string()),
+                    },
                 },
             };
             let _ = events.send(ev).await;
@@ -39,22 +54,51 @@ pub(super) async fn accept_loop(
     debug!("accept loop ended");
 }
 
+/// Why a finished handshake is unusable.
+#[derive(Debug)]
+enum Refusal {
+    /// It proved no machine key.
+    NoMachineKey,
+    /// Its key exchange was this classical group.
+    Classical(String),
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NoMachineKey => f.write_str("handshake proved no machine key"),
+            Self::Classical(g) => write!(f, "classical key exchange {g} refused"),
+        }
+    }
+}
+
 /// The event for a finished handshake, or why it is unusable.
 fn identified(
     conn: quinn::Connection,
     addr: SocketAddr,
     direction: Direction,
-) -> Result<ConnEvent, String> {
+    record: &tls::KeyExchangeRecord,
+) -> Result<ConnEvent, Refusal> {
+    let group = record.group();
+    if group != Some(tls::KEY_EXCHANGE) {
+        let name = group.map_or_else(|| "unknown".to_owned(), tls::group_name);
+        conn.close(
+            CloseCode::ClassicalKeyExchange.varint(),
+            b"post-quantum key exchange (X25519MLKEM768) required",
+        );
+        return Err(Refusal::Classical(name));
+    }
     match tls::peer_machine_id(&conn) {
         Some(peer) => Ok(ConnEvent::Established {
             conn,
             peer,
             addr,
             direction,
+            key_exchange: tls::group_name(tls::KEY_EXCHANGE),
         }),
         None => {
             conn.close(CloseCode::ProtocolViolation.varint(), b"no machine key");
-            Err("handshake proved no machine key".into())
+            Err(Refusal::NoMachineKey)
         }
     }
 }
@@ -68,6 +112,7 @@ impl Driver {
                 peer,
                 addr,
                 direction,
+                key_exchange,
             } => {
                 match direction {
                     Direction::Outbound => self.stats.connections_dialed += 1,
@@ -85,7 +130,7 @@ impl Driver {
                         conn.close(CloseCode::Duplicate.varint(), b"duplicate");
                     }
                 } else {
-                    self.track(conn, peer, addr, direction);
+                    self.track(conn, peer, addr, direction, key_exchange);
                     self.node.handle_connected(now, peer, addr, direction);
                     self.drain();
                 }
@@ -103,6 +148,10 @@ impl Driver {
             ConnEvent::LocalPeer { machine, addrs } => {
                 self.node.handle_local_peer(now, machine, addrs);
                 self.drain();
+            }
+            ConnEvent::KeyExchangeRefused { remote, group } => {
+                self.stats.classical_key_exchange_refused += 1;
+                info!(%remote, %group, "refused a classical key exchange");
             }
             ConnEvent::HandshakeFailed { remote, error } => {
                 self.stats.handshakes_failed += 1;
@@ -153,6 +202,7 @@ impl Driver {
         peer: MachineId,
         addr: SocketAddr,
         direction: Direction,
+        key_exchange: String,
     ) {
         let id = self.next_conn;
         self.next_conn += 1;
@@ -189,6 +239,7 @@ impl Driver {
                 drain_wanted,
                 addr,
                 direction,
+                key_exchange,
             },
         );
     }
@@ -196,25 +247,36 @@ impl Driver {
     pub(super) fn dial(&mut self, addr: SocketAddr, expect: Option<MachineId>) {
         let name = tls::server_name(expect.as_ref());
         debug!(%addr, ?expect, "dialling");
-        let connecting = match self
-            .endpoint
-            .connect_with(self.client_config.clone(), addr, &name)
-        {
-            Ok(c) => c,
-            Err(e) => {
-                self.stats.dials_failed += 1;
-                info!(%addr, error = %e, "dial refused locally");
-                self.node.handle_dial_failed(self.clock.now(), addr);
-                return;
-            }
-        };
+        let connecting =
+            match self
+                .tls
+                .client()
+                .map_err(|e| e.to_string())
+                .and_then(|(config, record)| {
+                    self.endpoint
+                        .connect_with(config, addr, &name)
+                        .map(|c| (c, record))
+                        .map_err(|e| e.to_string())
+                }) {
+                Ok(c) => c,
+                Err(e) => {
+                    self.stats.dials_failed += 1;
+                    info!(%addr, error = %e, "dial refused locally");
+                    self.node.handle_dial_failed(self.clock.now(), addr);
+                    return;
+                }
+            };
         let rt = self.rt.clone();
         let events = self.events_tx.clone();
         let dial_timeout = self.net.dial_timeout;
         spawn_tracked(&*self.rt, self.task_guard.clone(), async move {
+            let (connecting, record) = connecting;
             let ev = match timeout(&*rt, dial_timeout, connecting).await {
-                Some(Ok(conn)) => identified(conn, addr, Direction::Outbound)
-                    .unwrap_or_else(|error| ConnEvent::DialFailed { addr, error }),
+                Some(Ok(conn)) => identified(conn, addr, Direction::Outbound, &record)
+                    .unwrap_or_else(|refusal| ConnEvent::DialFailed {
+                        addr,
+                        error: refusal.to_string(),
+                    }),
                 Some(Err(e)) => ConnEvent::DialFailed {
                     addr,
                     error: e.to_string(),

@@ -72,7 +72,8 @@ const CONN_EVENT_QUEUE: usize = 256;
 pub(crate) struct DriverParts {
     pub(crate) node: Node,
     pub(crate) endpoint: quinn::Endpoint,
-    pub(crate) client_config: quinn::ClientConfig,
+    /// Makes each connection's TLS configuration.
+    pub(crate) tls: crate::tls::ConnectionTls,
     pub(crate) runtime: Arc<dyn Runtime>,
     pub(crate) clock: Clock,
     pub(crate) net: NetworkConfig,
@@ -103,6 +104,7 @@ pub(crate) fn spawn(
             parts.endpoint.clone(),
             ev_tx.clone(),
             all.guard(),
+            parts.tls.clone(),
         )
         .instrument(span.clone()),
     );
@@ -127,7 +129,7 @@ pub(crate) fn spawn(
         clock: parts.clock,
         net: parts.net,
         endpoint: parts.endpoint,
-        client_config: parts.client_config,
+        tls: parts.tls,
         events_tx: ev_tx,
         task_guard: all.guard(),
         writer_guard: writers.guard(),
@@ -167,6 +169,8 @@ struct ConnEntry {
     drain_wanted: Arc<AtomicBool>,
     addr: SocketAddr,
     direction: Direction,
+    /// The key-exchange group its handshake used (`X25519MLKEM768`).
+    key_exchange: String,
 }
 
 enum Wake {
@@ -184,7 +188,7 @@ struct Driver {
     clock: Clock,
     net: NetworkConfig,
     endpoint: quinn::Endpoint,
-    client_config: quinn::ClientConfig,
+    tls: crate::tls::ConnectionTls,
     events_tx: async_channel::Sender<ConnEvent>,
     task_guard: TaskGuard,
     writer_guard: TaskGuard,

@@ -10,7 +10,8 @@ use super::status::connection_state;
 use crate::bus::MAX_CLIENTS;
 use crate::state::{AppState, Daemon, get};
 
-/// `GET /peers`: `{peers: [{id, agent_id, addr, direction}]}` (x0x gives `id` only).
+/// `GET /peers`: `{peers: [{id, agent_id, addr, direction, key_exchange}]}` (x0x gives `id`
+/// only).
 pub async fn peers(State(s): State<AppState>) -> ApiResult {
     let peers = s.agent.peers().await?;
     let list: Vec<_> = peers
@@ -25,6 +26,7 @@ pub async fn peers(State(s): State<AppState>) -> ApiResult {
                     Some(false) => "inbound",
                     None => "unknown",
                 },
+                "key_exchange": p.key_exchange,
             })
         })
         .collect();
@@ -106,6 +108,18 @@ pub async fn connectivity(State(s): State<AppState>) -> ApiResult {
             "relayed": 0,
             "hole_punch_success_rate": 0.0,
         },
+        // x0x-rs addition: every connection's key-exchange group (always X25519MLKEM768: a
+        // classical-only peer is refused, `classical_key_exchange_refused` counts them).
+        "quic_connections": peers
+            .iter()
+            .map(|p| json!({
+                "peer": p.machine_id.to_hex(),
+                "agent_id": p.agent_id.map(|a| a.to_hex()),
+                "addr": p.addr.map(|a| a.to_string()),
+                "key_exchange": p.key_exchange,
+            }))
+            .collect::<Vec<_>>(),
+        "classical_key_exchange_refused": stats.driver.classical_key_exchange_refused,
         "relay": { "is_relaying": false, "sessions": 0, "bytes_forwarded": 0 },
         "coordinator": { "is_coordinating": false, "sessions": 0 },
         "avg_rtt_ms": 0,
