@@ -38,6 +38,11 @@ pub struct AdversarySpec {
     /// Replayed genuine frames each forger injects per second. Default 0.
     #[serde(deserialize_with = "crate::scenario::num")]
     pub replay_per_sec: f64,
+    /// Replays use frames captured at least this long ago (and at most 10 s more): old
+    /// enough that a flood pushed their ids out of a count-bounded dedup window, young enough
+    /// to pass the age check. The forgers then keep one capture per tick, up to 4 096.
+    /// Default 0: replay any of the last 64 frames relayed.
+    pub replay_age_ms: u64,
     /// Extra Sybil identities (added to `nodes`) that join through `target`. Default 0.
     pub sybils: usize,
     /// When the Sybils start joining, after the warm-up. Default 0.
@@ -61,6 +66,7 @@ impl Default for AdversarySpec {
             forgers: 0,
             forge_per_sec: 0.0,
             replay_per_sec: 0.0,
+            replay_age_ms: 0,
             sybils: 0,
             sybil_start_ms: 0,
             sybil_window_ms: 10_000,
@@ -192,8 +198,12 @@ pub struct AdversaryReport {
 #[derive(Debug, Default)]
 pub(crate) struct Adversary {
     pub(crate) roles: Vec<Role>,
-    /// Genuine `Gossip` frames forgers relayed, for replays (bounded ring).
-    pub(crate) captured: std::collections::VecDeque<bytes::Bytes>,
+    /// Genuine `Gossip` frames forgers relayed, with when, for replays (bounded ring).
+    pub(crate) captured: std::collections::VecDeque<(u64, bytes::Bytes)>,
+    /// `replay_age_ms` in µs (0: replay the most recent frames).
+    pub(crate) replay_age_us: u64,
+    /// The adversary tick of the last capture (with `replay_age_ms`, one per tick).
+    pub(crate) last_capture_tick: Option<u64>,
     pub(crate) report: AdversaryReport,
     /// Sum of the adversary shares over the target samples (for the mean).
     pub(crate) share_sum: f64,
@@ -213,8 +223,14 @@ pub(crate) struct Adversary {
     pub(crate) keys: BTreeMap<u32, x0x_proto::identity::AgentKeypair>,
 }
 
-/// How many captured frames a forger keeps for replays.
+/// How many captured frames the forgers keep for replays.
 pub(crate) const CAPTURE_CAP: usize = 64;
+
+/// How many they keep when replays must be old (`replay_age_ms`).
+pub(crate) const AGED_CAPTURE_CAP: usize = 4096;
+
+/// How much older than `replay_age_ms` a replayed frame may be.
+pub(crate) const REPLAY_AGE_SPAN_US: u64 = 10_000_000;
 
 impl Adversary {
     /// The role of node `i` (honest when there is no adversary).

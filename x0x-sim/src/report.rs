@@ -192,6 +192,12 @@ pub struct Report {
     /// Convergence of a replicated store through a partition (collab scenarios).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub collab: Option<crate::workload::collab::CollabReport>,
+    /// What the flood published and delivered (replay-flood scenarios).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flood: Option<crate::workload::flood::FloodReport>,
+    /// Most messages published within any 60 s of the run, every workload's.
+    #[serde(default)]
+    pub messages_published_in_60s_max: u64,
     /// SWIM failure detection: how soon crashed neighbours were declared dead, and how often
     /// a live one was.
     #[serde(default)]

@@ -426,6 +426,8 @@ pub struct Scenario {
     pub presence: Option<crate::workload::presence::PresenceSpec>,
     /// The replicated-store workload ([`crate::workload::collab`]). Default none.
     pub collab: Option<crate::workload::collab::CollabSpec>,
+    /// Publishers at a fixed rate on topic 0 ([`crate::workload::flood`]). Default none.
+    pub flood: Option<crate::workload::flood::FloodSpec>,
 }
 
 impl Default for Scenario {
@@ -452,6 +454,7 @@ impl Default for Scenario {
             spam: None,
             presence: None,
             collab: None,
+            flood: None,
         }
     }
 }
@@ -486,6 +489,10 @@ pub enum ScenarioError {
 /// The scenario files shipped with the crate, embedded so the binary works from anywhere.
 pub const BUILTIN: &[(&str, &str)] = &[
     ("trust-spam", include_str!("../scenarios/trust-spam.toml")),
+    (
+        "replay-flood",
+        include_str!("../scenarios/replay-flood.toml"),
+    ),
     ("presence", include_str!("../scenarios/presence.toml")),
     (
         "collab-partition",
@@ -645,6 +652,9 @@ impl Scenario {
         }
         if let Some(a) = &self.adversary {
             a.validate().map_err(ScenarioError::Invalid)?;
+        }
+        if let Some(f) = &self.flood {
+            f.validate(self.nodes).map_err(ScenarioError::Invalid)?;
         }
         let mut c = x0x_proto::Config::default();
         self.node.apply(&mut c);

@@ -181,6 +181,41 @@ fn a_sybil_flood_through_one_node_stays_within_every_cap() {
     assert!(r.delivery_ratio.is_some());
 }
 
+/// `replay-flood`, scaled down: a dedup window of 2 048 ids, a flood of 200 messages a second
+/// for 30 s, and replays of frames 15–25 s old, whose ids the flood pushed out of the window.
+/// None is delivered twice; the window's floor refuses them.
+#[test]
+fn a_flood_past_the_dedup_window_lets_no_replay_through() {
+    let mut sc = Scenario::load("replay-flood").unwrap();
+    let mut b = x0x_proto::broadcast::BroadcastConfig::default();
+    b.seen_capacity = 2048;
+    sc.node.broadcast = Some(b);
+    let flood = sc.flood.as_mut().unwrap();
+    flood.per_sec = 200.0;
+    flood.duration_ms = 30_000;
+    sc.adversary.as_mut().unwrap().replay_age_ms = 15_000;
+    sc.workload.rounds = 3;
+    let r = report(&sc, 5, 12);
+    let a = r.adversary.as_ref().unwrap();
+    assert!(a.replays_injected > 100, "{a:?}");
+    assert_eq!(a.replayed_redeliveries, 0, "{a:?}");
+    assert_eq!(r.flood.as_ref().unwrap().redelivered, 0);
+    assert!(
+        a.rejections
+            .get("broadcast/replay_floor")
+            .copied()
+            .unwrap_or(0)
+            > 0,
+        "{a:?}"
+    );
+    assert!(
+        r.messages_published_in_60s_max >= 6000,
+        "{}",
+        r.messages_published_in_60s_max
+    );
+    assert_eq!(r.delivery_ratio, Some(1.0));
+}
+
 #[test]
 fn adversarial_runs_are_deterministic() {
     let a = hostile("eclipse", 100, 3);

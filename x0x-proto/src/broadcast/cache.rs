@@ -26,20 +26,33 @@ pub(super) struct Cached {
 impl Broadcast {
     /// Whether the message id was seen (delivered or forwarded) recently.
     pub(crate) fn is_known(&self, id: &MessageId) -> bool {
-        self.seen.contains_key(id)
+        self.seen.contains(id)
     }
 
-    /// Marks `id` seen and caches its message, and lists it among its topic's recent ids.
+    /// Whether a message stamped `stamp` whose id is not known may repeat an id the dedup
+    /// window forgot under a flood (`seen.rs`): the node refuses it, counted here.
+    pub(crate) fn refuse_below_floor(&mut self, stamp: Time) -> bool {
+        let below = self.seen.below_floor(stamp);
+        if below {
+            self.stats.dropped.replay_floor += 1;
+        }
+        below
+    }
+
+    /// Marks `id` (stamped `stamp`) seen and caches its message, and lists it among its
+    /// topic's recent ids.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn remember(
         &mut self,
         now: Time,
+        stamp: Time,
         id: MessageId,
         topic: TopicId,
         hops: u8,
         from: Option<MachineId>,
         message: Signed,
     ) {
-        self.mark_seen(now, id);
+        self.mark_seen(stamp, id);
         if self.cache.contains_key(&id) {
             return;
         }
@@ -61,13 +74,11 @@ impl Broadcast {
         }
     }
 
-    /// Puts `id` in the dedup window (a message refused for its age is remembered too, so a
-    /// repeat costs a lookup rather than another verification).
-    pub(crate) fn mark_seen(&mut self, now: Time, id: MessageId) {
-        if self.seen.contains_key(&id) {
-            return;
-        }
-        if self.seen.push(id, now).is_some() {
+    /// Puts `id` in the dedup window with its message's stamp: when it was published, for a
+    /// pub/sub message, else when it arrived. (A message refused for its age is remembered
+    /// too, so a repeat costs a lookup rather than another verification.)
+    pub(crate) fn mark_seen(&mut self, stamp: Time, id: MessageId) {
+        if self.seen.insert(id, stamp) {
             self.stats.dropped.seen_evicted += 1;
         }
     }
@@ -76,6 +87,8 @@ impl Broadcast {
     pub(super) fn expire(&mut self, now: Time) {
         let (cache, seen) = (self.config.cache_retention, self.config.seen_retention);
         self.cache.pop_oldest_while(|c| now - c.at >= cache);
-        self.seen.pop_oldest_while(|at| now - *at >= seen);
+        if let Some(before) = now.as_micros().checked_sub(seen.as_micros() as u64) {
+            self.seen.expire(Time::from_micros(before));
+        }
     }
 }

@@ -32,6 +32,7 @@
 mod cache;
 mod config;
 mod plumtree;
+mod seen;
 mod stats;
 mod topic;
 mod tree;
@@ -48,6 +49,7 @@ use serde::{Deserialize, Serialize};
 use self::cache::Cached;
 pub use self::config::{BroadcastConfig, FirstPushConfig};
 use self::plumtree::Missing;
+use self::seen::SeenWindow;
 pub use self::stats::{BroadcastDrops, BroadcastStats};
 use self::topic::{Neighbors, TopicState};
 use crate::identity::MachineId;
@@ -124,8 +126,8 @@ pub(crate) struct Broadcast {
     neighbors: Neighbors,
     /// Messages kept for GRAFT answers and catch-up, oldest evicted first.
     cache: Fifo<MessageId, Cached>,
-    /// The dedup window: ids seen, and when.
-    seen: Fifo<MessageId, Time>,
+    /// The dedup window: ids seen, with their messages' stamps, and its floor (`seen.rs`).
+    seen: SeenWindow,
     missing: BTreeMap<MessageId, Missing>,
     lazy_queue: BTreeMap<MachineId, BTreeMap<TopicId, Vec<IHaveEntry>>>,
     timers: Timers<Timer>,
@@ -146,7 +148,7 @@ impl Broadcast {
             interest: BTreeMap::new(),
             neighbors: Neighbors::default(),
             cache: Fifo::new(config.cache_capacity),
-            seen: Fifo::new(config.seen_capacity),
+            seen: SeenWindow::new(config.seen_capacity),
             missing: BTreeMap::new(),
             lazy_queue: BTreeMap::new(),
             timers: Timers::default(),
@@ -252,7 +254,7 @@ impl Broadcast {
         self.stats.published += 1;
         self.root_tree(topic);
         let id = message.id();
-        self.remember(now, id, topic, 0, None, message.clone());
+        self.remember(now, now, id, topic, 0, None, message.clone());
         self.forward(topic, id, 0, None, &[], &message);
         self.arm_flush(now);
     }
@@ -270,7 +272,8 @@ impl Broadcast {
         self.stats.published += 1;
         self.root_tree(topic);
         let id = message.id();
-        self.remember(now, id, topic, 0, None, message.clone());
+        // A store's message: replays are duplicates the store drops, so arrival stamps it.
+        self.remember(now, now, id, topic, 0, None, message.clone());
         self.forward(topic, id, 0, Some(source), &[source], &message);
         self.arm_flush(now);
     }

@@ -99,9 +99,13 @@ impl Broadcast {
 
     /// A GOSSIP with a new id, whose signature the node verified.
     /// Returns whether the message should be delivered to a local subscriber.
+    /// `stamp` is the message's own time for the dedup window: when it was published, for a
+    /// pub/sub message, else `now`.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn on_gossip_verified(
         &mut self,
         now: Time,
+        stamp: Time,
         from: MachineId,
         topic: TopicId,
         id: MessageId,
@@ -112,7 +116,7 @@ impl Broadcast {
         let Some(t) = self.topics.get_mut(&topic) else {
             // Not a topic we carry (a peer ignored our INTEREST): mark seen, do not relay.
             self.stats.dropped.topic_not_carried += 1;
-            self.mark_seen(now, id);
+            self.mark_seen(stamp, id);
             return false;
         };
         self.stats.accepted += 1;
@@ -145,7 +149,7 @@ impl Broadcast {
                 .collect(),
             _ => Vec::new(),
         };
-        self.remember(now, id, topic, hops, Some(from), message.clone());
+        self.remember(now, stamp, id, topic, hops, Some(from), message.clone());
         self.forward(topic, id, hops, Some(from), &announced, &message);
         self.arm_flush(now);
         if subscribed {
@@ -275,7 +279,7 @@ impl Broadcast {
             return;
         }
         for e in entries {
-            if self.cache.contains_key(&e.id) || self.seen.contains_key(&e.id) {
+            if self.cache.contains_key(&e.id) || self.seen.contains(&e.id) {
                 continue;
             }
             match self.missing.get_mut(&e.id) {

@@ -51,6 +51,10 @@ pub struct BroadcastDrops {
     pub missing_cap: u64,
     /// Messages evicted from the cache at `cache_capacity`.
     pub cache_evicted: u64,
-    /// Ids evicted from the dedup window at `seen_capacity`.
+    /// Ids the dedup window forgot at `seen_capacity`, before their retention (each raises
+    /// its floor).
     pub seen_evicted: u64,
+    /// Verified messages refused because they are stamped at or below the dedup window's
+    /// floor: they may repeat an id it forgot during a flood.
+    pub replay_floor: u64,
 }

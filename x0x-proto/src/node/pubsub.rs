@@ -242,7 +242,7 @@ impl Node {
                 self.broadcast
                     .on_depth(now, peer, g.topic, g.root, g.depth, true);
                 self.broadcast
-                    .on_gossip_verified(now, peer, g.topic, id, g.hops, g.message);
+                    .on_gossip_verified(now, now, peer, g.topic, id, g.hops, g.message);
             }
             return;
         }
@@ -251,17 +251,26 @@ impl Node {
                 // A store's changes stay valid at any age (anti-entropy relays old ones, and a
                 // replay is a duplicate the store drops), so its topic skips the age check.
                 let store = self.collab.contains_key(&g.topic);
+                let published = Time::from_millis(body.published_at_ms);
                 if !store && let Some(why) = self.too_old(now, &body) {
                     self.stats.messages_rejected.reason.count(&why);
                     // Remembered so a repeat costs a lookup, not another verification.
-                    self.broadcast.mark_seen(now, id);
+                    self.broadcast.mark_seen(published, id);
                     return;
                 }
+                // Young enough, unknown, but older than an id the window forgot under a flood:
+                // it may be a replay of it (broadcast/seen.rs).
+                if !store && self.broadcast.refuse_below_floor(published) {
+                    return;
+                }
+                // A store's message is stamped by its arrival: it has no age limit.
+                let stamp = if store { now } else { published };
                 self.verifier.share_key(&mut g.message);
                 self.broadcast
                     .on_depth(now, peer, g.topic, g.root, g.depth, true);
                 let deliver = self.broadcast.on_gossip_verified(
                     now,
+                    stamp,
                     peer,
                     g.topic,
                     id,

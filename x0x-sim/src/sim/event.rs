@@ -78,6 +78,8 @@ pub(crate) enum Ev {
     CollabForge(u32),
     /// The replicas' heads are compared.
     CollabCheck,
+    /// A burst of the flood ([`crate::workload::flood`]).
+    Flood,
     /// The run ends.
     End,
 }

@@ -14,7 +14,7 @@ use x0x_proto::{AgentId, MachineId, Node};
 
 use super::world::IdMap;
 use super::{Ev, Sim, TraceTag, World, derive, ms};
-use crate::adversary::{Adversary, CAPTURE_CAP, Role, TargetView};
+use crate::adversary::{AGED_CAPTURE_CAP, Adversary, CAPTURE_CAP, Role, TargetView};
 use crate::net::addr_of;
 use crate::report::named_counts;
 use crate::scenario::{Publishers, Scenario};
@@ -93,10 +93,16 @@ impl World {
         }
         // Only frames the forger's node relayed are genuine; its own injections are not.
         if role == Role::Forger && !self.adv.injecting {
-            if self.adv.captured.len() >= CAPTURE_CAP {
+            let aged = self.adv.replay_age_us > 0;
+            if aged && self.adv.last_capture_tick == Some(self.adv.ticks) {
+                return false;
+            }
+            let cap = if aged { AGED_CAPTURE_CAP } else { CAPTURE_CAP };
+            if self.adv.captured.len() >= cap {
                 self.adv.captured.pop_front();
             }
-            self.adv.captured.push_back(frame.clone());
+            self.adv.captured.push_back((self.now, frame.clone()));
+            self.adv.last_capture_tick = Some(self.adv.ticks);
         }
         false
     }
@@ -206,7 +212,7 @@ impl Sim<'_> {
     /// A message whose signature does not match: the last captured genuine message with its
     /// body altered, or (none captured yet) `body` signed over other bytes.
     fn altered(&self, key: &AgentKeypair, body: &PubSubBody, c: u64) -> Signed {
-        let captured = self.w.adv.captured.back().cloned();
+        let captured = self.w.adv.captured.back().map(|(_, b)| b.clone());
         match captured.and_then(|b| Frame::decode(&b).ok()) {
             Some(Frame::Gossip(g)) => {
                 let mut m = g.message;
@@ -243,6 +249,18 @@ impl Sim<'_> {
         let replays = self.w.adv.carry.1.floor();
         self.w.adv.carry.0 -= forges;
         self.w.adv.carry.1 -= replays;
+        if self.w.adv.replay_age_us > 0 {
+            let oldest = self.w.adv.replay_age_us + crate::adversary::REPLAY_AGE_SPAN_US;
+            while self
+                .w
+                .adv
+                .captured
+                .front()
+                .is_some_and(|(at, _)| now.saturating_sub(*at) > oldest)
+            {
+                self.w.adv.captured.pop_front();
+            }
+        }
         self.inject(forges as u64, replays as u64);
         let target = a.target.min(self.sc.nodes.saturating_sub(1)) as u32;
         if a.eclipsers > 0 {
@@ -292,7 +310,13 @@ impl Sim<'_> {
                 }
             }
             for _ in 0..replays {
-                let n = self.w.adv.captured.len();
+                // Old enough frames are a prefix of the ring (captured in time order).
+                let age = self.w.adv.replay_age_us;
+                let n = self
+                    .w
+                    .adv
+                    .captured
+                    .partition_point(|(at, _)| now.saturating_sub(*at) >= age);
                 if n == 0 {
                     break;
                 }
@@ -300,7 +324,7 @@ impl Sim<'_> {
                     break;
                 };
                 let k = self.w.adv_rng_pick(n);
-                let bytes = self.w.adv.captured[k].clone();
+                let bytes = self.w.adv.captured[k].1.clone();
                 self.w.adv.report.replays_injected += 1;
                 self.w.trace.rec(now, TraceTag::Replay, f, u64::from(to));
                 self.w.send_to(f, to, FrameKind::Gossip, bytes);

@@ -149,6 +149,11 @@ impl Sim<'_> {
                 s.report(n, refused)
             }),
             collab,
+            flood: w
+                .flood
+                .as_ref()
+                .map(crate::workload::flood::FloodRun::report),
+            messages_published_in_60s_max: w.published_in_60s_max,
             presence: w.presence.as_ref().map(|run| {
                 let live = w.slots.iter().filter(|s| s.alive).count();
                 let secs = w.now.saturating_sub(w.warmup_end) as f64 / 1e6;

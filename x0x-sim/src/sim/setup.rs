@@ -41,6 +41,7 @@ impl<'a> Sim<'a> {
         let mut subs = subscriptions(&sc.workload, n, &mut script_rng);
         let mut adv = Adversary {
             roles,
+            replay_age_us: sc.adversary.as_ref().map_or(0, |a| ms(a.replay_age_ms)),
             ..Default::default()
         };
         hostile::mask_subscribers(&mut adv, &mut subs, n);
@@ -144,6 +145,9 @@ impl World {
                 .collab
                 .as_ref()
                 .map(crate::workload::collab::CollabRun::new),
+            flood: sc.flood.as_ref().map(|_| Default::default()),
+            recent_publishes: Default::default(),
+            published_in_60s_max: 0,
         }
     }
 
@@ -190,6 +194,9 @@ impl World {
         }
         if let Some(p) = &sc.presence {
             self.schedule_presence(p);
+        }
+        if let Some(f) = &sc.flood {
+            self.schedule_flood(f);
         }
         if let Some(c) = &sc.collab {
             let heal = sc

@@ -136,6 +136,30 @@ pub(crate) struct World {
     pub(crate) presence: Option<crate::workload::presence::PresenceRun>,
     /// The replicated-store workload, in collab scenarios.
     pub(crate) collab: Option<crate::workload::collab::CollabRun>,
+    /// The flood, in replay-flood scenarios.
+    pub(crate) flood: Option<crate::workload::flood::FloodRun>,
+    /// Publish times (µs) of the last 60 s, every workload's, for the busiest minute.
+    pub(crate) recent_publishes: std::collections::VecDeque<u64>,
+    /// Most messages published within any 60 s.
+    pub(crate) published_in_60s_max: u64,
+}
+
+impl World {
+    /// Counts one publish now towards the busiest minute.
+    pub(crate) fn count_publish(&mut self) {
+        let now = self.now;
+        while self
+            .recent_publishes
+            .front()
+            .is_some_and(|&t| now.saturating_sub(t) >= 60_000_000)
+        {
+            self.recent_publishes.pop_front();
+        }
+        self.recent_publishes.push_back(now);
+        self.published_in_60s_max = self
+            .published_in_60s_max
+            .max(self.recent_publishes.len() as u64);
+    }
 }
 
 impl Sim<'_> {
@@ -222,6 +246,7 @@ impl Sim<'_> {
             Ev::CollabWrite(k) => self.collab_write(k),
             Ev::CollabForge(f) => self.collab_forge(f),
             Ev::CollabCheck => self.collab_check(),
+            Ev::Flood => self.flood_tick(),
             Ev::End => return false,
         }
         true

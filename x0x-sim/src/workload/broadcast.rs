@@ -164,6 +164,7 @@ impl Sim<'_> {
                 ldh: 0,
             });
             registered = true;
+            self.w.count_publish();
         }
         self.w
             .trace
@@ -210,6 +211,12 @@ impl World {
 
     /// Node `j` delivered message `id` after `hops` hops.
     pub(crate) fn on_delivery(&mut self, j: u32, id: MessageId, hops: u8) {
+        if let Some(again) = self.flood.as_mut().and_then(|f| f.on_delivery(j, &id)) {
+            if again {
+                self.adversary_redelivery(j);
+            }
+            return;
+        }
         if let Some(spam) = self.spam.as_mut()
             && spam.on_delivery(j, &id)
         {

@@ -33,19 +33,35 @@ fn messages_in_flight_after_a_prune_do_not_undo_it() {
     assert!(is_eager(&b, topic, peer));
     let t0 = Time::from_millis(1_000_000);
     let (id, m) = msg(1);
-    assert!(b.on_gossip_verified(t0, peer, topic, id, 1, m));
+    assert!(b.on_gossip_verified(t0, t0, peer, topic, id, 1, m));
     b.on_duplicate(t0, peer, topic, &id);
     assert!(!is_eager(&b, topic, peer), "pruned");
     // In flight: sent before the PRUNE arrived.
     let (id, m) = msg(2);
-    b.on_gossip_verified(t0 + Duration::from_millis(50), peer, topic, id, 1, m);
+    b.on_gossip_verified(
+        t0 + Duration::from_millis(50),
+        t0 + Duration::from_millis(50),
+        peer,
+        topic,
+        id,
+        1,
+        m,
+    );
     assert!(
         !is_eager(&b, topic, peer),
         "the PRUNE holds during the grace"
     );
     // After the grace, a new message from it means it pushes to us on purpose.
     let (id, m) = msg(3);
-    b.on_gossip_verified(t0 + Duration::from_secs(2), peer, topic, id, 1, m);
+    b.on_gossip_verified(
+        t0 + Duration::from_secs(2),
+        t0 + Duration::from_secs(2),
+        peer,
+        topic,
+        id,
+        1,
+        m,
+    );
     assert!(is_eager(&b, topic, peer));
 }
 
@@ -107,7 +123,7 @@ fn the_first_push_goes_to_the_fastest_carriers() {
     // peers[0] (60 ms). Left: peers[5] (10 ms), [3] (30), [2] (40), [1] (50).
     let (id, m) = msg(1);
     b.on_ihave(t0, peers[4], topic, &[IHaveEntry { id, hops: 6 }]);
-    assert!(b.on_gossip_verified(t0, peers[0], topic, id, 7, m));
+    assert!(b.on_gossip_verified(t0, t0, peers[0], topic, id, 7, m));
     let (pushed, told) = pushes_and_ihaves(&mut b, t0);
     assert_eq!(b.config.first_push.fanout, 2);
     assert_eq!(
@@ -119,14 +135,14 @@ fn the_first_push_goes_to_the_fastest_carriers() {
     // The choice sticks: the next message follows the same eager set (the tree).
     let (id, m) = msg(2);
     let t1 = t0 + Duration::from_secs(1);
-    b.on_gossip_verified(t1, peers[0], topic, id, 7, m);
+    b.on_gossip_verified(t1, t1, peers[0], topic, id, 7, m);
     let (pushed, _) = pushes_and_ihaves(&mut b, t1);
     assert_eq!(pushed, vec![peers[3], peers[5]]);
 
     // Two hops from the publisher: every carrier but the sender.
     let mut b = carriers(topic, &peers);
     let (id, m) = msg(1);
-    b.on_gossip_verified(t0, peers[5], topic, id, 2, m);
+    b.on_gossip_verified(t0, t0, peers[5], topic, id, 2, m);
     let (pushed, told) = pushes_and_ihaves(&mut b, t0);
     assert_eq!(pushed, peers[..5].to_vec());
     assert!(told.is_empty());

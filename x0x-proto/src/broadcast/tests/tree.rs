@@ -110,7 +110,7 @@ fn a_pulled_copy_goes_down_the_tree_only() {
     let (parent, child, lazy) = (p[0], p[1], p[2]);
     let (id, m) = msg(1);
     b.on_depth(t0, parent, topic, 7, 3, true);
-    b.on_gossip_verified(t0, parent, topic, id, 4, m);
+    b.on_gossip_verified(t0, t0, parent, topic, id, 4, m);
     b.on_graft(t0, child, topic, &[]);
     b.on_duplicate(t0, lazy, topic, &id);
     assert!(!is_eager(&b, topic, lazy));
@@ -124,7 +124,7 @@ fn a_pulled_copy_goes_down_the_tree_only() {
     assert!(!is_eager(&b, topic, lazy), "a GRAFT for ids only pulls");
     drain(&mut b, t2);
     b.on_depth(t2, lazy, topic, 7, 5, true);
-    b.on_gossip_verified(t2, lazy, topic, id, 3, m);
+    b.on_gossip_verified(t2, t2, lazy, topic, id, 3, m);
     assert!(
         !is_eager(&b, topic, lazy),
         "its answer does not graft either"
@@ -152,7 +152,7 @@ fn duplicates_keep_the_tree_links() {
     // Message 1 comes from the child first (its publisher is below), then from the
     // parent: both are tree links, nobody is pruned.
     let (id, m) = msg(1);
-    b.on_gossip_verified(t0, child, topic, id, 1, m);
+    b.on_gossip_verified(t0, t0, child, topic, id, 1, m);
     b.on_duplicate(t0, parent, topic, &id);
     assert!(
         !drain(&mut b, t0)
@@ -165,7 +165,7 @@ fn duplicates_keep_the_tree_links() {
     let (id, m) = msg(2);
     let t1 = t0 + Duration::from_secs(5);
     b.on_depth(t1, other, topic, 7, 6, true);
-    b.on_gossip_verified(t1, other, topic, id, 7, m);
+    b.on_gossip_verified(t1, t1, other, topic, id, 7, m);
     assert!(prunes(&drain(&mut b, t1), other));
     assert!(!is_eager(&b, topic, other));
     b.check_invariants().unwrap();

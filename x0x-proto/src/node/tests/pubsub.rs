@@ -289,6 +289,59 @@ fn replays_after_the_dedup_window_and_future_stamps_are_refused() {
     assert_eq!(b.stats().messages_rejected.reason.future_timestamp, 1);
 }
 
+/// More messages within `max_message_age` than the dedup window holds by count: the window
+/// forgets the earliest ids, and replays of them, still young, are refused rather than
+/// delivered again (the old count-only window let them through).
+#[test]
+fn a_flood_past_the_dedup_windows_count_opens_no_replay_window() {
+    let mut c = Config::default();
+    c.broadcast.seen_capacity = 64;
+    let (mut a, mut b) = (node(1, c.clone()), node(2, c));
+    a.start(t(0));
+    b.start(t(0));
+    connect(&mut a, &mut b, t(0));
+    b.subscribe(t(0), topic());
+    pump(&mut a, &mut b, t(0));
+    drain_events(&mut b);
+    let agent = Identity::from_seed([1; 32]).agent;
+    let gossip = |at_ms: u64, nonce: u64| -> Bytes {
+        let body = PubSubBody {
+            topic: topic(),
+            nonce,
+            published_at_ms: t(at_ms).as_millis(),
+            payload: Bytes::from_static(b"flood"),
+        };
+        let frame: Frame = wire::Gossip {
+            topic: topic(),
+            hops: 1,
+            root: 0,
+            depth: wire::NO_DEPTH,
+            message: wire::Signed::sign(&agent, Domain::PubSubMessage, &body, true),
+        }
+        .into();
+        frame.encode().unwrap()
+    };
+    // 200 messages in 2 s: three times the window.
+    let frames: Vec<_> = (0..200).map(|k| gossip(1000 + 10 * k, k)).collect();
+    for (k, f) in frames.iter().enumerate() {
+        b.handle_frame(t(1000 + 10 * k as u64), a.machine_id(), f)
+            .unwrap();
+    }
+    assert_eq!(deliveries(&mut b), 200);
+    assert_eq!(b.broadcast_cache_sizes().seen, 64);
+    // Replays of every one of them, 5 s later (well within max_message_age).
+    for f in &frames {
+        b.handle_frame(t(5000), a.machine_id(), f).unwrap();
+    }
+    assert_eq!(deliveries(&mut b), 0, "a replay was delivered again");
+    let dropped = b.stats().broadcast.dropped;
+    assert_eq!(dropped.replay_floor, 200 - 64, "{dropped:?}");
+    // A new message, stamped now, still goes through.
+    b.handle_frame(t(5000), a.machine_id(), &gossip(5000, 999))
+        .unwrap();
+    assert_eq!(deliveries(&mut b), 1);
+}
+
 #[test]
 fn a_message_age_limit_that_outlives_the_dedup_window_is_refused() {
     let mut c = Config::default();
