@@ -489,6 +489,7 @@ pub enum ScenarioError {
 /// The scenario files shipped with the crate, embedded so the binary works from anywhere.
 pub const BUILTIN: &[(&str, &str)] = &[
     ("trust-spam", include_str!("../scenarios/trust-spam.toml")),
+    ("crash-50", include_str!("../scenarios/crash-50.toml")),
     (
         "replay-flood",
         include_str!("../scenarios/replay-flood.toml"),

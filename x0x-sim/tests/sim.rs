@@ -216,6 +216,21 @@ fn a_flood_past_the_dedup_window_lets_no_replay_through() {
     assert_eq!(r.delivery_ratio, Some(1.0));
 }
 
+/// `crash-50` at 1 000 nodes: half crash at once; nodes whose whole active view died find
+/// stand-ins in their passive views before the rounds start 5 s later, so the overlay is one
+/// piece and the first round reaches every survivor (a node cut off waited for SWIM's
+/// suspicion of each neighbour in turn, and missed it).
+#[test]
+fn half_the_network_crashing_leaves_one_piece_and_full_delivery() {
+    let mut sc = Scenario::load("crash-50").unwrap();
+    sc.workload.rounds = 3;
+    let r = report(&sc, 2, 1000);
+    assert_eq!(r.components, 1, "components at the rounds' start");
+    assert_eq!(r.delivery_per_round.first().copied(), Some(Some(1.0)));
+    assert_eq!(r.delivery_ratio, Some(1.0));
+    assert_eq!(r.swim.false_positives, 0);
+}
+
 #[test]
 fn adversarial_runs_are_deterministic() {
     let a = hostile("eclipse", 100, 3);

@@ -347,10 +347,13 @@ impl Membership {
             .filter(|p| matches!(p, Pending::Neighbor { .. }))
             .count()
             + self.awaiting_reply.len();
+        // A suspected neighbour's slot counts as free: its stand-in is sought now, and takes
+        // its place when it comes (`add_active` evicts suspects first).
+        let standing = self.standing();
         let free = self
             .config
             .active_view_capacity
-            .saturating_sub(self.active.len() + outstanding);
+            .saturating_sub(standing + outstanding);
         for _ in 0..free {
             let candidates: Vec<MachineId> = self
                 .passive
@@ -366,8 +369,9 @@ impl Membership {
                 return;
             };
             let addrs = self.passive[&peer].clone();
-            // "If the active view is empty, the request has high priority" (§4.3).
-            let high = self.active.is_empty();
+            // "If the active view is empty, the request has high priority" (§4.3); so it is
+            // when every neighbour in it is suspected.
+            let high = standing == 0;
             self.request_neighbor(PeerAddr { id: peer, addrs }, high);
         }
     }
@@ -387,7 +391,23 @@ impl Membership {
             return;
         }
         if self.active.len() >= self.config.active_view_capacity {
-            // "drop a random node from the active view" and tell it (DISCONNECT).
+            // "drop a random node from the active view" and tell it (DISCONNECT) — a
+            // suspected one first: the newcomer is its stand-in.
+            let suspected: Vec<MachineId> = self
+                .active
+                .keys()
+                .filter(|p| self.suspects.contains_key(p))
+                .copied()
+                .collect();
+            if let Some(victim) = pick(rng, suspected.iter()).copied()
+                && let Some(vaddrs) = self.active.remove(&victim)
+            {
+                // Likely dead: it goes to the graveyard, not the passive view.
+                self.neighbor_down(now, victim, vaddrs, DownReason::Replaced);
+                self.out.push_back(Out::Close(victim));
+            }
+        }
+        if self.active.len() >= self.config.active_view_capacity {
             let victims: Vec<MachineId> = self.active.keys().copied().collect();
             let victim = pick(rng, victims.iter()).copied().unwrap_or(peer);
             if let Some(vaddrs) = self.active.remove(&victim) {
@@ -425,8 +445,13 @@ impl Membership {
         self.refill_after = now;
         self.refill_wait = self.config.maintenance_interval;
         self.suspects.remove(&peer);
+        self.checks.remove(&peer);
         self.probe_order.retain(|(p, _)| *p != peer);
-        if matches!(reason, DownReason::Dead | DownReason::ConnectionLost) && !addrs.is_empty() {
+        if matches!(
+            reason,
+            DownReason::Dead | DownReason::ConnectionLost | DownReason::Replaced
+        ) && !addrs.is_empty()
+        {
             if self.graveyard.len() >= self.config.graveyard_capacity
                 && let Some(oldest) = self
                     .graveyard

@@ -60,6 +60,9 @@ pub enum DownReason {
     Evicted,
     /// We are shutting down.
     Shutdown,
+    /// SWIM suspected it, and a stand-in from the passive view took its place before the
+    /// suspicion ran out (it is remembered in the graveyard, as a dead one is).
+    Replaced,
 }
 
 counts_by! {
@@ -77,6 +80,8 @@ counts_by! {
         evicted: DownReason::Evicted,
         /// This node shut down.
         shutdown: DownReason::Shutdown,
+        /// Suspected, and replaced by a stand-in.
+        replaced: DownReason::Replaced,
     }
 }
 
@@ -93,6 +98,8 @@ pub(crate) enum Out {
     NeighborDown(MachineId, DownReason),
     /// A neighbour missed its probe: suspected from now on (SWIM's detection).
     Suspected(MachineId),
+    /// A suspected neighbour still in the active view showed a sign of life.
+    Refuted(MachineId),
     /// A direct probe of a neighbour was answered after this round-trip time.
     Rtt(MachineId, Duration),
 }
@@ -120,6 +127,8 @@ enum Timer {
     ProbeDirectTimeout(u64),
     ProbeIndirectTimeout(u64),
     SuspectTimeout(MachineId),
+    /// The direct check of a neighbour silent when another was suspected is due.
+    Check(MachineId),
     Shuffle,
     Maintenance,
     Linger(MachineId),
@@ -132,6 +141,8 @@ enum Timer {
 pub struct MembershipStats {
     /// Neighbours that entered the active view.
     pub neighbor_up: u64,
+    /// Neighbours pinged at once because another was suspected (`swim.rs`).
+    pub checks: u64,
     /// Neighbours that left, by reason.
     pub neighbor_down: DownCounts,
     /// Neighbours SWIM suspected.
@@ -181,6 +192,8 @@ pub(crate) struct Membership {
     probe_order: Vec<(MachineId, Time)>,
     next_seq: u64,
     suspects: BTreeMap<MachineId, Time>,
+    /// Neighbours pinged because another was suspected, with when (`swim.rs`).
+    checks: BTreeMap<MachineId, Time>,
     /// Indirect probes we run for others: our seq → (requester, their seq, target).
     relays: BTreeMap<u64, (MachineId, u64, MachineId)>,
     /// No refill of an at-least-half-full active view before this (refusal backoff).
@@ -240,6 +253,7 @@ impl Membership {
             probe_order: Vec::new(),
             next_seq: 1,
             suspects: BTreeMap::new(),
+            checks: BTreeMap::new(),
             relays: BTreeMap::new(),
             refill_after: Time::ZERO,
             refill_wait,
@@ -469,10 +483,11 @@ impl Membership {
                 Timer::ProbeDirectTimeout(seq) => self.probe_direct_timeout(now, rng, seq),
                 Timer::ProbeIndirectTimeout(seq) => {
                     if self.probe.as_ref().is_some_and(|p| p.seq == seq) {
-                        self.close_probe(now);
+                        self.close_probe(now, rng);
                     }
                 }
                 Timer::SuspectTimeout(peer) => self.suspect_timeout(now, rng, peer),
+                Timer::Check(peer) => self.check_timeout(now, rng, peer),
                 Timer::Shuffle => {
                     self.start_shuffle(rng);
                     self.recontact(now, rng);
@@ -491,9 +506,9 @@ impl Membership {
                     if self.view_is_thin() || now >= self.refill_after {
                         self.refill(rng);
                     }
-                    if self.active.is_empty() && !self.rejoin_armed {
+                    if self.standing() == 0 && !self.rejoin_armed {
                         self.rejoin(now, rng);
-                    } else if !self.active.is_empty() {
+                    } else if self.standing() > 0 {
                         self.rejoin_wait = self.config.maintenance_interval;
                     }
                     self.timers

@@ -29,6 +29,76 @@ impl Membership {
         }
         if self.suspects.remove(peer).is_some() {
             self.stats.refuted += 1;
+            if self.active.contains_key(peer) {
+                self.out.push_back(Out::Refuted(*peer));
+            }
+        }
+    }
+
+    /// When `peer` last sent us anything (`None`: never, since it joined the view).
+    fn last_heard(&self, peer: &MachineId) -> Option<Time> {
+        self.probe_order
+            .iter()
+            .find(|(p, _)| p == peer)
+            .map(|(_, t)| *t)
+            .filter(|t| *t != Time::ZERO)
+    }
+
+    /// Active neighbours not suspected.
+    pub(super) fn standing(&self) -> usize {
+        self.active
+            .keys()
+            .filter(|p| !self.suspects.contains_key(p))
+            .count()
+    }
+
+    /// Makes `peer` a suspect. Deviations from SWIM, for crashes that come together (half a
+    /// network, a rack, a region): every other neighbour silent since `silent_since` gets a
+    /// direct ping at once (`check_timeout` suspects it if it stays silent), and the passive
+    /// view is asked for a stand-in now rather than once the suspect is declared dead. So a
+    /// node whose whole active view died looks for new neighbours within about one probe
+    /// period instead of after one period per neighbour plus the suspicion time.
+    fn suspect(&mut self, now: Time, rng: &mut ChaCha8Rng, peer: MachineId, silent_since: Time) {
+        self.stats.suspected += 1;
+        self.suspects.insert(peer, now);
+        self.out.push_back(Out::Suspected(peer));
+        self.timers.set(
+            now + self.config.suspect_timeout,
+            Timer::SuspectTimeout(peer),
+        );
+        let silent: Vec<MachineId> = self
+            .active
+            .keys()
+            .filter(|p| {
+                **p != peer
+                    && !self.suspects.contains_key(p)
+                    && !self.checks.contains_key(p)
+                    && self.last_heard(p).is_none_or(|t| t <= silent_since)
+            })
+            .copied()
+            .collect();
+        for p in silent {
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            self.stats.checks += 1;
+            self.checks.insert(p, now);
+            self.out.push_back(Out::Send(p, wire::Ping { seq }.into()));
+            self.timers
+                .set(now + self.config.probe_timeout, Timer::Check(p));
+        }
+        self.refill(rng);
+    }
+
+    /// A neighbour pinged by `suspect` that stayed silent since is suspected too.
+    pub(super) fn check_timeout(&mut self, now: Time, rng: &mut ChaCha8Rng, peer: MachineId) {
+        let Some(sent) = self.checks.remove(&peer) else {
+            return;
+        };
+        if self.active.contains_key(&peer)
+            && !self.suspects.contains_key(&peer)
+            && self.last_heard(&peer).is_none_or(|t| t < sent)
+        {
+            self.suspect(now, rng, peer, sent);
         }
     }
 
@@ -89,7 +159,7 @@ impl Membership {
     pub(super) fn probe_tick(&mut self, now: Time, rng: &mut ChaCha8Rng) {
         // Close the previous period if the indirect timeout did not (it runs past the period
         // when 2 × probe_timeout exceeds it).
-        self.close_probe(now);
+        self.close_probe(now, rng);
         // Probe the neighbour we have heard from least recently; ties go round-robin over a
         // shuffled order. Deviation from SWIM's plain round-robin (§4.3): any frame is a sign
         // of life, so a neighbour that just sent us gossip needs no ping, while one that went
@@ -171,19 +241,13 @@ impl Membership {
 
     /// Ends the current probe: unanswered, directly and indirectly, its target becomes a
     /// suspect.
-    pub(super) fn close_probe(&mut self, now: Time) {
+    pub(super) fn close_probe(&mut self, now: Time, rng: &mut ChaCha8Rng) {
         if let Some(p) = self.probe.take()
             && !p.acked
             && self.active.contains_key(&p.target)
             && !self.suspects.contains_key(&p.target)
         {
-            self.stats.suspected += 1;
-            self.suspects.insert(p.target, now);
-            self.out.push_back(Out::Suspected(p.target));
-            self.timers.set(
-                now + self.config.suspect_timeout,
-                Timer::SuspectTimeout(p.target),
-            );
+            self.suspect(now, rng, p.target, p.sent);
         }
     }
 

@@ -431,8 +431,11 @@ impl Node {
                         self.emit(Event::NeighborDown { peer, reason });
                     }
                     membership::Out::Suspected(peer) => {
+                        // Trees route around a suspected parent now, not once it is dead.
+                        self.broadcast.neighbor_down(now, peer);
                         self.emit(Event::NeighborSuspected { peer });
                     }
+                    membership::Out::Refuted(peer) => self.broadcast.neighbor_up(peer),
                     membership::Out::Rtt(peer, rtt) => self.broadcast.rtt_sample(peer, rtt),
                 }
             }

@@ -372,9 +372,11 @@ impl World {
                     disc.on_query_finished(i, query, m, self.now);
                 }
             }
+            // Replaced: suspected, and a stand-in took its place before the suspicion ran out;
+            // a verdict on the node as much as `Dead` is (a false positive if it was alive).
             Event::NeighborDown {
                 peer,
-                reason: DownReason::Dead,
+                reason: DownReason::Dead | DownReason::Replaced,
             } => {
                 if let Some(&j) = self.by_id.get(&peer) {
                     self.swim.on_dead(self.now, j);

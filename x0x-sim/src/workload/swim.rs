@@ -1,6 +1,7 @@
 //! SWIM failure detection as the nodes report it: how soon a crashed node is suspected
-//! (`NeighborSuspected`) and declared dead (`NeighborDown` with reason `Dead`) by its
-//! neighbours, and how often a live node is.
+//! (`NeighborSuspected`) and declared dead by its neighbours (`NeighborDown` with reason
+//! `Dead`, or `Replaced`: suspected and replaced by a stand-in before the suspicion ran out),
+//! and how often a live node is.
 
 use std::collections::{BTreeMap, BTreeSet};
 

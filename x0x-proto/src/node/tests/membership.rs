@@ -290,3 +290,51 @@ fn the_silent_neighbour_is_probed_and_suspected_within_the_period() {
         "suspected when the indirect probes time out, not at the end of the period"
     );
 }
+
+/// A node whose whole active view falls silent at once (half the network crashed) suspects
+/// every neighbour and asks its passive view for stand-ins within one probe timeout of the
+/// first suspicion: the other neighbours are checked at once rather than one per period, and
+/// a suspect's slot is refilled without waiting for its suspicion to run out.
+#[test]
+fn a_node_whose_whole_view_goes_silent_seeks_stand_ins_at_once() {
+    let (mut n, _, dials) = node_asking_for_neighbours(5);
+    assert!(dials.is_empty(), "a full view asks for nobody");
+    let cfg = n.config().membership.clone();
+    let mut suspected = Vec::new();
+    let mut stand_ins = Vec::new();
+    while stand_ins.len() < 5 {
+        let now = n.poll_timeout().unwrap();
+        assert!(now < t(10_000), "no stand-ins within 10 s: {stand_ins:?}");
+        n.handle_timeout(now);
+        drain_transmits(&mut n);
+        for e in drain_events(&mut n) {
+            if let Event::NeighborSuspected { peer } = e {
+                suspected.push((now, peer));
+            }
+        }
+        for a in drain_actions(&mut n) {
+            if let Action::Dial { addr, .. } = a {
+                stand_ins.push((now, addr));
+            }
+        }
+    }
+    let first = suspected.first().expect("a suspicion").0;
+    assert_eq!(
+        suspected.len(),
+        5,
+        "every neighbour suspected: {suspected:?}"
+    );
+    assert!(
+        stand_ins
+            .iter()
+            .all(|(at, _)| *at <= first + cfg.probe_timeout),
+        "stand-ins sought within a probe timeout of the first suspicion ({first:?}): {stand_ins:?}"
+    );
+    assert!(first + cfg.probe_timeout < first + cfg.suspect_timeout);
+    // Each went to a passive candidate (10.2.0.10–19), not to a suspect.
+    assert!(
+        stand_ins
+            .iter()
+            .all(|(_, a)| matches!(a.ip(), IpAddr::V4(v) if (10..20).contains(&v.octets()[3])))
+    );
+}
