@@ -162,6 +162,50 @@ fn main() {
         }
         .into(),
         PunchNotify { peer: peer.clone() }.into(),
+        TopicWalk {
+            topic,
+            origin: peer.clone(),
+            ttl: 3,
+        }
+        .into(),
+        TopicLink {
+            topic,
+            accepted: Some(true),
+        }
+        .into(),
+        Direct {
+            envelope: x0x_proto::direct::DirectEnvelope {
+                request_id: x0x_proto::direct::RequestId([5; 16]),
+                sender: agent.agent_id(),
+                recipient: agent.agent_id(),
+                created_at_ms: 1_000,
+                expires_at_ms: 61_000,
+                attempt: 0,
+                payload: Bytes::from_static(b"direct"),
+            },
+            binding: None,
+        }
+        .into(),
+        DirectAck {
+            request_id: x0x_proto::direct::RequestId([5; 16]),
+            sender: agent.agent_id(),
+            recipient: agent.agent_id(),
+            attempt: 0,
+            outcome: x0x_proto::direct::DirectOutcome::Accepted,
+        }
+        .into(),
+        CollabHeads {
+            topic,
+            heads: vec![[7; 32]],
+            reply: true,
+        }
+        .into(),
+        CollabBatches {
+            topic,
+            batches: vec![Bytes::from(postcard::to_allocvec(&signed).unwrap())],
+            more: false,
+        }
+        .into(),
     ];
     for f in &frames {
         write(
@@ -332,6 +376,11 @@ fn main() {
     for (name, data) in x0x_proto::fuzzing::collab_seeds() {
         write(&cc, name, &data);
     }
+    // A saved store as the daemon writes it, and the same cut short.
+    let ss = root.join("store_snapshot_decode");
+    let snapshot = x0x_proto::fuzzing::store_snapshot_seed();
+    write(&ss, "kv_three_entries", &snapshot);
+    write(&ss, "truncated", &snapshot[..snapshot.len() / 2]);
     println!(
         "wrote {} frames and the record, key and node inputs under {}",
         frames.len(),

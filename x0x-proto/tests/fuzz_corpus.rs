@@ -23,6 +23,20 @@ fn replay_fuzz_corpora() {
     assert!(replayed > 0, "no corpus found under {}", root.display());
 }
 
+/// Every frame kind has a seed in the frame decoder's corpus, so a decoder added with a new
+/// kind is fuzzed and replayed from the start (`cargo run -p x0x-proto --example gen_corpus`).
+#[test]
+fn every_frame_kind_has_a_corpus_seed() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/frame_decode");
+    for kind in x0x_proto::wire::FrameKind::ALL {
+        let seed = dir.join(format!("{kind}"));
+        let bytes = std::fs::read(&seed)
+            .unwrap_or_else(|_| panic!("no seed for {kind} at {}", seed.display()));
+        let frame = x0x_proto::wire::Frame::decode(&bytes).expect("the seed decodes");
+        assert_eq!(frame.kind(), *kind);
+    }
+}
+
 mod properties {
     use proptest::prelude::*;
 

@@ -151,6 +151,9 @@ pub struct TargetView {
     pub max_adversary_share: f64,
     /// Samples in which every neighbour was an adversary (an eclipse).
     pub eclipsed_samples: u64,
+    /// Samples in which fewer than two honest neighbours were left (empty views included).
+    #[serde(default)]
+    pub samples_under_two_honest: u64,
     /// Its open connections at the end, and at most over the run.
     pub connections_end: u64,
     /// Most open connections over the run.

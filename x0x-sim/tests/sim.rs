@@ -231,6 +231,30 @@ fn half_the_network_crashing_leaves_one_piece_and_full_delivery() {
     assert_eq!(r.swim.false_positives, 0);
 }
 
+/// The eclipse attack and a Sybil flood through one node: the target keeps at least two
+/// honest neighbours in every sample (its longest-standing ones are never evicted, and joins
+/// past the newcomer budget are refused) and receives every broadcast.
+#[test]
+fn eclipse_and_sybil_targets_keep_two_honest_neighbours() {
+    let eclipse = hostile("eclipse", 150, 6);
+    let mut sc = Scenario::load("sybil-flood").unwrap();
+    let spec = sc.adversary.as_mut().unwrap();
+    spec.sybils = 1000;
+    spec.sybil_window_ms = 2000;
+    sc.workload.rounds = 6;
+    sc.warmup_ms = 20_000;
+    let sybil = report(&sc, 3, 150);
+    for r in [eclipse, sybil] {
+        let a = r.adversary.as_ref().unwrap();
+        let t = a.target.unwrap();
+        assert!(t.samples > 10, "{t:?}");
+        assert_eq!(t.samples_under_two_honest, 0, "{}: {t:?}", r.scenario);
+        let refused = a.rejections.get("membership/joins_refused");
+        assert!(refused.copied().unwrap_or(0) > 0, "{}: {a:?}", r.scenario);
+        assert_eq!(r.delivery_ratio, Some(1.0), "{}", r.scenario);
+    }
+}
+
 #[test]
 fn adversarial_runs_are_deterministic() {
     let a = hostile("eclipse", 100, 3);

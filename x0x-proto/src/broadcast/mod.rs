@@ -302,6 +302,22 @@ impl Broadcast {
         }
     }
 
+    /// SWIM suspects `peer`: in every topic whose tree hangs this node below it, the node
+    /// leaves it now (it stays a lazy carrier, so a refuted suspicion costs nothing) and
+    /// looks for another parent, rather than waiting until it is declared dead.
+    pub(crate) fn parent_suspected(&mut self, now: Time, peer: MachineId) {
+        for t in self.topics.values_mut() {
+            if t.parent().as_ref() == Some(&peer) {
+                t.eager.remove(&peer);
+                t.lazy.insert(peer);
+                let was = t.place();
+                t.lose_parent();
+                self.places_changed |= t.place() != was;
+            }
+        }
+        self.arm_flush(now);
+    }
+
     /// A round trip to a neighbour was measured (SWIM's direct probe).
     pub(crate) fn rtt_sample(&mut self, peer: MachineId, rtt: Duration) {
         self.neighbors.rtt_sample(&peer, rtt);

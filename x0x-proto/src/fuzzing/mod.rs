@@ -13,11 +13,11 @@ use crate::wire::{Frame, MAX_FRAME_LEN};
 
 mod collab;
 
-pub use self::collab::{collab_changes, collab_seeds};
+pub use self::collab::{collab_changes, collab_seeds, store_snapshot_decode, store_snapshot_seed};
 
 /// Decodes a `T` from `data`, or `None`; whatever decodes re-encodes to bytes that decode to
 /// the same value (`what` names it in the panic).
-fn round_trip<T>(data: &[u8], what: &str) -> Option<T>
+pub(crate) fn round_trip<T>(data: &[u8], what: &str) -> Option<T>
 where
     T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
 {
@@ -111,7 +111,7 @@ pub fn signed_decode(data: &[u8]) {
 /// The node identity of the node targets. Key generation costs more than most inputs do, so
 /// it is derived once per process and cloned (the keys are reference-counted); the value is
 /// the same every time, so runs stay deterministic.
-fn fuzz_identity() -> crate::node::Identity {
+pub(crate) fn fuzz_identity() -> crate::node::Identity {
     static ID: std::sync::OnceLock<crate::node::Identity> = std::sync::OnceLock::new();
     ID.get_or_init(|| crate::node::Identity::from_seed([1; 32]))
         .clone()
@@ -318,6 +318,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("direct_envelope_decode", direct_envelope_decode),
     ("presence_record_decode", presence_record_decode),
     ("collab_changes", collab_changes),
+    ("store_snapshot_decode", store_snapshot_decode),
 ];
 
 /// Decodes a sealed-path inbox item (envelope or acknowledgement) and, for an envelope, runs

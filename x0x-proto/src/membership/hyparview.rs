@@ -24,6 +24,16 @@ impl Membership {
         } else {
             addrs
         };
+        // Within the join budget only (`join_budget` says why). The joiner took us into its
+        // active view when it sent the JOIN: a DISCONNECT tells it we did not, so it asks
+        // again with a NEIGHBOR request (which needs no random walks) instead of keeping a
+        // one-sided link.
+        if !self.take_join(now) {
+            self.out
+                .push_back(Out::Send(from, wire::Disconnect { alive: true }.into()));
+            self.add_passive(rng, PeerAddr { id: from, addrs });
+            return;
+        }
         // "Upon reception of a JOIN, a node adds the new node to its active view, even if it
         // has to drop a random node from it. It then sends a FORWARDJOIN to all other nodes in
         // its active view." (§4.2)
@@ -49,7 +59,6 @@ impl Membership {
 
     pub(super) fn on_forward_join(
         &mut self,
-        now: Time,
         rng: &mut ChaCha8Rng,
         from: MachineId,
         joiner: PeerAddr,
@@ -61,9 +70,7 @@ impl Membership {
         // "If the TTL is zero or the active view has one node, add the new node to the active
         // view" (§4.2). We ask it to be our neighbour (high priority: it is new and needs us).
         if ttl == 0 || self.active.len() <= 1 {
-            if !self.active.contains_key(&joiner.id) {
-                self.request_neighbor(joiner, true);
-            }
+            self.walk_end(joiner);
             return;
         }
         // "If the TTL equals PRWL, add the new node to the passive view."
@@ -85,13 +92,30 @@ impl Membership {
                 }
                 .into(),
             )),
-            None => {
-                if !self.active.contains_key(&joiner.id) {
-                    self.request_neighbor(joiner, true);
-                }
-            }
+            None => self.walk_end(joiner),
         }
-        let _ = now;
+    }
+
+    /// A join walk ends here: ask the joiner to be our neighbour.
+    fn walk_end(&mut self, joiner: PeerAddr) {
+        if !self.active.contains_key(&joiner.id) {
+            self.request_neighbor(joiner, true);
+        }
+    }
+
+    /// Takes one JOIN from the budget of the current window; false when it is spent
+    /// (counted).
+    pub(super) fn take_join(&mut self, now: Time) -> bool {
+        let (start, taken) = &mut self.joins_taken;
+        if now.saturating_since(*start) >= self.config.join_window {
+            (*start, *taken) = (now, 0);
+        }
+        if *taken >= self.config.join_budget {
+            self.stats.joins_refused += 1;
+            return false;
+        }
+        *taken += 1;
+        true
     }
 
     pub(super) fn on_neighbor(
@@ -103,6 +127,8 @@ impl Membership {
     ) {
         // "A high priority request is always accepted, even if a node has to be dropped; a low
         // priority one only if there is a free slot" (§4.3).
+        // A high-priority request into a full view evicts a neighbour, never a protected one
+        // (`add_active`).
         let accept = self.active.contains_key(&from)
             || high_priority
             || self.active.len() < self.config.active_view_capacity;
@@ -334,6 +360,24 @@ impl Membership {
         self.out.push_back(Out::Dial(addr, Some(peer.id)));
     }
 
+    /// The active neighbours a newcomer may evict: all but the `protected_neighbors` that
+    /// have been in the view longest (ties broken by id), in id order.
+    pub(super) fn evictable(&self) -> Vec<MachineId> {
+        let mut by_age: Vec<(Time, MachineId)> = self
+            .active
+            .keys()
+            .map(|p| (self.active_since.get(p).copied().unwrap_or(Time::ZERO), *p))
+            .collect();
+        by_age.sort();
+        let keep = self
+            .config
+            .protected_neighbors
+            .min(self.config.active_view_capacity.saturating_sub(1));
+        let mut out: Vec<MachineId> = by_age.into_iter().skip(keep).map(|(_, p)| p).collect();
+        out.sort();
+        out
+    }
+
     /// Whether the active view is under half full: refused refills are retried at once.
     pub(super) fn view_is_thin(&self) -> bool {
         self.active.len() * 2 < self.config.active_view_capacity
@@ -408,7 +452,8 @@ impl Membership {
             }
         }
         if self.active.len() >= self.config.active_view_capacity {
-            let victims: Vec<MachineId> = self.active.keys().copied().collect();
+            // Never one of the longest-standing neighbours (`protected_neighbors`).
+            let victims = self.evictable();
             let victim = pick(rng, victims.iter()).copied().unwrap_or(peer);
             if let Some(vaddrs) = self.active.remove(&victim) {
                 self.out
@@ -429,6 +474,7 @@ impl Membership {
         self.graveyard.remove(&peer);
         self.pending.remove(&peer);
         self.active.insert(peer, addrs);
+        self.active_since.insert(peer, now);
         self.stats.neighbor_up += 1;
         self.out.push_back(Out::NeighborUp(peer));
     }
@@ -446,6 +492,7 @@ impl Membership {
         self.refill_wait = self.config.maintenance_interval;
         self.suspects.remove(&peer);
         self.checks.remove(&peer);
+        self.active_since.remove(&peer);
         self.probe_order.retain(|(p, _)| *p != peer);
         if matches!(
             reason,

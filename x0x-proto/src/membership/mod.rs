@@ -98,8 +98,6 @@ pub(crate) enum Out {
     NeighborDown(MachineId, DownReason),
     /// A neighbour missed its probe: suspected from now on (SWIM's detection).
     Suspected(MachineId),
-    /// A suspected neighbour still in the active view showed a sign of life.
-    Refuted(MachineId),
     /// A direct probe of a neighbour was answered after this round-trip time.
     Rtt(MachineId, Duration),
 }
@@ -162,6 +160,8 @@ pub struct MembershipStats {
     pub rejected: u64,
     /// NEIGHBOR requests of ours that were refused.
     pub neighbor_refused: u64,
+    /// JOINs refused at `join_budget`.
+    pub joins_refused: u64,
 }
 
 /// The membership state machine.
@@ -173,6 +173,8 @@ pub(crate) struct Membership {
     bootstrap: Vec<SocketAddr>,
     /// Active view: neighbour → its addresses.
     active: BTreeMap<MachineId, Vec<SocketAddr>>,
+    /// When each active neighbour entered the view (the oldest are protected from eviction).
+    active_since: BTreeMap<MachineId, Time>,
     passive: BTreeMap<MachineId, Vec<SocketAddr>>,
     /// Dead neighbours: addresses, when they died, when we last tried them.
     graveyard: BTreeMap<MachineId, (Vec<SocketAddr>, Time, Time)>,
@@ -198,6 +200,8 @@ pub(crate) struct Membership {
     relays: BTreeMap<u64, (MachineId, u64, MachineId)>,
     /// No refill of an at-least-half-full active view before this (refusal backoff).
     refill_after: Time,
+    /// Start of the current `join_window`, and the JOINs accepted in it.
+    joins_taken: (Time, u32),
     /// The next backoff step: doubles per refusal, up to `refill_backoff_max`.
     refill_wait: Duration,
     /// A rejoin attempt is scheduled ([`Timer::Rejoin`]).
@@ -241,6 +245,7 @@ impl Membership {
             my_addrs: Vec::new(),
             bootstrap: Vec::new(),
             active: BTreeMap::new(),
+            active_since: BTreeMap::new(),
             passive: BTreeMap::new(),
             graveyard: BTreeMap::new(),
             connected: BTreeMap::new(),
@@ -256,6 +261,7 @@ impl Membership {
             checks: BTreeMap::new(),
             relays: BTreeMap::new(),
             refill_after: Time::ZERO,
+            joins_taken: (Time::ZERO, 0),
             refill_wait,
             out: VecDeque::new(),
             stats: MembershipStats::default(),
@@ -399,7 +405,7 @@ impl Membership {
     ) -> bool {
         match frame {
             Frame::Join(j) => self.on_join(now, rng, from, j.addrs.clone()),
-            Frame::ForwardJoin(f) => self.on_forward_join(now, rng, from, f.joiner.clone(), f.ttl),
+            Frame::ForwardJoin(f) => self.on_forward_join(rng, from, f.joiner.clone(), f.ttl),
             Frame::Neighbor(n) => self.on_neighbor(now, rng, from, n.high_priority),
             Frame::NeighborReply(r) => self.on_neighbor_reply(now, rng, from, r.accepted),
             Frame::Disconnect(d) => self.on_disconnect(now, rng, from, d.alive),
@@ -534,6 +540,7 @@ impl Membership {
             self.out
                 .push_back(Out::Send(peer, wire::Disconnect { alive: false }.into()));
             self.active.remove(&peer);
+            self.active_since.remove(&peer);
             self.stats.neighbor_down.count(&DownReason::Shutdown);
             self.out
                 .push_back(Out::NeighborDown(peer, DownReason::Shutdown));

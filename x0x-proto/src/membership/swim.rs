@@ -29,9 +29,6 @@ impl Membership {
         }
         if self.suspects.remove(peer).is_some() {
             self.stats.refuted += 1;
-            if self.active.contains_key(peer) {
-                self.out.push_back(Out::Refuted(*peer));
-            }
         }
     }
 

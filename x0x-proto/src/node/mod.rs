@@ -432,10 +432,9 @@ impl Node {
                     }
                     membership::Out::Suspected(peer) => {
                         // Trees route around a suspected parent now, not once it is dead.
-                        self.broadcast.neighbor_down(now, peer);
+                        self.broadcast.parent_suspected(now, peer);
                         self.emit(Event::NeighborSuspected { peer });
                     }
-                    membership::Out::Refuted(peer) => self.broadcast.neighbor_up(peer),
                     membership::Out::Rtt(peer, rtt) => self.broadcast.rtt_sample(peer, rtt),
                 }
             }

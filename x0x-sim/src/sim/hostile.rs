@@ -382,6 +382,9 @@ impl Sim<'_> {
         if !view.is_empty() && honest == 0 {
             t.eclipsed_samples += 1;
         }
+        if honest < 2 {
+            t.samples_under_two_honest += 1;
+        }
         t.connections_end = conns;
         t.connections_max = t.connections_max.max(conns);
         self.w.adv.share_sum += share;
@@ -477,6 +480,7 @@ fn count_rejections(rej: &mut BTreeMap<String, u64>, node: &Node) {
     Adversary::bump(rej, "broadcast/duplicate", b.duplicates);
     Adversary::bump(rej, "broadcast/graft_exhausted", b.graft_exhausted);
     Adversary::bump(rej, "membership/rejected", s.membership.rejected);
+    Adversary::bump(rej, "membership/joins_refused", s.membership.joins_refused);
 }
 
 /// Records the size of each bounded table of `node` against its cap, and whether its

@@ -199,3 +199,29 @@ fn prunes_from_the_parent() {
     assert!(!is_eager(&b, topic, p[1]));
     b.check_invariants().unwrap();
 }
+
+/// A suspected parent is left at once: the node drops its place (and says so), keeps the
+/// suspect as a lazy carrier, and attaches below the next carrier that announces a place,
+/// even one deeper than the place it had.
+#[test]
+fn a_suspected_parent_is_left_before_it_is_declared_dead() {
+    let (topic, p, mut b, t0) = depth_node(3);
+    let (parent, other) = (p[0], p[1]);
+    let (id, m) = msg(1);
+    b.on_depth(t0, parent, topic, 7, 3, true);
+    b.on_gossip_verified(t0, t0, parent, topic, id, 4, m);
+    drain(&mut b, t0);
+    assert_eq!(b.topics[&topic].parent(), Some(parent));
+    b.parent_suspected(t0, parent);
+    let out = drain(&mut b, t0);
+    assert_eq!(b.topics[&topic].parent(), None);
+    assert_eq!(
+        announced_place(&out),
+        Some((0, wire::NO_DEPTH)),
+        "no place: {out:?}"
+    );
+    assert!(!is_eager(&b, topic, parent) && b.topics[&topic].lazy.contains(&parent));
+    b.on_depth(t0, other, topic, 7, 5, false);
+    assert!(attaches_to(&drain(&mut b, t0), other));
+    b.check_invariants().unwrap();
+}

@@ -338,3 +338,55 @@ fn a_node_whose_whole_view_goes_silent_seeks_stand_ins_at_once() {
             .all(|(_, a)| matches!(a.ip(), IpAddr::V4(v) if (10..20).contains(&v.octets()[3])))
     );
 }
+
+/// A stream of JOINs (an eclipse attempt): the two neighbours longest in the view are never
+/// evicted, and past the join budget further joins are refused and counted; the budget
+/// comes back with the next window.
+#[test]
+fn a_stream_of_joins_neither_evicts_the_oldest_neighbours_nor_passes_the_budget() {
+    let mut n = node_with_neighbours(5);
+    let cfg = n.config().membership.clone();
+    let join = |n: &mut Node, now: Time, i: u8| {
+        let a = SocketAddr::from(([10, 3, 0, i], 5483));
+        let id = MachineId::from_bytes([i; 32]);
+        n.handle_connected(now, id, a, Direction::Inbound);
+        for f in [
+            Frame::from(Hello {
+                agent: AgentId::from_bytes([i; 32]),
+                addrs: vec![a],
+            }),
+            wire::Join { addrs: vec![a] }.into(),
+        ] {
+            n.handle_frame(now, id, &f.encode().unwrap()).unwrap();
+        }
+    };
+    for i in 200..220 {
+        join(&mut n, t(2), i);
+    }
+    // A refused joiner is told (DISCONNECT), so it asks again with a NEIGHBOR request rather
+    // than keep a one-sided link.
+    let refused = MachineId::from_bytes([219; 32]);
+    assert!(
+        drain_transmits(&mut n)
+            .iter()
+            .any(|tx| tx.to == refused
+                && matches!(Frame::decode(&tx.frame), Ok(Frame::Disconnect(_))))
+    );
+    let view = n.active_view();
+    for oldest in [100u8, 101] {
+        assert!(
+            view.contains(&MachineId::from_bytes([oldest; 32])),
+            "protected neighbour {oldest} evicted: {view:?}"
+        );
+    }
+    // Five joins at t(1) and three now fill the budget of the window; the other 17 are refused.
+    let taken = 5 + 3;
+    assert_eq!(taken, cfg.join_budget);
+    assert_eq!(n.stats().membership.joins_refused, 17);
+    let attackers = view.iter().filter(|p| p.as_bytes()[0] >= 200).count();
+    assert!((1..=3).contains(&attackers), "{view:?}");
+    // The next window takes joins again.
+    join(&mut n, t(1) + cfg.join_window, 230);
+    assert!(n.active_view().contains(&MachineId::from_bytes([230; 32])));
+    assert_eq!(n.stats().membership.joins_refused, 17);
+}
