@@ -277,17 +277,6 @@ impl Sim<'_> {
             self.w.push(next, Ev::CollabCheck);
         } else {
             run.done = true;
-            if std::env::var_os("COLLAB_DEBUG").is_some() {
-                let mut counts = std::collections::BTreeMap::new();
-                for (i, node) in self.nodes.iter().enumerate() {
-                    if let Some(r) = node.as_ref().and_then(|n| n.store(TOPIC)) {
-                        *counts
-                            .entry((r.change_count(), r.waiting(), self.w.group[i]))
-                            .or_insert(0) += 1;
-                    }
-                }
-                eprintln!("collab not converged: (changes, waiting, group) -> replicas {counts:?}");
-            }
         }
     }
 
