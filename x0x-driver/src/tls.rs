@@ -138,7 +138,15 @@ impl ConnectionTls {
     /// A server configuration (mutual raw-public-key TLS) for one incoming connection:
     /// [`KEY_EXCHANGE`], or X25519 for a classical-only client so it can be refused by name.
     pub fn server(&self) -> Result<(quinn::ServerConfig, KeyExchangeRecord), TlsError> {
-        let (provider, record) = provider(&[KEY_EXCHANGE, NamedGroup::X25519]);
+        self.server_offering(&[KEY_EXCHANGE, NamedGroup::X25519], true)
+    }
+
+    fn server_offering(
+        &self,
+        groups: &[NamedGroup],
+        recorded: bool,
+    ) -> Result<(quinn::ServerConfig, KeyExchangeRecord), TlsError> {
+        let (provider, record) = provider(groups, recorded);
         let mut tls = rustls::ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_client_cert_verifier(Arc::new(AnyMachineVerifier))
@@ -155,14 +163,15 @@ impl ConnectionTls {
     /// A client configuration for one dial: offers [`KEY_EXCHANGE`] only, presents the
     /// machine key and checks the server against the id in the SNI.
     pub fn client(&self) -> Result<(quinn::ClientConfig, KeyExchangeRecord), TlsError> {
-        self.client_offering(&[KEY_EXCHANGE])
+        self.client_offering(&[KEY_EXCHANGE], true)
     }
 
     fn client_offering(
         &self,
         groups: &[NamedGroup],
+        recorded: bool,
     ) -> Result<(quinn::ClientConfig, KeyExchangeRecord), TlsError> {
-        let (provider, record) = provider(groups);
+        let (provider, record) = provider(groups, recorded);
         let mut tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .dangerous()
@@ -176,22 +185,27 @@ impl ConnectionTls {
     }
 }
 
-/// The endpoint's default server configuration (each accepted connection gets its own from
-/// [`ConnectionTls::server`]).
+/// A server configuration without a record (the endpoint's default; each connection the
+/// driver accepts gets its own from [`ConnectionTls::server`]): it offers [`KEY_EXCHANGE`]
+/// alone, so a classical-only client fails in the handshake.
 pub fn server_config(
     machine: &MachineKeypair,
     net: &NetworkConfig,
 ) -> Result<quinn::ServerConfig, TlsError> {
-    Ok(ConnectionTls::new(machine, net).server()?.0)
+    Ok(ConnectionTls::new(machine, net)
+        .server_offering(&[KEY_EXCHANGE], false)?
+        .0)
 }
 
-/// A client configuration for dials by hand (tests, tools): [`ConnectionTls::client`]
-/// without its record.
+/// A client configuration for dials by hand (tests, tools): offers [`KEY_EXCHANGE`] alone,
+/// with no record (a configuration kept beyond one handshake must not hold a lent slot).
 pub fn client_config(
     machine: &MachineKeypair,
     net: &NetworkConfig,
 ) -> Result<quinn::ClientConfig, TlsError> {
-    Ok(ConnectionTls::new(machine, net).client()?.0)
+    Ok(ConnectionTls::new(machine, net)
+        .client_offering(&[KEY_EXCHANGE], false)?
+        .0)
 }
 
 /// A client that offers only classical X25519, as a peer without post-quantum key exchange
@@ -202,7 +216,7 @@ pub fn classical_client_config(
     net: &NetworkConfig,
 ) -> Result<quinn::ClientConfig, TlsError> {
     Ok(ConnectionTls::new(machine, net)
-        .client_offering(&[NamedGroup::X25519])?
+        .client_offering(&[NamedGroup::X25519], false)?
         .0)
 }
 
@@ -378,11 +392,15 @@ impl ActiveKeyExchange for RecordingExchange {
     }
 }
 
-/// aws-lc-rs with only `groups`, recorded into a fresh [`KeyExchangeRecord`] when a slot is
-/// free.
-fn provider(groups: &[NamedGroup]) -> (Arc<CryptoProvider>, KeyExchangeRecord) {
+/// aws-lc-rs with only `groups`: recorded (when `recorded` and a slot is free) into a fresh
+/// [`KeyExchangeRecord`], whose lease must not outlive the one handshake it is for.
+fn provider(groups: &[NamedGroup], recorded: bool) -> (Arc<CryptoProvider>, KeyExchangeRecord) {
     let base = rustls::crypto::aws_lc_rs::default_provider();
     let mut record = KeyExchangeRecord::default();
+    if !recorded {
+        let kx_groups = groups.iter().filter_map(plain_group).collect();
+        return (Arc::new(CryptoProvider { kx_groups, ..base }), record);
+    }
     let kx_groups = match Slot::lease() {
         Some(lease) => {
             let slot = lease.0;

@@ -179,7 +179,7 @@ impl<R: Runtime> AgentBuilder<R> {
         let socket = std::net::UdpSocket::bind(bind).map_err(bind_err)?;
         let endpoint = quinn::Endpoint::new(
             quinn::EndpointConfig::default(),
-            Some(tls.server()?.0),
+            Some(tls::server_config(&machine, &net)?),
             socket,
             runtime.quinn_runtime(),
         )

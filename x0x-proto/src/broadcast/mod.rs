@@ -83,6 +83,11 @@ pub struct TopicPeers {
     pub lazy: Vec<MachineId>,
 }
 
+/// Most ids remembered as refused at the dedup window's floor.
+fn refused_capacity(config: &BroadcastConfig) -> usize {
+    (config.seen_capacity / 16).max(1)
+}
+
 /// How full the broadcast caches are ([`crate::Node::broadcast_cache_sizes`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
@@ -128,6 +133,8 @@ pub(crate) struct Broadcast {
     cache: Fifo<MessageId, Cached>,
     /// The dedup window: ids seen, with their messages' stamps, and its floor (`seen.rs`).
     seen: SeenWindow,
+    /// Ids refused at the window's floor (`refuse_below_floor`).
+    refused: Fifo<MessageId, ()>,
     missing: BTreeMap<MessageId, Missing>,
     lazy_queue: BTreeMap<MachineId, BTreeMap<TopicId, Vec<IHaveEntry>>>,
     timers: Timers<Timer>,
@@ -149,6 +156,7 @@ impl Broadcast {
             neighbors: Neighbors::default(),
             cache: Fifo::new(config.cache_capacity),
             seen: SeenWindow::new(config.seen_capacity),
+            refused: Fifo::new(refused_capacity(&config)),
             missing: BTreeMap::new(),
             lazy_queue: BTreeMap::new(),
             timers: Timers::default(),
@@ -392,6 +400,11 @@ impl Broadcast {
         out.extend([
             TableSize::new("broadcast cache", sizes.cache, c.cache_capacity),
             TableSize::new("broadcast dedup window", sizes.seen, c.seen_capacity),
+            TableSize::new(
+                "broadcast ids refused at the floor",
+                self.refused.len(),
+                refused_capacity(c),
+            ),
             TableSize::new("broadcast missing ids", sizes.missing, c.max_missing),
         ]);
     }

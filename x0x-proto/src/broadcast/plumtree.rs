@@ -279,7 +279,7 @@ impl Broadcast {
             return;
         }
         for e in entries {
-            if self.cache.contains_key(&e.id) || self.seen.contains(&e.id) {
+            if self.cache.contains_key(&e.id) || self.is_known(&e.id) {
                 continue;
             }
             match self.missing.get_mut(&e.id) {

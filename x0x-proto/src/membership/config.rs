@@ -78,9 +78,9 @@ pub struct MembershipConfig {
     pub protected_neighbors: usize,
     /// JOINs a node accepts per `join_window` (each adds the joiner and sends it on four
     /// random walks, each ending in an eviction somewhere). Default 8 per 10 s. Past it a
-    /// JOIN is refused with a DISCONNECT: the joiner goes to the passive view, and asks again
-    /// with a high-priority NEIGHBOR request, which needs no walks and evicts no protected
-    /// neighbour. A deviation from the paper, which accepts every JOIN (§4.2): a flood of joins
+    /// JOIN (from a node not already a neighbour) is refused with a DISCONNECT: the joiner
+    /// keeps us in its passive view and comes back by NEIGHBOR request (high priority while
+    /// it has no other neighbour), which needs no walks and evicts no protected neighbour. A deviation from the paper, which accepts every JOIN (§4.2): a flood of joins
     /// through one node (10 000 Sybils in 10 s) would otherwise be spread across the
     /// overlay, evicting honest neighbours everywhere. Honest joins come far slower: in a
     /// 10 000-node warm-up a node takes about ten in all. Evictions at the end of a walk or

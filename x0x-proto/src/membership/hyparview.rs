@@ -24,14 +24,14 @@ impl Membership {
         } else {
             addrs
         };
-        // Within the join budget only (`join_budget` says why). The joiner took us into its
-        // active view when it sent the JOIN: a DISCONNECT tells it we did not, so it asks
-        // again with a NEIGHBOR request (which needs no random walks) instead of keeping a
-        // one-sided link.
-        if !self.take_join(now) {
+        // Within the join budget only (`join_budget` says why); a neighbour joining again
+        // costs nothing. The joiner took us into its active view when it sent the JOIN: a
+        // DISCONNECT tells it we did not, so it keeps us in its passive view and comes back by
+        // NEIGHBOR request (no random walks) instead of keeping a one-sided link. It does not
+        // enter our passive view: a flood of refused joiners would fill it.
+        if !self.active.contains_key(&from) && !self.take_join(now) {
             self.out
                 .push_back(Out::Send(from, wire::Disconnect { alive: true }.into()));
-            self.add_passive(rng, PeerAddr { id: from, addrs });
             return;
         }
         // "Upon reception of a JOIN, a node adds the new node to its active view, even if it

@@ -88,9 +88,15 @@ impl Membership {
 
     /// A neighbour pinged by `suspect` that stayed silent since is suspected too.
     pub(super) fn check_timeout(&mut self, now: Time, rng: &mut ChaCha8Rng, peer: MachineId) {
-        let Some(sent) = self.checks.remove(&peer) else {
+        let Some(&sent) = self.checks.get(&peer) else {
             return;
         };
+        // A timer left from an earlier check of the same peer (it left the view and came
+        // back): the current check's own timer is still to come.
+        if now.saturating_since(sent) < self.config.probe_timeout {
+            return;
+        }
+        self.checks.remove(&peer);
         if self.active.contains_key(&peer)
             && !self.suspects.contains_key(&peer)
             && self.last_heard(&peer).is_none_or(|t| t < sent)

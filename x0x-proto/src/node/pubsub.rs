@@ -254,13 +254,16 @@ impl Node {
                 let published = Time::from_millis(body.published_at_ms);
                 if !store && let Some(why) = self.too_old(now, &body) {
                     self.stats.messages_rejected.reason.count(&why);
-                    // Remembered so a repeat costs a lookup, not another verification.
-                    self.broadcast.mark_seen(published, id);
+                    // Remembered so a repeat costs a lookup, not another verification; stamped
+                    // no later than the skew allows, so a far-future stamp cannot pin its id
+                    // in the window for good.
+                    let latest = now.saturating_add(self.config.broadcast.max_clock_skew);
+                    self.broadcast.mark_seen(published.min(latest), id);
                     return;
                 }
                 // Young enough, unknown, but older than an id the window forgot under a flood:
                 // it may be a replay of it (broadcast/seen.rs).
-                if !store && self.broadcast.refuse_below_floor(published) {
+                if !store && self.broadcast.refuse_below_floor(id, published) {
                     return;
                 }
                 // A store's message is stamped by its arrival: it has no age limit.

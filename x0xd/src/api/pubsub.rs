@@ -60,18 +60,27 @@ pub async fn subscribe(
     State(s): State<AppState>,
     JsonBody(b): JsonBody<SubscribeBody>,
 ) -> ApiResult {
-    if Daemon::lock(&s.subscriptions).len() >= MAX_SUBSCRIPTIONS {
-        bump(&s.gossip.subscriptions_refused);
-        return Err(ApiError::new(
+    let too_many = || {
+        ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             format!("at most {MAX_SUBSCRIPTIONS} subscriptions; delete one first"),
-        ));
+        )
+    };
+    if Daemon::lock(&s.subscriptions).len() >= MAX_SUBSCRIPTIONS {
+        bump(&s.gossip.subscriptions_refused);
+        return Err(too_many());
     }
     let mut sub = s.agent.subscribe(&b.topic).await?;
     let id = random_id();
     let st = s.clone();
     // The entry is registered before its task can deliver, so no event of it is skipped.
     let mut subs = Daemon::lock(&s.subscriptions);
+    // Checked again under the lock: concurrent requests passed the first check together.
+    if subs.len() >= MAX_SUBSCRIPTIONS {
+        drop(subs);
+        bump(&s.gossip.subscriptions_refused);
+        return Err(too_many());
+    }
     let forwarder = tokio::spawn(async move {
         while let Some(m) = sub.recv().await {
             bump(&st.gossip.incoming_total);

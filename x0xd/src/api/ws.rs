@@ -27,6 +27,9 @@ use super::extract::{b64, parse_b64, parse_id32};
 use crate::bus::CLIENT_QUEUE;
 use crate::state::{AppState, Daemon, WsSession, bump};
 
+/// Most topics one WebSocket session subscribes to; one more is an error frame.
+pub const MAX_SESSION_TOPICS: usize = 1024;
+
 /// Keepalive `pong` period (x0x's 30 s).
 const PONG_INTERVAL: Duration = Duration::from_secs(30);
 
@@ -182,6 +185,11 @@ async fn handle(
             for t in &topics {
                 if forwarders.contains_key(t) {
                     continue;
+                }
+                if forwarders.len() >= MAX_SESSION_TOPICS {
+                    return Some(error_frame(format!(
+                        "at most {MAX_SESSION_TOPICS} topics per session; unsubscribe first"
+                    )));
                 }
                 match s.agent.subscribe(t).await {
                     Ok(sub) => {

@@ -89,19 +89,20 @@ fn joins_into_a_full_active_view_keep_the_passive_view_at_its_cap() {
     let mut n = node(1, Config::default());
     let cap = n.config().membership.passive_view_capacity;
     let joiners = 2 * cap;
+    // Two seconds apart: within the join budget (8 per 10 s), so every JOIN is taken.
     for i in 0..joiners {
         let peer = MachineId::from_bytes([i as u8 + 100; 32]);
         let a = SocketAddr::from(([10, 1, 0, i as u8], 5483));
-        n.handle_connected(t(i as u64), peer, a, Direction::Inbound);
+        n.handle_connected(t(i as u64 * 2_000), peer, a, Direction::Inbound);
         let hello: Frame = Hello {
             agent: AgentId::from_bytes([i as u8 + 100; 32]),
             addrs: vec![a],
         }
         .into();
-        n.handle_frame(t(i as u64), peer, &hello.encode().unwrap())
+        n.handle_frame(t(i as u64 * 2_000), peer, &hello.encode().unwrap())
             .unwrap();
         let join: Frame = wire::Join { addrs: vec![a] }.into();
-        n.handle_frame(t(i as u64), peer, &join.encode().unwrap())
+        n.handle_frame(t(i as u64 * 2_000), peer, &join.encode().unwrap())
             .unwrap();
         n.check_invariants().unwrap();
         drain_transmits(&mut n);
@@ -385,6 +386,20 @@ fn a_stream_of_joins_neither_evicts_the_oldest_neighbours_nor_passes_the_budget(
     assert_eq!(n.stats().membership.joins_refused, 17);
     let attackers = view.iter().filter(|p| p.as_bytes()[0] >= 200).count();
     assert!((1..=3).contains(&attackers), "{view:?}");
+    // A neighbour that joins again costs nothing and is not refused.
+    let old = MachineId::from_bytes([100; 32]);
+    let rejoin: Frame = wire::Join {
+        addrs: vec![SocketAddr::from(([10, 2, 0, 100], 5483))],
+    }
+    .into();
+    n.handle_frame(t(3), old, &rejoin.encode().unwrap())
+        .unwrap();
+    assert!(
+        !drain_transmits(&mut n)
+            .iter()
+            .any(|tx| tx.to == old && matches!(Frame::decode(&tx.frame), Ok(Frame::Disconnect(_))))
+    );
+    assert!(n.active_view().contains(&old));
     // The next window takes joins again.
     join(&mut n, t(1) + cfg.join_window, 230);
     assert!(n.active_view().contains(&MachineId::from_bytes([230; 32])));
